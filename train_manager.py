@@ -20,20 +20,20 @@ REPLAY_SOURCES = (None, "gan", "flickr")
 
 
 def checkpoint_exists(path):
-  """True when a *complete* checkpoint is stored at `path` (extension-less, as TrainManager gives it).
+    """True when a *complete* checkpoint is stored at `path` (extension-less, as TrainManager gives it).
 
-  Our files are written to a temporary name and renamed, so existence means complete. The original's TF1
-  checkpoints are recognised by their index file (written by the TF1 saver after the data file).
-  """
-  return (os.path.exists(path + CHECKPOINT_SUFFIX) or
-          os.path.exists(path + TF1_INDEX_SUFFIX))
+    Our files are written to a temporary name and renamed, so existence means complete. The original's TF1
+    checkpoints are recognised by their index file (written by the TF1 saver after the data file).
+    """
+    return (os.path.exists(path + CHECKPOINT_SUFFIX) or
+            os.path.exists(path + TF1_INDEX_SUFFIX))
 
 
 def class_range_str(classes):
-  """'11' for [11], '11-15' for [11, ..., 15]: how the original names a group of classes."""
-  if classes[0] == classes[-1]:
-    return str(classes[0])
-  return f"{classes[0]}-{classes[-1]}"
+    """'11' for [11], '11-15' for [11, ..., 15]: how the original names a group of classes."""
+    if classes[0] == classes[-1]:
+        return str(classes[0])
+    return f"{classes[0]}-{classes[-1]}"
 
 
 _MISSING = object()
@@ -55,397 +55,397 @@ BINDINGS = (
 
 @gin.configurable("TrainManager")
 class TrainManager:
-  """Names, paths and class steps of one experiment (one config x one setup x one replay source).
+    """Names, paths and class steps of one experiment (one config x one setup x one replay source).
 
-  Args (all but test_type and replay_source are gin bindings `TrainManager.<name>`):
-    test_type: one of the names of TESTS, e.g. "ADD_FIVE_ONE_TIME" (15-5).
-    replay_source: None, "gan" or "flickr".
-    The other arguments are the bindings of SPEC.md, grouped by parameter index: test (name,
-    helper_decoders_one_class, base_folder_path, validate), common (`parameters_common_index`), first step
-    (`parameters_fs_index`), helpers (`parameters_helper_index`), incremental
-    (`parameters_incremental_index`). Bump an index whenever a value of its group changes: the index is
-    part of every artifact's name, and artifacts with the same name are reused.
-
-  Raises:
-    ValueError: unknown test_type, replay_source or protocol, or missing bindings.
-  """
-
-  TEST_0 = ("ADD_ONE_ONE_TIME", [19, 1])
-  TEST_1 = ("ADD_FIVE_ONE_TIME", [15, 5])
-  TEST_2 = ("ADD_FIVE_TWO_TIMES", [10, 5, 5])
-  TEST_3 = ("ADD_ONE_FIVE_TIMES", [15, 1, 1, 1, 1, 1])
-  TEST_4 = ("ADD_TEN_ONE_TIME", [10, 10])
-  TEST_5 = ("ADD_TWO_FIVE_TIMES", [10, 2, 2, 2, 2, 2])
-  TEST_6 = ("ADD_ONE_TEN_TIMES", [10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
-  TEST_7 = ("JOINT", [20])
-
-  TESTS = [TEST_0, TEST_1, TEST_2, TEST_3, TEST_4, TEST_5, TEST_6, TEST_7]
-
-  def __init__(self, test_type, replay_source=None, *,
-               test_name=_MISSING, helper_decoders_one_class=_MISSING, base_folder_path=_MISSING,
-               validate=_MISSING,
-               parameters_common_index=_MISSING, batch_size=_MISSING, n_classes=_MISSING,
-               dataset_mean=_MISSING, train_image_size=_MISSING, momentum=_MISSING,
-               start_decay_step=_MISSING, decay_power=_MISSING, l2_decay=_MISSING,
-               parameters_fs_index=_MISSING, dataset_type_first_step=_MISSING, lr_initial_value=_MISSING,
-               lr_final_value=_MISSING, training_steps_per_class=_MISSING,
-               decay_steps_per_class=_MISSING,
-               parameters_helper_index=_MISSING, dataset_type_helpers=_MISSING,
-               lr_initial_value_helper=_MISSING, lr_final_value_helper=_MISSING,
-               training_steps_per_class_helper=_MISSING, decay_steps_per_class_helper=_MISSING,
-               parameters_incremental_index=_MISSING, dataset_type_incremental=_MISSING,
-               mix_labels=_MISSING, lr_initial_value_incremental=_MISSING,
-               lr_final_value_incremental=_MISSING, training_steps_per_class_incremental=_MISSING,
-               decay_steps_per_class_incremental=_MISSING, interleave_ratio_old=_MISSING,
-               interleave_ratio_new=_MISSING):
-    values = dict(locals())
-    missing = [f"TrainManager.{b}" for b in BINDINGS if values[b] is _MISSING]
-    if missing:
-      raise ValueError(f"TrainManager: missing gin binding(s) {', '.join(missing)}; parse a config such "
-                       f"as config/DISJOINT.gin first, or bind them.")
-    names = [t[0] for t in TrainManager.TESTS]
-    if test_type not in names:
-      raise ValueError(f"TrainManager: unknown test_type {test_type!r}; expected one of {names}.")
-    if replay_source not in REPLAY_SOURCES:
-      raise ValueError(f"TrainManager: unknown replay_source {replay_source!r}; expected one of "
-                       f"{list(REPLAY_SOURCES)}.")
-    _check_choice("dataset_type_first_step", dataset_type_first_step, FIRST_STEP_PROTOCOLS)
-    _check_choice("dataset_type_helpers", dataset_type_helpers, PROTOCOLS)
-    _check_choice("dataset_type_incremental", dataset_type_incremental, PROTOCOLS)
-
-    self.test_name = test_name
-    self.test_type = test_type
-    self.base_folder_path = base_folder_path
-    self.parameters_common_index = parameters_common_index
-    self.parameters_fs_index = parameters_fs_index
-    self.parameters_helper_index = parameters_helper_index
-    self.parameters_incremental_index = parameters_incremental_index
-    self.dataset_type_first_step = dataset_type_first_step
-    self.dataset_type_helpers = dataset_type_helpers
-    self.dataset_type_incremental = dataset_type_incremental
-    self.mix_labels_incremental = mix_labels
-    self.helper_decoders_one_class = helper_decoders_one_class
-    self.replay_source = replay_source
-    self.validate = validate
-    self.test_index = names.index(test_type)
-    self.test_structure = TrainManager.TESTS[self.test_index][1]
-
-    self.parameters = {
-        "batch_size": batch_size,
-        "helper_size": self.get_helper_size(),
-        "n_classes": n_classes,
-        "dataset_mean": dataset_mean,
-        "train_image_size": train_image_size,
-        "helper_decoder_one_class": helper_decoders_one_class,
-        "momentum": momentum,
-        "start_decay_step": start_decay_step,
-        "training_steps_per_class": training_steps_per_class,
-        "decay_steps_per_class": decay_steps_per_class,
-        "training_steps_per_class_incremental": training_steps_per_class_incremental,
-        "decay_steps_per_class_incremental": decay_steps_per_class_incremental,
-        "training_steps_per_class_helper": training_steps_per_class_helper,
-        "decay_steps_per_class_helper": decay_steps_per_class_helper,
-        "decay_power": decay_power,
-        "l2_decay": l2_decay,
-        "lr_initial_value": lr_initial_value,
-        "lr_final_value": lr_final_value,
-        "lr_initial_value_incremental": lr_initial_value_incremental,
-        "lr_final_value_incremental": lr_final_value_incremental,
-        "lr_initial_value_helper": lr_initial_value_helper,
-        "lr_final_value_helper": lr_final_value_helper,
-        "interleave_ratio_old": interleave_ratio_old,
-        "interleave_ratio_new": interleave_ratio_new,
-    }
-
-  def mix_labels(self):
-    """True when background inpainting runs: disjoint/overlapped incremental data and mix_labels set."""
-    return self.dataset_type_incremental in ("disjoint", "overlapped") and bool(self.mix_labels_incremental)
-
-  # ----------------------------------------------------------------------------------------------- paths
-
-  def _path(self, *parts):
-    return self.base_folder_path + "/" + "".join(parts)
-
-  def get_encoder_pretrained_path(self):
-    """Checkpoint the step-0 encoder starts from."""
-    return self._path("checkpoints/encoders/pretrained")
-
-  def get_encoder_path(self):
-    """Checkpoint of the step-0 encoder of this test (extension-less)."""
-    return self._path("checkpoints/encoders/", self.get_encoder_name())
-
-  def get_decoder_paths(self):
-    """Decoder checkpoints, one per step (index = step)."""
-    return [self._path("checkpoints/decoders/", n) for n in self.get_decoders_names()]
-
-  def get_helper_out_paths(self):
-    """Helper decoder checkpoints, one per helper group."""
-    return [self._path("checkpoints/helper_decoders/", n) for n in self.get_helper_names()]
-
-  def get_validation_file_path(self):
-    """The results text file of this experiment."""
-    name = self.get_validation_file_name()
-    # The original appends "_1" here too, after the name already ends in "_1)".
-    if self.helper_decoders_one_class:
-      name += "_1"
-    return self._path("outputs/", name, ".txt")
-
-  def _step_file(self, folder, protocol, classes, suffix=""):
-    return self._path("data/", folder, "/train_", protocol, "_", class_range_str(classes), suffix,
-                      ".tfrecord")
-
-  def get_train_paths(self):
-    """Training tfrecord of every step (index = step): first-step file, then incremental files."""
-    steps = self.test_structure_to_steps()
-    paths = [self._step_file("training_first_step", self.dataset_type_first_step, steps[0])]
-    paths += [self._step_file("training_incremental", self.dataset_type_incremental, s) for s in steps[1:]]
-    return paths
-
-  def get_mixed_train_paths(self):
-    """Mixed-label (background-inpainted) tfrecord of every step; None for step 0."""
-    steps = self.test_structure_to_steps()
-    return [None] + [self._step_file("training_incremental/mixed", self.dataset_type_incremental, s,
-                                     "_P" + self.parameter_to_str()) for s in steps[1:]]
-
-  def get_helper_train_paths(self):
-    """Training tfrecord of every helper group."""
-    return [self._step_file("training_incremental", self.dataset_type_helpers, h)
-            for h in self.get_helpers_classes()]
-
-  def get_val_paths(self):
-    """Validation tfrecords of every step: val_1 .. val_(last class seen at that step)."""
-    return [[self._path("data/validation/val_", str(i + 1), ".tfrecord") for i in range(s[-1])]
-            for s in self.test_structure_to_steps()]
-
-  def _replay_source_path(self, cls):
-    if self.replay_source is None:
-      raise ValueError("TrainManager: replay images need replay_source 'gan' or 'flickr', got None.")
-    return self._path("data/replay_images/", self.replay_source, "/", str(cls).zfill(2), ".tfrecord")
-
-  def get_replay_source_helper_paths(self):
-    """Raw replay tfrecords of the classes labelled by helpers, grouped by helper; None without replay."""
-    if self.replay_source is None:
-      return None
-    return [[self._replay_source_path(c) for c in h] for h in self.get_helpers_classes()]
-
-  def get_replay_source_no_helper_paths(self):
-    """Raw replay tfrecords of the classes labelled by the step-0 model (1..N0)."""
-    if self.replay_source is None:  # the original fails here too (it concatenates None)
-      raise ValueError("TrainManager: replay images need replay_source 'gan' or 'flickr', got None.")
-    return [self._replay_source_path(c) for c in self.get_replay_classes_no_helper()]
-
-  def get_replay_output_helper_paths(self):
-    """Labelled replay tfrecords of the helper classes, grouped by helper."""
-    return [[self.get_replay_folder() + n + ".tfrecord" for n in h]
-            for h in self.get_replay_helper_tfrecords_names()]
-
-  def get_replay_output_no_helper_paths(self):
-    """Labelled replay tfrecords of classes 1..N0."""
-    return [self.get_replay_folder() + n + ".tfrecord" for n in self.get_replay_no_helper_tfrecords_names()]
-
-  def get_replay_output_paths(self):
-    """Every labelled replay tfrecord, in class order (index = class - 1)."""
-    helper = [p for group in self.get_replay_output_helper_paths() for p in group]
-    return self.get_replay_output_no_helper_paths() + helper
-
-  def get_replay_folder(self):
-    """Folder of the labelled replay tfrecords (ends with '/')."""
-    return self._path("data/replay_images_and_labels/")
-
-  # ----------------------------------------------------------------------------------------------- names
-
-  def get_encoder_name(self):
-    """'P{c}.{fs}_E{N0}'."""
-    return f"P{self.parameters_common_index}.{self.parameters_fs_index}_E{self.get_encoder_number()}"
-
-  def get_decoders_names(self):
-    """Decoder name of every step; without a replay source only the step-0 decoder (as the original)."""
-    names = [self.get_encoder_name()]
-    if self.replay_source is None:
-      return names
-    suffix = "_1" if self.helper_decoders_one_class else ""
-    names += [f"P{self.parameter_to_str()}_T{self.test_index}_S{i}_{self.replay_source}{suffix}"
-              for i in range(1, len(self.test_structure))]
-    return names
-
-  def _helper_prefix(self):
-    return (f"P{self.parameters_common_index}.{self.parameters_fs_index}.{self.parameters_helper_index}"
-            f"_E{self.get_encoder_number()}")
-
-  def get_helper_names(self):
-    """'P{c}.{fs}.{h}_E{N0}_C{first}-{last}' for every helper group."""
-    return [f"{self._helper_prefix()}_C{h[0]}-{h[-1]}" for h in self.get_helpers_classes()]
-
-  def get_replay_helper_tfrecords_names(self):
-    """Labelled replay names of helper classes, grouped by helper."""
-    if self.replay_source is None or self.test_type == "JOINT":
-      return []
-    return [[f"{self._helper_prefix()}_H{self.get_helper_size()}_C{c}_{self.replay_source}" for c in h]
-            for h in self.get_helpers_classes()]
-
-  def get_replay_no_helper_tfrecords_names(self):
-    """Labelled replay names of classes 1..N0 (helper size 0)."""
-    if self.replay_source is None or self.test_type == "JOINT":
-      return []
-    return [f"{self._helper_prefix()}_H0_C{c}_{self.replay_source}"
-            for c in self.get_replay_classes_no_helper()]
-
-  def parameter_to_str(self):
-    """'{c}.{fs}.{h}.{i}'."""
-    return (f"{self.parameters_common_index}.{self.parameters_fs_index}."
-            f"{self.parameters_helper_index}.{self.parameters_incremental_index}")
-
-  def get_validation_file_name(self):
-    """'{test_name} (T{test}_P{c}.{fs}.{h}.{i}[_{source}][_1])'."""
-    name = f"{self.test_name} (T{self.test_index}_P{self.parameter_to_str()}"
-    if self.replay_source is not None:
-      name += "_" + self.replay_source
-    if self.helper_decoders_one_class:
-      name += "_1"
-    return name + ")"
-
-  # ------------------------------------------------------------------------------------------- test info
-
-  def get_test_type(self):
-    return self.test_type
-
-  def get_test_index(self):
-    return self.test_index
-
-  def get_validate(self):
-    return self.validate
-
-  def get_test_structure(self):
-    """Classes added per step, e.g. [15, 5]."""
-    return self.test_structure
-
-  def get_parameters(self):
-    """Dictionary of the training parameters (same keys as the original)."""
-    return self.parameters
-
-  def get_encoder_number(self):
-    """N0: the number of classes learned at step 0."""
-    return self.test_structure[0]
-
-  def get_helper_size(self):
-    """Classes per helper: 0 with at most one incremental step, 1 if one-class helpers are forced,
-    else the size of an incremental step.
+    Args (all but test_type and replay_source are gin bindings `TrainManager.<name>`):
+      test_type: one of the names of TESTS, e.g. "ADD_FIVE_ONE_TIME" (15-5).
+      replay_source: None, "gan" or "flickr".
+      The other arguments are the bindings of SPEC.md, grouped by parameter index: test (name,
+      helper_decoders_one_class, base_folder_path, validate), common (`parameters_common_index`), first step
+      (`parameters_fs_index`), helpers (`parameters_helper_index`), incremental
+      (`parameters_incremental_index`). Bump an index whenever a value of its group changes: the index is
+      part of every artifact's name, and artifacts with the same name are reused.
 
     Raises:
-      ValueError: incremental steps of unequal size (helpers cannot be grouped).
+      ValueError: unknown test_type, replay_source or protocol, or missing bindings.
     """
-    incremental = self.test_structure[1:]
-    if len(set(incremental)) > 1:
-      raise ValueError(f"TrainManager: incremental steps of {self.test_type} have unequal sizes "
-                       f"{incremental}; helpers need equal steps.")
-    if len(incremental) <= 1:
-      return 0
-    if self.helper_decoders_one_class:
-      return 1
-    return incremental[0]
 
-  # --------------------------------------------------------------------------------------------- classes
+    TEST_0 = ("ADD_ONE_ONE_TIME", [19, 1])
+    TEST_1 = ("ADD_FIVE_ONE_TIME", [15, 5])
+    TEST_2 = ("ADD_FIVE_TWO_TIMES", [10, 5, 5])
+    TEST_3 = ("ADD_ONE_FIVE_TIMES", [15, 1, 1, 1, 1, 1])
+    TEST_4 = ("ADD_TEN_ONE_TIME", [10, 10])
+    TEST_5 = ("ADD_TWO_FIVE_TIMES", [10, 2, 2, 2, 2, 2])
+    TEST_6 = ("ADD_ONE_TEN_TIMES", [10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    TEST_7 = ("JOINT", [20])
 
-  def get_replay_classes_no_helper(self):
-    """Replay classes labelled by the step-0 model: 1..N0 ([] without replay or for JOINT)."""
-    if self.replay_source is None or self.test_type == "JOINT":
-      return []
-    return list(range(1, self.get_encoder_number() + 1))
+    TESTS = [TEST_0, TEST_1, TEST_2, TEST_3, TEST_4, TEST_5, TEST_6, TEST_7]
 
-  def get_replay_classes_helper(self):
-    """Replay classes labelled by helpers: those added in every incremental step but the last."""
-    if self.replay_source is None or self.test_type == "JOINT":
-      return []
-    return list(range(self.get_encoder_number() + 1, sum(self.test_structure[:-1]) + 1))
+    def __init__(self, test_type, replay_source=None, *,
+                 test_name=_MISSING, helper_decoders_one_class=_MISSING, base_folder_path=_MISSING,
+                 validate=_MISSING,
+                 parameters_common_index=_MISSING, batch_size=_MISSING, n_classes=_MISSING,
+                 dataset_mean=_MISSING, train_image_size=_MISSING, momentum=_MISSING,
+                 start_decay_step=_MISSING, decay_power=_MISSING, l2_decay=_MISSING,
+                 parameters_fs_index=_MISSING, dataset_type_first_step=_MISSING, lr_initial_value=_MISSING,
+                 lr_final_value=_MISSING, training_steps_per_class=_MISSING,
+                 decay_steps_per_class=_MISSING,
+                 parameters_helper_index=_MISSING, dataset_type_helpers=_MISSING,
+                 lr_initial_value_helper=_MISSING, lr_final_value_helper=_MISSING,
+                 training_steps_per_class_helper=_MISSING, decay_steps_per_class_helper=_MISSING,
+                 parameters_incremental_index=_MISSING, dataset_type_incremental=_MISSING,
+                 mix_labels=_MISSING, lr_initial_value_incremental=_MISSING,
+                 lr_final_value_incremental=_MISSING, training_steps_per_class_incremental=_MISSING,
+                 decay_steps_per_class_incremental=_MISSING, interleave_ratio_old=_MISSING,
+                 interleave_ratio_new=_MISSING):
+        values = dict(locals())
+        missing = [f"TrainManager.{b}" for b in BINDINGS if values[b] is _MISSING]
+        if missing:
+            raise ValueError(f"TrainManager: missing gin binding(s) {', '.join(missing)}; parse a config such "
+                             f"as config/DISJOINT.gin first, or bind them.")
+        names = [t[0] for t in TrainManager.TESTS]
+        if test_type not in names:
+            raise ValueError(f"TrainManager: unknown test_type {test_type!r}; expected one of {names}.")
+        if replay_source not in REPLAY_SOURCES:
+            raise ValueError(f"TrainManager: unknown replay_source {replay_source!r}; expected one of "
+                             f"{list(REPLAY_SOURCES)}.")
+        _check_choice("dataset_type_first_step", dataset_type_first_step, FIRST_STEP_PROTOCOLS)
+        _check_choice("dataset_type_helpers", dataset_type_helpers, PROTOCOLS)
+        _check_choice("dataset_type_incremental", dataset_type_incremental, PROTOCOLS)
 
-  def get_helpers_classes(self):
-    """The helper groups: the helper classes split into groups of the helper size."""
-    size = self.get_helper_size()
-    if self.replay_source is None or self.test_type == "JOINT" or size == 0:
-      return []
-    classes = self.get_replay_classes_helper()
-    if len(classes) % size:
-      raise ValueError(f"TrainManager: {len(classes)} helper classes cannot be split into helpers of "
-                       f"size {size}.")
-    return [classes[i:i + size] for i in range(0, len(classes), size)]
+        self.test_name = test_name
+        self.test_type = test_type
+        self.base_folder_path = base_folder_path
+        self.parameters_common_index = parameters_common_index
+        self.parameters_fs_index = parameters_fs_index
+        self.parameters_helper_index = parameters_helper_index
+        self.parameters_incremental_index = parameters_incremental_index
+        self.dataset_type_first_step = dataset_type_first_step
+        self.dataset_type_helpers = dataset_type_helpers
+        self.dataset_type_incremental = dataset_type_incremental
+        self.mix_labels_incremental = mix_labels
+        self.helper_decoders_one_class = helper_decoders_one_class
+        self.replay_source = replay_source
+        self.validate = validate
+        self.test_index = names.index(test_type)
+        self.test_structure = TrainManager.TESTS[self.test_index][1]
 
-  def get_old_classes_for_incremental_step(self, step):
-    """Background and every class learned before `step` (1 <= step <= incremental steps)."""
-    self._check_step(step)
-    return list(range(sum(self.test_structure[:step]) + 1))
+        self.parameters = {
+            "batch_size": batch_size,
+            "helper_size": self.get_helper_size(),
+            "n_classes": n_classes,
+            "dataset_mean": dataset_mean,
+            "train_image_size": train_image_size,
+            "helper_decoder_one_class": helper_decoders_one_class,
+            "momentum": momentum,
+            "start_decay_step": start_decay_step,
+            "training_steps_per_class": training_steps_per_class,
+            "decay_steps_per_class": decay_steps_per_class,
+            "training_steps_per_class_incremental": training_steps_per_class_incremental,
+            "decay_steps_per_class_incremental": decay_steps_per_class_incremental,
+            "training_steps_per_class_helper": training_steps_per_class_helper,
+            "decay_steps_per_class_helper": decay_steps_per_class_helper,
+            "decay_power": decay_power,
+            "l2_decay": l2_decay,
+            "lr_initial_value": lr_initial_value,
+            "lr_final_value": lr_final_value,
+            "lr_initial_value_incremental": lr_initial_value_incremental,
+            "lr_final_value_incremental": lr_final_value_incremental,
+            "lr_initial_value_helper": lr_initial_value_helper,
+            "lr_final_value_helper": lr_final_value_helper,
+            "interleave_ratio_old": interleave_ratio_old,
+            "interleave_ratio_new": interleave_ratio_new,
+        }
 
-  def get_new_classes_for_incremental_step(self, step):
-    """Classes added at `step`."""
-    self._check_step(step)
-    first = sum(self.test_structure[:step]) + 1
-    return list(range(first, first + self.test_structure[step]))
+    def mix_labels(self):
+        """True when background inpainting runs: disjoint/overlapped incremental data and mix_labels set."""
+        return self.dataset_type_incremental in ("disjoint", "overlapped") and bool(self.mix_labels_incremental)
 
-  def get_incremental_steps_n(self):
-    return len(self.test_structure) - 1
+      # ----------------------------------------------------------------------------------------------- paths
 
-  def get_replay_tfrecords_for_step(self, step):
-    """Labelled replay tfrecords of every class learned before `step`."""
-    self._check_step(step)
-    return self.get_replay_output_paths()[:sum(self.test_structure[:step])]
+    def _path(self, *parts):
+        return self.base_folder_path + "/" + "".join(parts)
 
-  def _check_step(self, step):
-    if not 1 <= step <= self.get_incremental_steps_n():
-      raise ValueError(f"TrainManager: incremental step {step} out of range 1..{self.get_incremental_steps_n()} "
-                       f"for {self.test_type}.")
+    def get_encoder_pretrained_path(self):
+        """Checkpoint the step-0 encoder starts from."""
+        return self._path("checkpoints/encoders/pretrained")
 
-  def test_structure_to_steps(self):
-    """Classes of every step, e.g. [[1..15], [16], ...]."""
-    steps, first = [], 1
-    for n in self.test_structure:
-      steps.append(list(range(first, first + n)))
-      first += n
-    return steps
+    def get_encoder_path(self):
+        """Checkpoint of the step-0 encoder of this test (extension-less)."""
+        return self._path("checkpoints/encoders/", self.get_encoder_name())
 
-  # ---------------------------------------------------------------------------------------------- checks
+    def get_decoder_paths(self):
+        """Decoder checkpoints, one per step (index = step)."""
+        return [self._path("checkpoints/decoders/", n) for n in self.get_decoders_names()]
 
-  def check_encoder(self):
-    """True if the step-0 encoder checkpoint is complete."""
-    return checkpoint_exists(self.get_encoder_path())
+    def get_helper_out_paths(self):
+        """Helper decoder checkpoints, one per helper group."""
+        return [self._path("checkpoints/helper_decoders/", n) for n in self.get_helper_names()]
 
-  def check_decoders(self):
-    """True if every decoder checkpoint is complete."""
-    return all(checkpoint_exists(p) for p in self.get_decoder_paths())
+    def get_validation_file_path(self):
+        """The results text file of this experiment."""
+        name = self.get_validation_file_name()
+        # The original appends "_1" here too, after the name already ends in "_1)".
+        if self.helper_decoders_one_class:
+            name += "_1"
+        return self._path("outputs/", name, ".txt")
 
-  def check_helpers(self):
-    """True if every helper checkpoint is complete."""
-    return all(checkpoint_exists(p) for p in self.get_helper_out_paths())
+    def _step_file(self, folder, protocol, classes, suffix=""):
+        return self._path("data/", folder, "/train_", protocol, "_", class_range_str(classes), suffix,
+                          ".tfrecord")
 
-  def check_labels_no_helper(self):
-    """True if every labelled replay tfrecord of classes 1..N0 exists."""
-    return all(os.path.exists(p) for p in self.get_replay_output_no_helper_paths())
+    def get_train_paths(self):
+        """Training tfrecord of every step (index = step): first-step file, then incremental files."""
+        steps = self.test_structure_to_steps()
+        paths = [self._step_file("training_first_step", self.dataset_type_first_step, steps[0])]
+        paths += [self._step_file("training_incremental", self.dataset_type_incremental, s) for s in steps[1:]]
+        return paths
 
-  def check_labels_helper(self):
-    """True if every labelled replay tfrecord of the helper classes exists."""
-    return all(os.path.exists(p) for group in self.get_replay_output_helper_paths() for p in group)
+    def get_mixed_train_paths(self):
+        """Mixed-label (background-inpainted) tfrecord of every step; None for step 0."""
+        steps = self.test_structure_to_steps()
+        return [None] + [self._step_file("training_incremental/mixed", self.dataset_type_incremental, s,
+                                         "_P" + self.parameter_to_str()) for s in steps[1:]]
 
-  def find_step(self):
-    """The first step whose decoder is missing; -1 when the test is finished."""
-    for step, path in enumerate(self.get_decoder_paths()):
-      if not checkpoint_exists(path):
-        return step
-    return -1
+    def get_helper_train_paths(self):
+        """Training tfrecord of every helper group."""
+        return [self._step_file("training_incremental", self.dataset_type_helpers, h)
+                for h in self.get_helpers_classes()]
 
-  def exists_mixed_tfrecord(self, step):
-    """True if the mixed-label tfrecord of `step` exists (always False for step 0)."""
-    if step == 0:
-      return False
-    return os.path.exists(self.get_mixed_train_paths()[step])
+    def get_val_paths(self):
+        """Validation tfrecords of every step: val_1 .. val_(last class seen at that step)."""
+        return [[self._path("data/validation/val_", str(i + 1), ".tfrecord") for i in range(s[-1])]
+                for s in self.test_structure_to_steps()]
 
-  # ------------------------------------------------------------------------------------------ extras
+    def _replay_source_path(self, cls):
+        if self.replay_source is None:
+            raise ValueError("TrainManager: replay images need replay_source 'gan' or 'flickr', got None.")
+        return self._path("data/replay_images/", self.replay_source, "/", str(cls).zfill(2), ".tfrecord")
 
-  def short_name(self):
-    """The setup's short name of the paper: '15-5', '10-5-5', '10-1', ..., 'joint'."""
-    if self.test_type == "JOINT":
-      return "joint"
-    s = self.test_structure
-    return "-".join(map(str, s)) if len(s) == 3 else f"{s[0]}-{s[1]}"
+    def get_replay_source_helper_paths(self):
+        """Raw replay tfrecords of the classes labelled by helpers, grouped by helper; None without replay."""
+        if self.replay_source is None:
+            return None
+        return [[self._replay_source_path(c) for c in h] for h in self.get_helpers_classes()]
+
+    def get_replay_source_no_helper_paths(self):
+        """Raw replay tfrecords of the classes labelled by the step-0 model (1..N0)."""
+        if self.replay_source is None:  # the original fails here too (it concatenates None)
+            raise ValueError("TrainManager: replay images need replay_source 'gan' or 'flickr', got None.")
+        return [self._replay_source_path(c) for c in self.get_replay_classes_no_helper()]
+
+    def get_replay_output_helper_paths(self):
+        """Labelled replay tfrecords of the helper classes, grouped by helper."""
+        return [[self.get_replay_folder() + n + ".tfrecord" for n in h]
+                for h in self.get_replay_helper_tfrecords_names()]
+
+    def get_replay_output_no_helper_paths(self):
+        """Labelled replay tfrecords of classes 1..N0."""
+        return [self.get_replay_folder() + n + ".tfrecord" for n in self.get_replay_no_helper_tfrecords_names()]
+
+    def get_replay_output_paths(self):
+        """Every labelled replay tfrecord, in class order (index = class - 1)."""
+        helper = [p for group in self.get_replay_output_helper_paths() for p in group]
+        return self.get_replay_output_no_helper_paths() + helper
+
+    def get_replay_folder(self):
+        """Folder of the labelled replay tfrecords (ends with '/')."""
+        return self._path("data/replay_images_and_labels/")
+
+      # ----------------------------------------------------------------------------------------------- names
+
+    def get_encoder_name(self):
+        """'P{c}.{fs}_E{N0}'."""
+        return f"P{self.parameters_common_index}.{self.parameters_fs_index}_E{self.get_encoder_number()}"
+
+    def get_decoders_names(self):
+        """Decoder name of every step; without a replay source only the step-0 decoder (as the original)."""
+        names = [self.get_encoder_name()]
+        if self.replay_source is None:
+            return names
+        suffix = "_1" if self.helper_decoders_one_class else ""
+        names += [f"P{self.parameter_to_str()}_T{self.test_index}_S{i}_{self.replay_source}{suffix}"
+                  for i in range(1, len(self.test_structure))]
+        return names
+
+    def _helper_prefix(self):
+        return (f"P{self.parameters_common_index}.{self.parameters_fs_index}.{self.parameters_helper_index}"
+                f"_E{self.get_encoder_number()}")
+
+    def get_helper_names(self):
+        """'P{c}.{fs}.{h}_E{N0}_C{first}-{last}' for every helper group."""
+        return [f"{self._helper_prefix()}_C{h[0]}-{h[-1]}" for h in self.get_helpers_classes()]
+
+    def get_replay_helper_tfrecords_names(self):
+        """Labelled replay names of helper classes, grouped by helper."""
+        if self.replay_source is None or self.test_type == "JOINT":
+            return []
+        return [[f"{self._helper_prefix()}_H{self.get_helper_size()}_C{c}_{self.replay_source}" for c in h]
+                for h in self.get_helpers_classes()]
+
+    def get_replay_no_helper_tfrecords_names(self):
+        """Labelled replay names of classes 1..N0 (helper size 0)."""
+        if self.replay_source is None or self.test_type == "JOINT":
+            return []
+        return [f"{self._helper_prefix()}_H0_C{c}_{self.replay_source}"
+                for c in self.get_replay_classes_no_helper()]
+
+    def parameter_to_str(self):
+        """'{c}.{fs}.{h}.{i}'."""
+        return (f"{self.parameters_common_index}.{self.parameters_fs_index}."
+                f"{self.parameters_helper_index}.{self.parameters_incremental_index}")
+
+    def get_validation_file_name(self):
+        """'{test_name} (T{test}_P{c}.{fs}.{h}.{i}[_{source}][_1])'."""
+        name = f"{self.test_name} (T{self.test_index}_P{self.parameter_to_str()}"
+        if self.replay_source is not None:
+            name += "_" + self.replay_source
+        if self.helper_decoders_one_class:
+            name += "_1"
+        return name + ")"
+
+      # ------------------------------------------------------------------------------------------- test info
+
+    def get_test_type(self):
+        return self.test_type
+
+    def get_test_index(self):
+        return self.test_index
+
+    def get_validate(self):
+        return self.validate
+
+    def get_test_structure(self):
+        """Classes added per step, e.g. [15, 5]."""
+        return self.test_structure
+
+    def get_parameters(self):
+        """Dictionary of the training parameters (same keys as the original)."""
+        return self.parameters
+
+    def get_encoder_number(self):
+        """N0: the number of classes learned at step 0."""
+        return self.test_structure[0]
+
+    def get_helper_size(self):
+        """Classes per helper: 0 with at most one incremental step, 1 if one-class helpers are forced,
+        else the size of an incremental step.
+
+        Raises:
+          ValueError: incremental steps of unequal size (helpers cannot be grouped).
+        """
+        incremental = self.test_structure[1:]
+        if len(set(incremental)) > 1:
+            raise ValueError(f"TrainManager: incremental steps of {self.test_type} have unequal sizes "
+                             f"{incremental}; helpers need equal steps.")
+        if len(incremental) <= 1:
+            return 0
+        if self.helper_decoders_one_class:
+            return 1
+        return incremental[0]
+
+      # --------------------------------------------------------------------------------------------- classes
+
+    def get_replay_classes_no_helper(self):
+        """Replay classes labelled by the step-0 model: 1..N0 ([] without replay or for JOINT)."""
+        if self.replay_source is None or self.test_type == "JOINT":
+            return []
+        return list(range(1, self.get_encoder_number() + 1))
+
+    def get_replay_classes_helper(self):
+        """Replay classes labelled by helpers: those added in every incremental step but the last."""
+        if self.replay_source is None or self.test_type == "JOINT":
+            return []
+        return list(range(self.get_encoder_number() + 1, sum(self.test_structure[:-1]) + 1))
+
+    def get_helpers_classes(self):
+        """The helper groups: the helper classes split into groups of the helper size."""
+        size = self.get_helper_size()
+        if self.replay_source is None or self.test_type == "JOINT" or size == 0:
+            return []
+        classes = self.get_replay_classes_helper()
+        if len(classes) % size:
+            raise ValueError(f"TrainManager: {len(classes)} helper classes cannot be split into helpers of "
+                             f"size {size}.")
+        return [classes[i:i + size] for i in range(0, len(classes), size)]
+
+    def get_old_classes_for_incremental_step(self, step):
+        """Background and every class learned before `step` (1 <= step <= incremental steps)."""
+        self._check_step(step)
+        return list(range(sum(self.test_structure[:step]) + 1))
+
+    def get_new_classes_for_incremental_step(self, step):
+        """Classes added at `step`."""
+        self._check_step(step)
+        first = sum(self.test_structure[:step]) + 1
+        return list(range(first, first + self.test_structure[step]))
+
+    def get_incremental_steps_n(self):
+        return len(self.test_structure) - 1
+
+    def get_replay_tfrecords_for_step(self, step):
+        """Labelled replay tfrecords of every class learned before `step`."""
+        self._check_step(step)
+        return self.get_replay_output_paths()[:sum(self.test_structure[:step])]
+
+    def _check_step(self, step):
+        if not 1 <= step <= self.get_incremental_steps_n():
+            raise ValueError(f"TrainManager: incremental step {step} out of range 1..{self.get_incremental_steps_n()} "
+                             f"for {self.test_type}.")
+
+    def test_structure_to_steps(self):
+        """Classes of every step, e.g. [[1..15], [16], ...]."""
+        steps, first = [], 1
+        for n in self.test_structure:
+            steps.append(list(range(first, first + n)))
+            first += n
+        return steps
+
+      # ---------------------------------------------------------------------------------------------- checks
+
+    def check_encoder(self):
+        """True if the step-0 encoder checkpoint is complete."""
+        return checkpoint_exists(self.get_encoder_path())
+
+    def check_decoders(self):
+        """True if every decoder checkpoint is complete."""
+        return all(checkpoint_exists(p) for p in self.get_decoder_paths())
+
+    def check_helpers(self):
+        """True if every helper checkpoint is complete."""
+        return all(checkpoint_exists(p) for p in self.get_helper_out_paths())
+
+    def check_labels_no_helper(self):
+        """True if every labelled replay tfrecord of classes 1..N0 exists."""
+        return all(os.path.exists(p) for p in self.get_replay_output_no_helper_paths())
+
+    def check_labels_helper(self):
+        """True if every labelled replay tfrecord of the helper classes exists."""
+        return all(os.path.exists(p) for group in self.get_replay_output_helper_paths() for p in group)
+
+    def find_step(self):
+        """The first step whose decoder is missing; -1 when the test is finished."""
+        for step, path in enumerate(self.get_decoder_paths()):
+            if not checkpoint_exists(path):
+                return step
+        return -1
+
+    def exists_mixed_tfrecord(self, step):
+        """True if the mixed-label tfrecord of `step` exists (always False for step 0)."""
+        if step == 0:
+            return False
+        return os.path.exists(self.get_mixed_train_paths()[step])
+
+      # ------------------------------------------------------------------------------------------ extras
+
+    def short_name(self):
+        """The setup's short name of the paper: '15-5', '10-5-5', '10-1', ..., 'joint'."""
+        if self.test_type == "JOINT":
+            return "joint"
+        s = self.test_structure
+        return "-".join(map(str, s)) if len(s) == 3 else f"{s[0]}-{s[1]}"
 
 
 def _check_choice(binding, value, valid):
-  if value not in valid:
-    raise ValueError(f"TrainManager.{binding}: unknown protocol {value!r}; expected one of {list(valid)}.")
+    if value not in valid:
+        raise ValueError(f"TrainManager.{binding}: unknown protocol {value!r}; expected one of {list(valid)}.")
