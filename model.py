@@ -1,0 +1,439 @@
+"""DeepLab-V2 (ResNet-101 v1, ASPP) for RECALL: network, checkpoints and the training step.
+
+The network is the original's (model_resnet.py / operations_resnet.py): a ResNet-101 v1 bottleneck encoder
+without convolution biases, with frozen batch norm (statistics and scale/offset never change), dilations 2
+and 4 in blocks 3 and 4 (output stride 8), and an ASPP decoder of four 3x3 convolutions with bias (rates
+6, 12, 18, 24) whose outputs are summed and upsampled bilinearly to the input size.
+
+Depth and width are gin-configurable (`backbone.units`, `backbone.width`) so that a small network runs
+through the same code; the default is ResNet-101.
+
+Every variable is addressed by the original's TF1 name (`resnet_v1_101/...`, `decoder/aspp/conv{1..4}/...`):
+our files (`path + ".weights.h5"`, HDF5, written under a temporary name and renamed) hold one dataset per
+name, and TF1 / TF-Slim checkpoints of the original are read by the same names.
+"""
+
+import os
+import re
+
+from absl import logging
+import gin
+import h5py
+import keras
+import numpy as np
+import tensorflow as tf
+
+CHECKPOINT_SUFFIX = ".weights.h5"
+ENCODER_SCOPE = "resnet_v1_101"
+DECODER_SCOPE = "decoder"
+ASPP_RATES = (6, 12, 18, 24)
+IGNORE_LABEL = 255
+BN_EPSILON = 1e-3  # TF-Slim batch_norm default, used by the original.
+
+# (output channels, stride of the first unit, dilation) of the four ResNet v1 blocks.
+_BLOCKS = ((256, 1, 1), (512, 2, 1), (1024, 1, 2), (2048, 1, 4))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Network
+# ----------------------------------------------------------------------------------------------------------
+
+def _channels(base, width):
+    return max(1, int(base * width))
+
+
+def _conv_bn(x, filters, kernel, name, strides=1, dilation=1, relu=True):
+    """Convolution without bias + frozen batch norm (+ ReLU), named as the original's scope `name`."""
+    x = keras.layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding="same",
+                            use_bias=False, name=name)(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, trainable=False, name=name + "_bn")(x)
+    return keras.layers.ReLU(name=name + "_relu")(x) if relu else x
+
+
+def _bottleneck(x, out_channels, name, strides, dilation, shortcut):
+    """Bottleneck v1 unit: 1x1 (stride here, as in the original) -> 3x3 (dilated) -> 1x1, plus shortcut."""
+    mid = max(1, out_channels // 4)
+    residual = x
+    if shortcut:
+        residual = _conv_bn(x, out_channels, 1, name + "_shortcut", strides=strides, relu=False)
+    y = _conv_bn(x, mid, 1, name + "_conv1", strides=strides)
+    y = _conv_bn(y, mid, 3, name + "_conv2", dilation=dilation)
+    y = _conv_bn(y, out_channels, 1, name + "_conv3", relu=False)
+    y = keras.layers.Add(name=name + "_add")([residual, y])
+    return keras.layers.ReLU(name=name + "_out")(y)
+
+
+@gin.configurable("backbone")
+def build_encoder(units=(3, 4, 23, 3), width=1.0):
+    """Builds the ResNet v1 encoder (ResNet-101 by default) with output stride 8.
+
+    Args:
+      units: units per block (4 ints); (3, 4, 23, 3) is ResNet-101, (1, 1, 1, 1) a small test network.
+      width: channel multiplier; 1.0 gives 64 stem channels and 256/512/1024/2048 block outputs.
+
+    Returns:
+      keras.Model mapping float32 [B, H, W, 3] (mean-subtracted) to float32
+      [B, ceil(H/8), ceil(W/8), int(2048 * width)]. Batch-norm layers are not trainable.
+    """
+    units = [int(u) for u in units]
+    if len(units) != 4 or min(units) < 1:
+        raise ValueError(f"backbone.units must be 4 positive ints, got {units}")
+    if width <= 0:
+        raise ValueError(f"backbone.width must be positive, got {width}")
+    inputs = keras.Input((None, None, 3), name="images")
+    x = _conv_bn(inputs, _channels(64, width), 7, "conv1", strides=2)
+    x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool1")(x)
+    for b, ((base, strides, dilation), n_units) in enumerate(zip(_BLOCKS, units), start=1):
+        for u in range(1, n_units + 1):
+            x = _bottleneck(x, _channels(base, width), f"block{b}_unit_{u}",
+                            strides=strides if u == 1 else 1, dilation=dilation, shortcut=(u == 1))
+    return keras.Model(inputs, x, name="encoder")
+
+
+def build_decoder(n_outputs, in_channels):
+    """Builds the ASPP decoder: four 3x3 convolutions with bias, rates 6/12/18/24, summed.
+
+    Args:
+      n_outputs: number of output channels (21 for the main decoder, helper classes + 1 for a helper).
+      in_channels: channels of the encoder features.
+
+    Returns:
+      keras.Model mapping float32 [B, h, w, in_channels] to logits float32 [B, h, w, n_outputs].
+    """
+    features = keras.Input((None, None, in_channels), name="features")
+    # The original's tf.get_variable default (glorot uniform) initialises the biases too.
+    branches = [keras.layers.Conv2D(n_outputs, 3, dilation_rate=rate, padding="same", use_bias=True,
+                                    bias_initializer="glorot_uniform", name=f"aspp_conv{i}")(features)
+                for i, rate in enumerate(ASPP_RATES, start=1)]
+    return keras.Model(features, keras.layers.Add(name="aspp_add")(branches), name="decoder")
+
+
+def upsample(logits, size):
+    """Bilinear upsampling as the original's tf.compat.v1.image.resize_bilinear (no half-pixel centres).
+
+    Args:
+      logits: float32 [B, h, w, C]. size: int32 [2] target (H, W).
+    Returns:
+      float32 [B, H, W, C].
+    """
+    return tf.raw_ops.ResizeBilinear(images=logits, size=size, align_corners=False, half_pixel_centers=False)
+
+
+class Segmenter:
+    """Encoder + decoder. Attributes: `encoder`, `decoder` (keras.Model), `n_outputs`, `class_ids`."""
+
+    def __init__(self, n_outputs, class_ids=None, encoder=None):
+        """Args:
+          n_outputs: decoder outputs (n_classes, or helper classes + 1).
+          class_ids: list, output index -> global class id; None for identity ([0, c1, c2, ...] for a helper).
+          encoder: an existing encoder to share (e.g. the step-0 encoder under helper decoders); None builds
+            one with the gin-configured backbone size.
+        """
+        class_ids = list(range(n_outputs)) if class_ids is None else [int(c) for c in class_ids]
+        if len(class_ids) != n_outputs:
+            raise ValueError(f"class_ids {class_ids} should have n_outputs={n_outputs} entries")
+        self.n_outputs = int(n_outputs)
+        self.class_ids = class_ids
+        self.encoder = encoder if encoder is not None else build_encoder()
+        self.decoder = build_decoder(self.n_outputs, self.encoder.output_shape[-1])
+        self._class_table = tf.constant(class_ids, tf.int32)
+        self._predict = tf.function(self._predict_ids, reduce_retracing=True)
+
+    def decode(self, features, size):
+        """Decoder logits for encoder features, upsampled to `size` (H, W). Returns float32 [B, H, W, n]."""
+        return upsample(self.decoder(features), size)
+
+    def __call__(self, images, training=False):
+        """Args: images float32 [B, H, W, 3] mean-subtracted. Returns logits float32 [B, H, W, n_outputs].
+
+        Batch norm is frozen, so `training` changes nothing in this network; it is kept for Keras habits.
+        """
+        images = tf.convert_to_tensor(images, tf.float32)
+        return self.decode(self.encoder(images, training=training), tf.shape(images)[1:3])
+
+    def _predict_ids(self, images):
+        return tf.gather(self._class_table, tf.argmax(self(images), axis=-1, output_type=tf.int32))
+
+    def predict_ids(self, images):
+        """Args: images float32 [B, H, W, 3]. Returns int32 [B, H, W] global class ids (argmax, mapped)."""
+        return self._predict(tf.convert_to_tensor(images, tf.float32))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoints: every variable is addressed by the original's TF1 name, in our files and in TF1 checkpoints.
+# ----------------------------------------------------------------------------------------------------------
+
+def encoder_tf1_names(encoder, scope=ENCODER_SCOPE):
+    """Returns [(variable, TF1 name)] for every encoder variable, e.g. layer block3_unit_5_conv2_bn's moving
+    mean -> resnet_v1_101/block3/unit_5/bottleneck_v1/conv2/BatchNorm/moving_mean."""
+    pairs = []
+    for layer in encoder.layers:
+        match = re.fullmatch(r"(?:(block\d+)_(unit_\d+)_)?(conv\d|shortcut)(_bn)?", layer.name)
+        if not match:
+            continue
+        block, unit, conv, bn = match.groups()
+        prefix = f"{scope}/{block}/{unit}/bottleneck_v1/{conv}" if block else f"{scope}/{conv}"
+        if bn:
+            pairs += [(layer.gamma, prefix + "/BatchNorm/gamma"), (layer.beta, prefix + "/BatchNorm/beta"),
+                      (layer.moving_mean, prefix + "/BatchNorm/moving_mean"),
+                      (layer.moving_variance, prefix + "/BatchNorm/moving_variance")]
+        else:
+            pairs.append((layer.kernel, prefix + "/weights"))
+    assert len(pairs) == len(encoder.weights), "an encoder variable has no TF1 name"
+    return pairs
+
+
+def decoder_tf1_names(decoder, scope=DECODER_SCOPE):
+    """Returns [(variable, TF1 name)]: layer aspp_conv{i} -> decoder/aspp/conv{i}/{weights,biases}."""
+    pairs = []
+    for i in range(1, len(ASPP_RATES) + 1):
+        layer = decoder.get_layer(f"aspp_conv{i}")
+        pairs += [(layer.kernel, f"{scope}/aspp/conv{i}/weights"),
+                  (layer.bias, f"{scope}/aspp/conv{i}/biases")]
+    return pairs
+
+
+def _assign_by_name(pairs, shapes, read, source):
+    """Checks every variable against `shapes` (name -> shape) first, then assigns `read(name)` to each."""
+    problems = []
+    for var, name in pairs:
+        if name not in shapes:
+            problems.append(f"missing {name} (expected shape {tuple(var.shape)})")
+        elif tuple(shapes[name]) != tuple(var.shape):
+            problems.append(f"mis-shaped {name}: found {tuple(shapes[name])}, expected {tuple(var.shape)}")
+    if problems:  # Nothing is assigned, so a failed load never leaves a half-loaded model.
+        raise ValueError(f"{source} does not fit the model ({len(problems)} problems):\n  "
+                         + "\n  ".join(problems))
+    for var, name in pairs:
+        var.assign(read(name))
+
+
+def load_tf1_checkpoint(pairs, path):
+    """Assigns variables from a TF1 / TF-Slim checkpoint by name; other checkpoint variables are ignored.
+
+    Args:
+      pairs: [(variable, TF1 name)], see encoder_tf1_names / decoder_tf1_names.
+      path: checkpoint prefix (the files are path.index and path.data-*).
+    Raises:
+      ValueError listing every missing or mis-shaped variable (nothing is assigned then).
+    """
+    reader = tf.train.load_checkpoint(path)
+    _assign_by_name(pairs, reader.get_variable_to_shape_map(), reader.get_tensor, f"TF1 checkpoint {path}")
+
+
+def _weights_file(path):
+    return path if path.endswith(CHECKPOINT_SUFFIX) else path + CHECKPOINT_SUFFIX
+
+
+def _save(pairs, path, what):
+    final = _weights_file(path)
+    folder = os.path.dirname(final)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    tmp = f"{final}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = "RECALL-TF2 weights, datasets named as the original's TF1 variables"
+            for var, name in pairs:
+                f.create_dataset(name, data=var.numpy())
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    logging.info("Saved the %s to %s", what, final)
+
+
+def save_encoder(seg, path):
+    """Writes the encoder to `path + ".weights.h5"` (HDF5, one dataset per TF1 variable name), under a
+    temporary name first and renamed when complete."""
+    _save(encoder_tf1_names(seg.encoder), path, "encoder")
+
+
+def save_decoder(seg, path):
+    """Writes the decoder to `path + ".weights.h5"` (see save_encoder)."""
+    _save(decoder_tf1_names(seg.decoder), path, "decoder")
+
+
+def _load(pairs, path, what):
+    ours = _weights_file(path)
+    prefix = ours[:-len(CHECKPOINT_SUFFIX)]
+    if os.path.exists(ours):
+        try:
+            f = h5py.File(ours, "r")
+        except OSError as e:
+            raise ValueError(f"cannot read {ours}: {e}") from e
+        with f:
+            shapes = {}
+            f.visititems(lambda name, obj: shapes.update({name: obj.shape})
+                         if isinstance(obj, h5py.Dataset) else None)
+            _assign_by_name(pairs, shapes, lambda name: f[name][()], ours)
+        logging.info("Loaded the %s from %s", what, ours)
+    elif os.path.exists(prefix + ".index"):
+        load_tf1_checkpoint(pairs, prefix)
+        logging.info("Loaded the %s from the TF1 checkpoint %s", what, prefix)
+    else:
+        raise FileNotFoundError(f"no {what} checkpoint: neither {ours} nor {prefix}.index (TF1) exists")
+
+
+def load_encoder(seg, path, scope=ENCODER_SCOPE):
+    """Loads the encoder from `path + ".weights.h5"` or, failing that, from the TF1 checkpoint `path`
+    (variables `scope/...`, as the original's and TF-Slim's resnet_v1_101).
+
+    Raises:
+      FileNotFoundError when neither exists; ValueError listing every missing or mis-shaped variable.
+    """
+    _load(encoder_tf1_names(seg.encoder, scope), path, "encoder")
+
+
+def load_decoder(seg, path):
+    """Loads the decoder from `path + ".weights.h5"` or the TF1 checkpoint `path` (decoder/aspp/...)."""
+    _load(decoder_tf1_names(seg.decoder), path, "decoder")
+
+# ----------------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------------
+
+def make_label_map(class_ids, helper=False):
+    """Maps stored label values to training targets.
+
+    Args:
+      class_ids: output index -> global class id. Main decoder: the stage's classes [0, 1, ..., N] (the
+        targets are then the ids themselves). Helper: [0, c1, c2, ...].
+      helper: the original's helper rule: every value that is not one of the helper's classes (other
+        classes and void 255 included) becomes background 0. Otherwise such values become 255 (ignored).
+
+    Returns:
+      np.ndarray int32 [256]: stored value -> target index in [0, len(class_ids)) or 255.
+    """
+    label_map = np.full(256, 0 if helper else IGNORE_LABEL, np.int32)
+    for index, class_id in enumerate(class_ids):
+        if not 0 <= int(class_id) < IGNORE_LABEL:
+            raise ValueError(f"class id {class_id} in {list(class_ids)} should be in [0, 255)")
+        label_map[int(class_id)] = index
+    return label_map
+
+
+class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """lr(step) = (initial - final) * (1 - s / decay_steps) ** power + floor,
+    s = min(max(step - start_decay_step, 0), decay_steps); floor = final unless given."""
+
+    def __init__(self, initial, final, decay_steps, power=0.9, start_decay_step=0, floor=None):
+        if decay_steps <= 0:
+            raise ValueError(f"decay_steps should be positive, got {decay_steps}")
+        self.initial, self.final, self.decay_steps = float(initial), float(final), int(decay_steps)
+        self.power, self.start_decay_step = float(power), int(start_decay_step)
+        self.floor = self.final if floor is None else float(floor)
+
+    def __call__(self, step):
+        s = tf.clip_by_value(tf.cast(step, tf.float32) - self.start_decay_step, 0.0, float(self.decay_steps))
+        return (self.initial - self.final) * (1.0 - s / self.decay_steps) ** self.power + self.floor
+
+    def get_config(self):
+        return dict(initial=self.initial, final=self.final, decay_steps=self.decay_steps, power=self.power,
+                    start_decay_step=self.start_decay_step, floor=self.floor)
+
+
+def poly_schedule(initial, final, decay_steps, power=0.9, start_decay_step=0, floor=None):
+    """The original's polynomial decay (SPEC "Learning rate"). With start_decay_step 0 and no floor it equals
+    keras.optimizers.schedules.PolynomialDecay(initial, decay_steps, final, power). `floor` reproduces the
+    original's slip (the first step's final value added in every stage) when given. Returns PolyDecay."""
+    return PolyDecay(initial, final, decay_steps, power, start_decay_step, floor)
+
+
+def masked_cross_entropy(logits, targets):
+    """Softmax cross-entropy summed over pixels whose target is not 255.
+
+    Args: logits float32 [B, H, W, C]; targets int32 [B, H, W] in [0, C) or 255.
+    Returns: (sum of the losses, number of counted pixels), both float32 scalars.
+    """
+    valid = tf.not_equal(targets, IGNORE_LABEL)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(valid, targets, 0), logits=logits)
+    valid = tf.cast(valid, tf.float32)
+    return tf.reduce_sum(losses * valid), tf.reduce_sum(valid)
+
+
+class Trainer:
+    """One compiled SGD-momentum step of the original's loss for a Segmenter.
+
+    Build it (and the Segmenter) inside `strategy.scope()` to train with a tf.distribute strategy.
+    Keras' SGD folds the rate into the velocity (v = m*v - lr*g; w += v) where TF1's MomentumOptimizer
+    scales the accumulator (a = m*a + g; w -= lr*a): the two agree while the rate is constant and differ by
+    the rate's change per step (well below 1e-3 relative with the paper's schedules) otherwise.
+    """
+
+    def __init__(self, seg, label_map, lr_schedule, momentum=0.9, l2_decay=1e-4, train_encoder=True,
+                 jit_compile=False):
+        """Args:
+          seg: the Segmenter to train.
+          label_map: 256 ints, stored label value -> target in [0, seg.n_outputs) or 255 (see make_label_map).
+          lr_schedule: a LearningRateSchedule (see poly_schedule) or a float.
+          momentum: SGD momentum. l2_decay: factor of sum(w^2)/2 over the trained convolution kernels.
+          train_encoder: True trains encoder + decoder (step 0); False the decoder only.
+          jit_compile: compile the step with XLA.
+        """
+        label_map = np.asarray(label_map)
+        bad = [int(v) for v in np.unique(label_map) if not (0 <= v < seg.n_outputs or v == IGNORE_LABEL)]
+        if label_map.shape != (256,) or bad:
+            raise ValueError(f"label_map should hold 256 values in [0, {seg.n_outputs}) or 255; got shape "
+                             f"{label_map.shape}, bad values {bad}")
+        self.seg = seg
+        self.train_encoder = bool(train_encoder)
+        self.l2_decay = float(l2_decay)
+        models = [seg.encoder, seg.decoder] if self.train_encoder else [seg.decoder]
+        self.variables = [v for m in models for v in m.trainable_variables]
+        self.kernels = [layer.kernel for m in models for layer in m.layers
+                        if isinstance(layer, keras.layers.Conv2D)]
+        self._label_map = tf.constant(label_map, tf.int32)
+        self.optimizer = keras.optimizers.SGD(learning_rate=lr_schedule, momentum=momentum)
+        self.optimizer.build(self.variables)  # before the first compiled step (needed under a strategy).
+        self._step = tf.function(self._replica_step, jit_compile=jit_compile)
+        self._distributed_step = None
+
+    def l2_loss(self):
+        """l2_decay * sum(w^2) / 2 over the trained convolution kernels (float32 scalar)."""
+        return self.l2_decay * tf.add_n([tf.nn.l2_loss(k) for k in self.kernels])
+
+    def _replica_step(self, images, labels):
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None:
+            raise ValueError("train_step was called in a strategy's cross-replica context (inside "
+                             "strategy.scope()); use distributed_train_step(strategy, images, labels)")
+        images = tf.convert_to_tensor(images, tf.float32)
+        labels = tf.cast(labels, tf.int32)
+        if labels.shape.rank == 4:  # [B, H, W, 1], as the original's placeholders
+            labels = tf.squeeze(labels, -1)
+        targets = tf.gather(self._label_map, labels)
+        size = tf.shape(images)[1:3]
+        features = None if self.train_encoder else tf.stop_gradient(self.seg.encoder(images))
+        lr = self.optimizer.learning_rate  # the rate this update uses (schedule at the current iteration).
+        with tf.GradientTape() as tape:
+            if self.train_encoder:
+                features = self.seg.encoder(images, training=True)
+            ce_sum, count = masked_cross_entropy(self.seg.decode(features, size), targets)
+            # Mean over the valid pixels of all replicas; the optimizer sums the replicas' gradients.
+            count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+            ce = tf.math.divide_no_nan(ce_sum, count)
+            l2 = self.l2_loss()
+            total = ce + l2 / ctx.num_replicas_in_sync
+        grads = tape.gradient(total, self.variables)
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+        return {"loss": ce, "l2": l2, "lr": tf.cast(lr, tf.float32)}
+
+    def train_step(self, images, labels):
+        """One update. Args: images float32 [B, H, W, 3] mean-subtracted; labels uint8/int32 [B, H, W].
+
+        Returns: dict of float32 scalars: loss (cross-entropy mean over the counted pixels), l2, lr (used).
+        """
+        return self._step(images, labels)
+
+    def distributed_train_step(self, strategy, images, labels):
+        """One update under `strategy` with per-replica (distributed dataset) images and labels.
+        Returns the same dict as train_step, reduced over the replicas."""
+        if self._distributed_step is None:
+            def step(images, labels):
+                out = strategy.run(self._replica_step, args=(images, labels))
+                return {"loss": strategy.reduce("SUM", out["loss"], axis=None),
+                        "l2": strategy.reduce("MEAN", out["l2"], axis=None),
+                        "lr": strategy.reduce("MEAN", out["lr"], axis=None)}
+            self._distributed_step = tf.function(step)
+        return self._distributed_step(images, labels)

@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny generated VOC-like world, prepared into every tfrecord, with replay images."""
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# Gin bindings of a tiny experiment: the same code as the paper's, a small network on 32x32 images.
+TINY_BINDINGS = [
+    "TrainManager.train_image_size = 32",
+    "TrainManager.batch_size = 8",
+    "TrainManager.training_steps_per_class = 2",
+    "TrainManager.decay_steps_per_class = 2",
+    "TrainManager.training_steps_per_class_helper = 2",
+    "TrainManager.decay_steps_per_class_helper = 2",
+    "TrainManager.training_steps_per_class_incremental = 2",
+    "TrainManager.decay_steps_per_class_incremental = 2",
+    "backbone.units = [1, 1, 1, 1]",
+    "backbone.width = 0.0625",
+    "Training.require_pretrained = False",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A base folder holding data/ (every tfrecord of a 32x32 world) and gan replay images of every class.
+    Copy it (copy_base) before writing into it."""
+    import data_loader
+    import prepare_data
+    import world
+    root = tmp_path_factory.mktemp("tiny")
+    world.generate_world(str(root / "voc"), seed=0, image_size=32, train_per_class=6, val_per_class=2)
+    prepare_data.prepare(str(root / "voc"), str(root / "base" / "data"))
+    rng = np.random.default_rng(0)
+    for c in range(1, 21):
+        examples = [data_loader.encode_example(world.render_object(c, 32, rng)[0]) for _ in range(4)]
+        data_loader.write_tfrecord(str(root / "base" / "data" / "replay_images" / "gan" / f"{c:02d}.tfrecord"),
+                                   examples)
+    return root / "base"
+
+
+@pytest.fixture
+def copy_base(tiny_data, tmp_path):
+    """A fresh writable copy of the tiny base folder."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_data, base)
+    return base

@@ -1,0 +1,165 @@
+"""A tiny RECALL experiment end to end: stages, artifacts, frozen encoder, label mixing, results, resume."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data_loader
+import metrics
+import model
+import training
+from conftest import ROOT, TINY_BINDINGS
+from train_manager import TrainManager, checkpoint_exists
+
+SETUP = "ADD_FIVE_TWO_TIMES"  # 10-5-5: a helper (11-15), label mixing at both steps, replay of 15 classes
+
+
+def manager(base, config="DISJOINT", test_type=SETUP, source="gan", extra=()):
+    gin.clear_config()
+    gin.parse_config_files_and_bindings([os.path.join(ROOT, "config", config + ".gin")],
+                                        TINY_BINDINGS + [f'TrainManager.base_folder_path = "{base}"'] + list(extra))
+    return TrainManager(test_type=test_type, replay_source=source)
+
+
+def load(m, n_outputs, class_ids, decoder):
+    seg = model.Segmenter(n_outputs, class_ids)
+    model.load_encoder(seg, m.get_encoder_path())
+    model.load_decoder(seg, decoder)
+    return seg
+
+
+def test_experiment_end_to_end(copy_base, monkeypatch):
+    m = manager(copy_base)
+    saved = []  # (path, encoder weights of the model being saved)
+    real_save = model.save_decoder
+    monkeypatch.setattr(model, "save_decoder",
+                        lambda seg, path: (saved.append((path, seg.encoder.get_weights())), real_save(seg, path)))
+    training.Training(m).train()
+
+    # Every artifact exists.
+    assert m.check_encoder() and m.check_decoders() and m.check_helpers()
+    assert m.get_helpers_classes() == [[11, 12, 13, 14, 15]]
+    assert m.check_labels_no_helper() and m.check_labels_helper()
+    assert all(m.exists_mixed_tfrecord(s) for s in (1, 2))
+    assert os.path.exists(os.path.splitext(m.get_validation_file_path())[0] + ".gin")
+    assert glob.glob(os.path.join(m.get_replay_folder(), "debug", "*", "rgb_labels", "0.png"))
+
+    # Helper and incremental decoders trained on a frozen encoder: bit-identical to the step-0 encoder.
+    step0 = model.Segmenter(21)
+    model.load_encoder(step0, m.get_encoder_path())
+    frozen = [p for p, _ in saved if not p.endswith(m.get_encoder_name())]
+    assert len(frozen) == 3  # one helper, two incremental steps
+    for path, weights in saved:
+        if path in frozen:
+            for a, b in zip(weights, step0.encoder.get_weights()):
+                np.testing.assert_array_equal(a, b)
+
+    # The results file holds one block per step, old/new classes as the setup says.
+    blocks = metrics.parse_results_file(m.get_validation_file_path())
+    assert [b["step"] for b in blocks] == [0, 1, 2]
+    assert blocks[2]["old_classes"] == list(range(16)) and blocks[2]["new_classes"] == list(range(16, 21))
+
+    # Replay of classes 11-15 is labelled by the helper: only background and its classes appear.
+    helper_file = m.get_replay_output_helper_paths()[0][0]
+    for sample in data_loader.load_tfrecord(helper_file, "validation"):
+        assert set(np.unique(sample["label"].numpy())) <= {0, 11, 12, 13, 14, 15}
+
+    # Mixed labels of step 1: ground-truth classes kept, background and void from the step-0 model.
+    previous = load(m, 21, None, m.get_decoder_paths()[0])
+    gt = list(data_loader.load_tfrecord(m.get_train_paths()[1], "validation"))
+    mixed = list(data_loader.load_tfrecord(m.get_mixed_train_paths()[1], "validation"))
+    assert len(gt) == len(mixed) > 0
+    filled = 0
+    for g, x in zip(gt, mixed):
+        label, out = g["label"].numpy(), x["label"].numpy()
+        prediction = previous.predict_ids(g["input"][None])[0].numpy()
+        keep = (label != 0) & (label != 255)
+        np.testing.assert_array_equal(out[keep], label[keep])
+        np.testing.assert_array_equal(out[~keep], prediction[~keep])
+        filled += int((~keep).sum())
+    assert filled > 0
+
+
+def test_mix_labels_rule():
+    label = np.array([[0, 255, 3], [5, 0, 255]], np.uint8)
+    prediction = np.array([[7, 8, 9], [1, 2, 3]], np.uint8)
+    np.testing.assert_array_equal(training.mix_labels(label, prediction), [[7, 8, 3], [5, 2, 3]])
+
+
+def test_fine_tuning_uses_no_replay(copy_base):
+    m = manager(copy_base, config="FINE_TUNING", test_type="ADD_ONE_ONE_TIME")
+    training.Training(m).train()
+    assert m.check_decoders()
+    assert not os.path.exists(m.get_replay_folder())  # no labelling without replay
+    assert [b["step"] for b in metrics.parse_results_file(m.get_validation_file_path())] == [0, 1]
+
+
+def test_missing_pretrained_encoder_is_an_error_by_default(copy_base):
+    m = manager(copy_base, extra=["Training.require_pretrained = True"])
+    with pytest.raises(FileNotFoundError, match="checkpoints/encoders/pretrained"):
+        training.Training(m).train()
+
+
+def test_missing_replay_images_name_the_file(copy_base):
+    os.remove(copy_base / "data" / "replay_images" / "gan" / "03.tfrecord")
+    with pytest.raises(FileNotFoundError, match="replay_images/gan/03.tfrecord"):
+        training.Training(manager(copy_base)).train()
+
+
+def test_bad_strategy_name():
+    gin.clear_config()
+    with pytest.raises(ValueError, match="'tpu'.*mirrored"):
+        training.make_strategy("tpu")
+
+
+RUN = """
+import sys; sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+from test_training import manager
+import training
+training.Training(manager({base!r})).train()
+"""
+
+
+def _run(base, kill_when=None):
+    """Runs the experiment in a subprocess; with kill_when, SIGKILLs it as soon as that file exists."""
+    code = RUN.format(root=ROOT, tests=os.path.join(ROOT, "tests"), base=str(base))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if kill_when is None:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()[-3000:]
+        return True
+    deadline = time.time() + 600
+    while proc.poll() is None and time.time() < deadline:
+        if glob.glob(kill_when):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return False
+        time.sleep(0.02)
+    proc.kill()
+    return proc.returncode == 0
+
+
+def test_kill_and_resume(copy_base):
+    """SIGKILL at several points, then resume: the experiment completes, nothing twice, nothing half-written."""
+    m = manager(copy_base)
+    points = [m.get_encoder_path() + "*.weights.h5",       # inside the helper stage
+              m.get_replay_output_no_helper_paths()[3],    # while labelling replay
+              m.get_mixed_train_paths()[1],                # before training step 1
+              m.get_decoder_paths()[1] + ".weights.h5"]    # while validating step 1
+    killed = sum(not _run(copy_base, kill_when=p) for p in points)
+    assert killed >= 3  # (a point can be passed already when the previous run was killed late)
+    _run(copy_base)
+    m = manager(copy_base)
+    assert m.check_decoders() and m.check_helpers() and m.check_labels_helper()
+    assert [b["step"] for b in metrics.parse_results_file(m.get_validation_file_path())] == [0, 1, 2]
+    leftovers = [p for p in glob.glob(str(copy_base / "**" / "*.tmp-*"), recursive=True)]
+    assert leftovers == []
+    for path in m.get_replay_output_paths() + m.get_mixed_train_paths()[1:]:
+        assert data_loader.check_tfrecord(path, 21) > 0  # complete and readable

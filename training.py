@@ -1,0 +1,476 @@
+"""Runs the stages of one RECALL experiment, as the original's `Training(manager).train()`.
+
+1. step 0: encoder + decoder on the first-step classes;
+2. helper decoders on the frozen step-0 encoder;
+3. pseudo-labels of the replay images (step-0 model or helper);
+4. incremental steps: background inpainting (label mixing) of the new data, then the decoder alone on
+   new samples blended with replay, validated after every step.
+
+Every stage is skipped when TrainManager reports its artifact complete, so a killed run resumes where it
+stopped. All artifacts are written under a temporary name and renamed.
+"""
+import os
+import re
+
+import gin
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from PIL import Image
+from tqdm import tqdm
+
+import data_loader
+import metrics
+import model
+from train_manager import checkpoint_exists
+
+# VOC colour map (the original's), for the coloured labels saved for inspection.
+PALETTE = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
+                    [0, 128, 128], [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0], [192, 128, 0],
+                    [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128], [0, 64, 0], [128, 64, 0],
+                    [0, 192, 0], [128, 192, 0], [0, 64, 128]] + [[224, 224, 192]] * 235, np.uint8)
+DEBUG_EVERY = 20  # every 20th labelled replay sample is also saved as image files, as the original did
+
+
+def colorize(label):
+    """uint8 [H, W] class ids -> uint8 [H, W, 3] VOC colours (void 255 light grey)."""
+    return PALETTE[np.asarray(label, np.uint8)]
+
+
+def make_strategy(name):
+    """The tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Training.distribute: unknown strategy {name!r}; expected 'default', 'mirrored' or "
+                     f"'multi_worker'.")
+
+
+def is_chief(strategy):
+    """True on the worker that writes artifacts (always, without multi-worker training)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in ("chief", None) or (resolver.task_type == "worker" and resolver.task_id == 0
+                                                     and "chief" not in resolver.cluster_spec().as_dict())
+
+
+@gin.configurable("Training", denylist=["manager"])
+class Training:
+    """Trains, labels and validates one experiment planned by a TrainManager.
+
+    Args:
+      manager: the TrainManager of the experiment.
+      require_pretrained: True: step 0 fails when checkpoints/encoders/pretrained is missing (what a real VOC
+        run wants); False: it starts from random weights with a warning (the embedded benchmark).
+      reproduce_lr_floor: True reproduces the original's learning-rate slip (every stage's decay ends at the
+        first step's final value); False uses each stage's own final value.
+      seed: seed of the input pipelines (shuffling, augmentation); the same seed repeats a run.
+      distribute: "default" (one device), "mirrored" (all local GPUs) or "multi_worker" (TF_CONFIG).
+      global_batch: False: TrainManager.batch_size is per replica, as in the paper; True: it is the global batch.
+      jit_compile: compile the training step with XLA.
+      log_every: steps between TensorBoard points.
+    """
+
+    def __init__(self, manager, require_pretrained=True, reproduce_lr_floor=True, seed=0, distribute="default",
+                 global_batch=False, jit_compile=False, log_every=10, validation_batch=1):
+        self.manager = manager
+        self.p = manager.get_parameters()
+        self.require_pretrained = require_pretrained
+        self.reproduce_lr_floor = reproduce_lr_floor
+        self.seed = int(seed)
+        self.strategy = make_strategy(distribute)
+        self.chief = is_chief(self.strategy)
+        self.global_batch = global_batch
+        self.jit_compile = jit_compile
+        self.log_every = int(log_every)
+        self.validation_batch = int(validation_batch)
+        self.n_classes = int(self.p["n_classes"])
+        self.results_file = manager.get_validation_file_path()
+        self.tensorboard_dir = os.path.join(manager.base_folder_path, "outputs", "tensorboard",
+                                            manager.get_validation_file_name())
+
+      # ------------------------------------------------------------------------------------------- the stages
+
+    def train(self):
+        """Runs every stage that is not complete yet, then writes the operative gin config beside the results."""
+        m = self.manager
+        logging.info("experiment %s (%s, %s)", m.get_validation_file_name(), m.short_name(), m.replay_source)
+        if self.chief:
+            remove_stale_temporaries(m.base_folder_path)
+        self.first_step()
+        self.helpers()
+        self.replay_labels()
+        self.incremental_steps()
+        if self.chief:
+            _write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
+
+    def first_step(self):
+        """Step 0: encoder + decoder on classes 0..N0, from the pretrained encoder."""
+        m = self.manager
+        encoder_path, decoder_path = m.get_encoder_path(), m.get_decoder_paths()[0]
+        classes = list(range(m.get_encoder_number() + 1))
+        if m.check_encoder() and checkpoint_exists(decoder_path):
+            logging.info("step 0: reused %s and %s (complete checkpoints)", encoder_path, decoder_path)
+        else:
+            seg = self._segmenter(self.n_classes)
+            pretrained = m.get_encoder_pretrained_path()
+            if checkpoint_exists(pretrained):
+                model.load_encoder(seg, pretrained)
+            elif self.require_pretrained:
+                raise FileNotFoundError(
+                    f"pretrained encoder not found: {pretrained}(.weights.h5 or .index). Put the original's "
+                    f"checkpoints/encoders/pretrained or TF-Slim's resnet_v1_101 checkpoint there, or bind "
+                    f"Training.require_pretrained = False to start from random weights.")
+            else:
+                logging.warning("step 0: no pretrained encoder at %s; starting from random weights", pretrained)
+            n0 = len(classes) - 1
+            dataset = self._dataset([m.get_train_paths()[0]], None, stream=0)
+            # As the original: N0 x steps_per_class steps; the decay runs over (N0 + 1) x decay_steps_per_class.
+            self._fit(seg, "step0", classes, dataset, steps=n0 * self.p["training_steps_per_class"],
+                      lr=(self.p["lr_initial_value"], self.p["lr_final_value"],
+                          len(classes) * self.p["decay_steps_per_class"]), train_encoder=True)
+            if self.chief:
+                model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
+                model.save_encoder(seg, encoder_path)
+            logging.info("step 0: trained and saved %s, %s", encoder_path, decoder_path)
+        self._validate_if_missing(0)
+
+    def helpers(self):
+        """Helper decoders (background + a few classes) on the frozen step-0 encoder."""
+        m = self.manager
+        if not m.get_helper_out_paths():
+            logging.info("helpers: none needed (%s, replay %s)", m.short_name(), m.replay_source)
+            return
+        if not self._uses_replay():
+            logging.info("helpers: skipped, no replay in this config (interleave_ratio_old = 0)")
+            return
+        for classes, out_path, train_path in zip(m.get_helpers_classes(), m.get_helper_out_paths(),
+                                                 m.get_helper_train_paths()):
+            if checkpoint_exists(out_path):
+                logging.info("helper %s: reused %s", classes, out_path)
+                continue
+            seg = self._segmenter(len(classes) + 1, [0] + classes)
+            model.load_encoder(seg, m.get_encoder_path())
+            dataset = self._dataset([train_path], None, stream=100 + classes[0])
+            self._fit(seg, f"helper_C{classes[0]}-{classes[-1]}", [0] + classes, dataset,
+                      steps=len(classes) * self.p["training_steps_per_class_helper"],
+                      lr=(self.p["lr_initial_value_helper"], self.p["lr_final_value_helper"],
+                          (len(classes) + 1) * self.p["decay_steps_per_class_helper"]),
+                      train_encoder=False, helper=True)
+            if self.chief:
+                model.save_decoder(seg, out_path)
+            logging.info("helper %s: trained and saved %s", classes, out_path)
+
+    def replay_labels(self):
+        """Pseudo-labels of the replay images: classes 1..N0 by the step-0 model, later ones by the helpers."""
+        m = self.manager
+        if not self._uses_replay():
+            logging.info("replay labels: skipped, no replay (source %s, interleave_ratio_old %s)",
+                         m.replay_source, self.p["interleave_ratio_old"])
+            return
+        jobs = []  # (segmenter builder, [(source, output, name)])
+        if not m.check_labels_no_helper():
+            jobs.append((lambda: self._load(self.n_classes, None, m.get_decoder_paths()[0]),
+                         zip(m.get_replay_source_no_helper_paths(), m.get_replay_output_no_helper_paths(),
+                             m.get_replay_no_helper_tfrecords_names())))
+        if not m.check_labels_helper():
+            for classes, helper, sources, outputs, names in zip(
+                m.get_helpers_classes(), m.get_helper_out_paths(), m.get_replay_source_helper_paths(),
+                m.get_replay_output_helper_paths(), m.get_replay_helper_tfrecords_names()):
+                jobs.append((lambda c=classes, h=helper: self._load(len(c) + 1, [0] + c, h),
+                             zip(sources, outputs, names)))
+        if not jobs:
+            logging.info("replay labels: reused %d labelled replay files", len(m.get_replay_output_paths()))
+        for build, files in jobs:
+            seg = None
+            for source, output, name in files:
+                if os.path.exists(output):
+                    continue
+                seg = seg or build()
+                self._label_replay(seg, source, output, os.path.join(m.get_replay_folder(), "debug", name))
+
+    def incremental_steps(self):
+        """Incremental steps from the first missing decoder: label mixing, decoder training, validation."""
+        m = self.manager
+        n_steps = len(m.get_decoder_paths()) - 1
+        first = m.find_step()
+        for step in range(1, n_steps + 1):
+            if first == -1 or step < first:
+                logging.info("step %d: reused %s", step, m.get_decoder_paths()[step])
+                self._validate_if_missing(step)
+                continue
+            old, new = m.get_old_classes_for_incremental_step(step), m.get_new_classes_for_incremental_step(step)
+            new_path = m.get_train_paths()[step]
+            if m.mix_labels():
+                new_path = m.get_mixed_train_paths()[step]
+                if m.exists_mixed_tfrecord(step):
+                    logging.info("step %d: reused mixed labels %s", step, new_path)
+                else:
+                    previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
+                    self._mix_labels(previous, m.get_train_paths()[step], new_path)
+            seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
+            replay = m.get_replay_tfrecords_for_step(step) if self._uses_replay() else []
+            dataset = self._dataset([new_path], replay, stream=step)
+            self._fit(seg, f"step{step}", old + new, dataset,
+                      steps=len(new) * self.p["training_steps_per_class_incremental"],
+                      lr=(self.p["lr_initial_value_incremental"], self.p["lr_final_value_incremental"],
+                          len(new) * self.p["decay_steps_per_class_incremental"]), train_encoder=False)
+            if self.chief:
+                model.save_decoder(seg, m.get_decoder_paths()[step])
+            logging.info("step %d: trained classes %s (old %s) and saved %s", step, new, old[1:],
+                         m.get_decoder_paths()[step])
+            self._validate(seg, step)
+
+        # ---------------------------------------------------------------------------------------- the runner
+
+    def _uses_replay(self):
+        return self.manager.replay_source is not None and self.p["interleave_ratio_old"] > 0
+
+    def _segmenter(self, n_outputs, class_ids=None):
+        with self.strategy.scope():
+            return model.Segmenter(n_outputs, class_ids)
+
+    def _load(self, n_outputs, class_ids, decoder_path):
+        """A Segmenter with the step-0 encoder and the decoder at `decoder_path`."""
+        seg = self._segmenter(n_outputs, class_ids)
+        model.load_encoder(seg, self.manager.get_encoder_path())
+        model.load_decoder(seg, decoder_path)
+        return seg
+
+    def _batch_size(self):
+        b = int(self.p["batch_size"])
+        return b if self.global_batch else b * self.strategy.num_replicas_in_sync
+
+    def _dataset(self, new_paths, old_paths, stream):
+        for path in list(new_paths) + list(old_paths or []):
+            check_once(path, self.n_classes)
+        return data_loader.training_dataset(
+            new_paths, old_paths, self.p["interleave_ratio_new"], self.p["interleave_ratio_old"],
+            self._batch_size(), self.p["train_image_size"], self.p["dataset_mean"],
+            seed=self.seed * 1000 + stream, n_classes=self.n_classes)
+
+    def _fit(self, seg, stage, classes, dataset, steps, lr, train_encoder, helper=False):
+        """The one training loop of every stage: `steps` SGD updates of `seg` on `dataset`.
+
+        Args:
+          classes: the stage's classes (global ids; a helper's are [0, c1, ...]); the loss counts only their
+            pixels (a helper maps every other pixel to background, as the original).
+          lr: (initial, final, decay_steps) of the polynomial decay.
+          train_encoder: True for step 0; False trains the decoder alone.
+        """
+        initial, final, decay_steps = lr
+        floor = self.p["lr_final_value"] if self.reproduce_lr_floor else None
+        schedule = model.poly_schedule(initial, final, decay_steps, self.p["decay_power"],
+                                       self.p["start_decay_step"], floor=floor)
+        label_map = model.make_label_map(classes, helper=helper)
+        with self.strategy.scope():
+            trainer = model.Trainer(seg, label_map, schedule, self.p["momentum"], self.p["l2_decay"],
+                                    train_encoder=train_encoder, jit_compile=self.jit_compile)
+        distributed = self.strategy.num_replicas_in_sync > 1 or self.strategy != tf.distribute.get_strategy()
+        if distributed:
+            dataset = self.strategy.experimental_distribute_dataset(dataset)
+        writer = tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, stage)) if self.chief else None
+        bar = tqdm(total=steps, desc=f"{self.manager.short_name()} {stage}", unit="step", leave=False)
+        for i, (images, labels) in enumerate(dataset.take(steps) if not distributed else dataset):
+            if i >= steps:
+                break
+            if distributed:
+                out = trainer.distributed_train_step(self.strategy, images, labels)
+            else:
+                out = trainer.train_step(images, labels)
+            if writer is not None and (i % self.log_every == 0 or i == steps - 1):
+                loss = float(out["loss"])
+                bar.set_postfix(loss=f"{loss:.3f}")
+                with writer.as_default():
+                    tf.summary.scalar("loss", loss, step=i)
+                    tf.summary.scalar("learning_rate", float(out["lr"]), step=i)
+            bar.update(1)
+        bar.close()
+        if writer is not None:
+            writer.close()
+
+        # ------------------------------------------------------------------------------ labelling and mixing
+
+    def _label_replay(self, seg, source, output, debug_folder):
+        """Writes `output`: every image of `source` with the label `seg` predicts (global class ids)."""
+        count = check_once(source, None, require_labels=False)
+        os.makedirs(debug_folder, exist_ok=True)
+
+        def examples():
+            for i, (raw, sample) in enumerate(tqdm(_with_raw(source, "images", self.p["dataset_mean"]),
+                                                   total=count, desc=os.path.basename(output), leave=False)):
+                label = seg.predict_ids(sample["input"][None])[0].numpy().astype(np.uint8)
+                if i % DEBUG_EVERY == 0:
+                    _save_debug(debug_folder, i, sample["rgb_input"].numpy(), label)
+                yield data_loader.serialize_example(raw, _png(label))
+
+        if self.chief:
+            n = data_loader.write_tfrecord(output, examples())
+            logging.info("replay labels: %s (%d images) -> %s", source, n, output)
+
+    def _mix_labels(self, previous, source, output):
+        """Background inpainting: ground-truth background and void pixels take the previous model's prediction."""
+        count = check_once(source, self.n_classes)
+
+        def examples():
+            for raw, sample in tqdm(_with_raw(source, "validation", self.p["dataset_mean"]),
+                                    total=count, desc="label mixing", leave=False):
+                prediction = previous.predict_ids(sample["input"][None])[0].numpy().astype(np.uint8)
+                yield data_loader.serialize_example(raw, _png(mix_labels(sample["label"].numpy(), prediction)))
+
+        if self.chief:
+            n = data_loader.write_tfrecord(output, examples())
+            logging.info("label mixing: %s (%d images) -> %s", source, n, output)
+
+        # ----------------------------------------------------------------------------------------- validation
+
+    def _validate_if_missing(self, step):
+        """Validates `step` from its checkpoints when the results file has no block for it (resume)."""
+        m = self.manager
+        if not m.get_validate() or step in _steps_in(self.results_file):
+            return
+        if step > 0 and not checkpoint_exists(m.get_decoder_paths()[step]):
+            return
+        self._validate(self._load(self.n_classes, None, m.get_decoder_paths()[step]), step)
+
+    def _validate(self, seg, step):
+        """Validates `seg` on val_1..val_k of `step` and appends the original's block to the results file."""
+        m = self.manager
+        if not m.get_validate() or step in _steps_in(self.results_file):
+            return
+        if step == 0:
+            old, new = None, list(range(m.get_encoder_number() + 1))
+        else:
+            old, new = m.get_old_classes_for_incremental_step(step), m.get_new_classes_for_incremental_step(step)
+        classes = new if old is None else old + new
+        paths = m.get_val_paths()[step]
+        missing = [p for p in paths if not os.path.exists(p)]
+        if missing:
+            raise FileNotFoundError(f"validation tfrecords not found: {missing}")
+        loss, cm = evaluate(seg, paths, classes, self.n_classes, self.p["dataset_mean"], self.validation_batch)
+        block = metrics.format_results_block(step, loss, cm, old, new)
+        if self.chief:
+            metrics.append_results_block(self.results_file, block)
+            with tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, "validation")).as_default():
+                tf.summary.scalar("mIoU", metrics.get_mean_iou(cm, classes), step=step)
+        logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
+                     self.results_file)
+
+
+def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1):
+    """Mean loss over images and confusion matrix of `seg` on validation tfrecords.
+
+    Only pixels labelled with one of `classes` count (void and unseen classes are left out), as the original.
+    Args:
+      batch_size: images per forward pass; 1 is the original (full images of any size). Larger batches pad
+        images of different sizes (label 255 in the padding, so padded pixels are never counted).
+    Returns (float mean loss over images, int64 numpy [n_classes, n_classes]).
+    """
+    label_map = tf.constant(model.make_label_map(classes), tf.int32)
+    table = tf.constant(seg.class_ids, tf.int32)
+
+    @tf.function(reduce_retracing=True)
+    def step(images, labels):
+        logits = seg(images)
+        targets = tf.gather(label_map, tf.cast(labels, tf.int32))
+        valid = tf.cast(tf.not_equal(targets, model.IGNORE_LABEL), tf.float32)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(targets == 255, 0, targets),
+                                                            logits=logits)
+        per_image = tf.math.divide_no_nan(tf.reduce_sum(ce * valid, [1, 2]), tf.reduce_sum(valid, [1, 2]))
+        preds = tf.gather(table, tf.argmax(logits, -1, output_type=tf.int32))
+        return per_image, metrics.confusion_matrix(labels, preds, n_classes, classes)
+
+    losses, cm = [], np.zeros((n_classes, n_classes), np.int64)
+    dataset = data_loader.load_tfrecord(paths, "validation", dataset_mean=dataset_mean, n_classes=n_classes)
+    dataset = dataset.padded_batch(batch_size, padding_values={"input": 0.0, "label": tf.constant(255, tf.uint8)})
+    for sample in tqdm(dataset.prefetch(tf.data.AUTOTUNE), desc="validation", leave=False):
+        per_image, c = step(sample["input"], sample["label"])
+        losses.extend(per_image.numpy().tolist())
+        cm += c.numpy()
+    return (float(np.mean(losses)) if losses else float("nan")), cm
+
+
+_CHECKED = {}
+_TMP = re.compile(r"\.tmp-(\d+)(-\d+)?$")
+
+
+def remove_stale_temporaries(base):
+    """Deletes what killed runs left half-written: `*.tmp-<pid>` files of processes that no longer run."""
+    for folder in ("checkpoints", "data", "outputs"):
+        for root, _, files in os.walk(os.path.join(base, folder)):
+            for name in files:
+                match = _TMP.search(name)
+                if match and not _pid_alive(int(match.group(1))):
+                    os.remove(os.path.join(root, name))
+                    logging.info("removed %s, left by an interrupted run", os.path.join(root, name))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_once(path, n_classes, require_labels=True):
+    """Checks every record of a tfrecord once per process (and again when the file changes), so that a bad
+    record fails with its file and index before training instead of deep inside tf.data."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"tfrecord not found: {path} (prepare the data with prepare_data.py, or make "
+                                f"the replay with gan/generate_gan.py or flickr/download_flickr.py)")
+    key = (path, os.path.getmtime(path), os.path.getsize(path))
+    if key not in _CHECKED:
+        _CHECKED[key] = data_loader.check_tfrecord(path, n_classes, require_labels)
+        if _CHECKED[key] == 0:
+            raise ValueError(f"tfrecord {path} holds no record")
+    return _CHECKED[key]
+
+
+def mix_labels(label, prediction):
+    """Ground-truth classes are kept; background (0) and void (255) pixels take the prediction.
+
+    Args: label, prediction: uint8 [H, W]. Returns uint8 [H, W].
+    """
+    label = np.asarray(label, np.uint8)
+    return np.where((label == 0) | (label == 255), np.asarray(prediction, np.uint8), label).astype(np.uint8)
+
+
+def _with_raw(path, mode, dataset_mean):
+    """Yields (the record's original JPEG bytes, decoded sample dict) for every record of `path`."""
+    raw = tf.data.TFRecordDataset(path).map(
+        lambda r: tf.io.parse_single_example(r, {"input": tf.io.FixedLenFeature([], tf.string)})["input"])
+    samples = data_loader.load_tfrecord([path], mode, dataset_mean=dataset_mean)
+    for jpeg, sample in tf.data.Dataset.zip((raw, samples)):
+        yield jpeg.numpy(), sample
+
+
+def _png(label):
+    return tf.io.encode_png(label[..., None]).numpy()
+
+
+def _save_debug(folder, index, image, label):
+    for sub, array, ext in (("images", image, "jpg"), ("labels", label, "png"),
+                            ("rgb_labels", colorize(label), "png")):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        Image.fromarray(array).save(os.path.join(folder, sub, f"{index}.{ext}"))
+
+
+def _steps_in(results_file):
+    if not os.path.exists(results_file):
+        return set()
+    return {b["step"] for b in metrics.parse_results_file(results_file)}
+
+
+def _write_text(path, text):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
