@@ -48,422 +48,422 @@ DEFAULT_CLASSIFIER_SIZE = 260  # EfficientNet-B2's default input size.
 
 
 def _input_specs(signature):
-  """Returns {input name: tf.TensorSpec} of a concrete function (keyword inputs)."""
-  args, kwargs = signature.structured_input_signature
-  specs = dict(kwargs)
-  for i, spec in enumerate(args):
-    specs[getattr(spec, "name", None) or "arg%d" % i] = spec
-  return specs
+    """Returns {input name: tf.TensorSpec} of a concrete function (keyword inputs)."""
+    args, kwargs = signature.structured_input_signature
+    specs = dict(kwargs)
+    for i, spec in enumerate(args):
+        specs[getattr(spec, "name", None) or "arg%d" % i] = spec
+    return specs
 
 
 def _signatures(module):
-  """Yields (name, concrete function), "default" first, then "serving_default", then the rest."""
-  sigs = getattr(module, "signatures", {}) or {}
-  names = sorted(sigs.keys(), key=lambda n: (n != "default", n != "serving_default", n))
-  for name in names:
-    yield name, sigs[name]
+    """Yields (name, concrete function), "default" first, then "serving_default", then the rest."""
+    sigs = getattr(module, "signatures", {}) or {}
+    names = sorted(sigs.keys(), key=lambda n: (n != "default", n != "serving_default", n))
+    for name in names:
+        yield name, sigs[name]
 
 
 def _pick_output(outputs, preferred, handle):
-  """Returns the key of the output to use among `preferred`, or the only one."""
-  for key in preferred:
-    if key in outputs:
-      return key
-  if len(outputs) == 1:
-    return next(iter(outputs))
-  raise ValueError("module %r: cannot choose an output among %s; expected one of %s or a single output"
-                   % (handle, sorted(outputs), list(preferred)))
+    """Returns the key of the output to use among `preferred`, or the only one."""
+    for key in preferred:
+        if key in outputs:
+            return key
+    if len(outputs) == 1:
+        return next(iter(outputs))
+    raise ValueError("module %r: cannot choose an output among %s; expected one of %s or a single output"
+                     % (handle, sorted(outputs), list(preferred)))
 
 
 class Generator:
-  """A class-conditional generator loaded from a TF1 Hub module or a TF2 SavedModel.
+    """A class-conditional generator loaded from a TF1 Hub module or a TF2 SavedModel.
 
-  Attributes:
-    n_classes: K, the number of generator classes (width of the one-hot `y` input).
-    z_dim: width of the latent input `z`.
-  """
-
-  def __init__(self, handle):
-    """Loads the generator.
-
-    Args:
-      handle: local directory or TF-Hub handle (URL needs the network or a filled TFHUB_CACHE_DIR).
+    Attributes:
+      n_classes: K, the number of generator classes (width of the one-hot `y` input).
+      z_dim: width of the latent input `z`.
     """
-    self.handle = handle
-    module = hub.load(handle)
-    self._module = module  # keeps the variables alive
-    for name, sig in _signatures(module):
-      specs = _input_specs(sig)
-      if {"z", "y", "truncation"} <= set(specs):
-        break
-    else:
-      raise ValueError("generator %r: no signature with inputs z, y, truncation (found signatures %s)"
-                       % (handle, list(getattr(module, "signatures", {}) or {})))
-    self._sig = sig
-    self.signature_name = name
-    z_shape, y_shape = specs["z"].shape, specs["y"].shape
-    if z_shape.rank != 2 or z_shape[1] is None or y_shape.rank != 2 or y_shape[1] is None:
-      raise ValueError("generator %r: expected inputs z [N, dim] and y [N, K] with static dim and K, "
-                       "got z %s, y %s" % (handle, z_shape, y_shape))
-    self.z_dim, self.n_classes = int(z_shape[1]), int(y_shape[1])
-    self._dtypes = {k: specs[k].dtype for k in ("z", "y", "truncation")}
-    self._out = _pick_output(sig.structured_outputs, ("default",), handle)
-    logging.info("generator %s: signature %r, z_dim %d, %d classes", handle, name, self.z_dim,
-                 self.n_classes)
 
-  def __call__(self, z, class_index, truncation):
-    """Generates images.
+    def __init__(self, handle):
+        """Loads the generator.
 
-    Args:
-      z: float32 [N, z_dim] latent vectors (already scaled by the truncation).
-      class_index: int generator class in [0, n_classes).
-      truncation: float, passed to the module.
+        Args:
+          handle: local directory or TF-Hub handle (URL needs the network or a filled TFHUB_CACHE_DIR).
+        """
+        self.handle = handle
+        module = hub.load(handle)
+        self._module = module  # keeps the variables alive
+        for name, sig in _signatures(module):
+            specs = _input_specs(sig)
+            if {"z", "y", "truncation"} <= set(specs):
+                break
+        else:
+            raise ValueError("generator %r: no signature with inputs z, y, truncation (found signatures %s)"
+                             % (handle, list(getattr(module, "signatures", {}) or {})))
+        self._sig = sig
+        self.signature_name = name
+        z_shape, y_shape = specs["z"].shape, specs["y"].shape
+        if z_shape.rank != 2 or z_shape[1] is None or y_shape.rank != 2 or y_shape[1] is None:
+            raise ValueError("generator %r: expected inputs z [N, dim] and y [N, K] with static dim and K, "
+                             "got z %s, y %s" % (handle, z_shape, y_shape))
+        self.z_dim, self.n_classes = int(z_shape[1]), int(y_shape[1])
+        self._dtypes = {k: specs[k].dtype for k in ("z", "y", "truncation")}
+        self._out = _pick_output(sig.structured_outputs, ("default",), handle)
+        logging.info("generator %s: signature %r, z_dim %d, %d classes", handle, name, self.z_dim,
+                     self.n_classes)
 
-    Returns:
-      float32 numpy [N, H, W, 3] in [-1, 1].
-    """
-    y = tf.one_hot([class_index] * len(z), self.n_classes, dtype=self._dtypes["y"])
-    out = self._sig(z=tf.constant(z, self._dtypes["z"]), y=y,
-                    truncation=tf.constant(truncation, self._dtypes["truncation"]))[self._out]
-    return out.numpy().astype(np.float32)
+    def __call__(self, z, class_index, truncation):
+        """Generates images.
+
+        Args:
+          z: float32 [N, z_dim] latent vectors (already scaled by the truncation).
+          class_index: int generator class in [0, n_classes).
+          truncation: float, passed to the module.
+
+        Returns:
+          float32 numpy [N, H, W, 3] in [-1, 1].
+        """
+        y = tf.one_hot([class_index] * len(z), self.n_classes, dtype=self._dtypes["y"])
+        out = self._sig(z=tf.constant(z, self._dtypes["z"]), y=y,
+                        truncation=tf.constant(truncation, self._dtypes["truncation"]))[self._out]
+        return out.numpy().astype(np.float32)
 
 
 class Classifier:
-  """An image classifier over the generator's classes, loaded with hub.load."""
+    """An image classifier over the generator's classes, loaded with hub.load."""
 
-  def __init__(self, handle, image_size=0, outputs="logits"):
-    """Loads the classifier.
+    def __init__(self, handle, image_size=0, outputs="logits"):
+        """Loads the classifier.
 
-    Args:
-      handle: local directory or TF-Hub handle.
-      image_size: square input size; 0 = the module's static input size, else 260.
-      outputs: "logits" (softmax applied here) or "probabilities".
-    """
-    if outputs not in ("logits", "probabilities"):
-      raise ValueError("classifier outputs must be 'logits' or 'probabilities', got %r" % (outputs,))
-    self.handle, self.outputs = handle, outputs
-    module = hub.load(handle)
-    self._module = module
-    for name, sig in _signatures(module):
-      specs = _input_specs(sig)
-      if "images" in specs or len(specs) == 1:
-        break
-    else:
-      raise ValueError("classifier %r: no signature with an 'images' input or a single input (found %s)"
-                       % (handle, list(getattr(module, "signatures", {}) or {})))
-    self._sig = sig
-    self._in = "images" if "images" in specs else next(iter(specs))
-    shape = specs[self._in].shape
-    if shape.rank != 4:
-      raise ValueError("classifier %r: input %r must be [N, H, W, 3], got %s" % (handle, self._in, shape))
-    static = shape[1] if shape[1] is not None and shape[1] == shape[2] else None
-    self.image_size = int(image_size or static or DEFAULT_CLASSIFIER_SIZE)
-    self._out = _pick_output(sig.structured_outputs, ("default", "logits", "probabilities"), handle)
-    logging.info("classifier %s: signature %r, input %r at %d px, output %r", handle, name, self._in,
-                 self.image_size, self._out)
+        Args:
+          handle: local directory or TF-Hub handle.
+          image_size: square input size; 0 = the module's static input size, else 260.
+          outputs: "logits" (softmax applied here) or "probabilities".
+        """
+        if outputs not in ("logits", "probabilities"):
+            raise ValueError("classifier outputs must be 'logits' or 'probabilities', got %r" % (outputs,))
+        self.handle, self.outputs = handle, outputs
+        module = hub.load(handle)
+        self._module = module
+        for name, sig in _signatures(module):
+            specs = _input_specs(sig)
+            if "images" in specs or len(specs) == 1:
+                break
+        else:
+            raise ValueError("classifier %r: no signature with an 'images' input or a single input (found %s)"
+                             % (handle, list(getattr(module, "signatures", {}) or {})))
+        self._sig = sig
+        self._in = "images" if "images" in specs else next(iter(specs))
+        shape = specs[self._in].shape
+        if shape.rank != 4:
+            raise ValueError("classifier %r: input %r must be [N, H, W, 3], got %s" % (handle, self._in, shape))
+        static = shape[1] if shape[1] is not None and shape[1] == shape[2] else None
+        self.image_size = int(image_size or static or DEFAULT_CLASSIFIER_SIZE)
+        self._out = _pick_output(sig.structured_outputs, ("default", "logits", "probabilities"), handle)
+        logging.info("classifier %s: signature %r, input %r at %d px, output %r", handle, name, self._in,
+                     self.image_size, self._out)
 
-  def __call__(self, images):
-    """Scores images.
+    def __call__(self, images):
+        """Scores images.
 
-    Args:
-      images: list of uint8 [H, W, 3] arrays (any sizes).
+        Args:
+          images: list of uint8 [H, W, 3] arrays (any sizes).
 
-    Returns:
-      float32 numpy [N, n_outputs] probabilities.
-    """
-    batch = tf.stack([tf.image.resize(tf.cast(im, tf.float32) / 255.0,
-                                      [self.image_size, self.image_size], antialias=True)
-                      for im in images])
-    out = self._sig(**{self._in: batch})[self._out]
-    out = tf.cast(tf.reshape(out, [len(images), -1]), tf.float32)
-    return (tf.nn.softmax(out) if self.outputs == "logits" else out).numpy()
+        Returns:
+          float32 numpy [N, n_outputs] probabilities.
+        """
+        batch = tf.stack([tf.image.resize(tf.cast(im, tf.float32) / 255.0,
+                                          [self.image_size, self.image_size], antialias=True)
+                          for im in images])
+        out = self._sig(**{self._in: batch})[self._out]
+        out = tf.cast(tf.reshape(out, [len(images), -1]), tf.float32)
+        return (tf.nn.softmax(out) if self.outputs == "logits" else out).numpy()
 
 
 def iter_tfrecord_images(paths):
-  """Yields (uint8 [H, W, 3] image, set of label values) from labelled tfrecords."""
-  for path in paths:
-    for ex in data_loader.load_tfrecord([path], "validation+"):
-      yield ex["rgb_input"].numpy(), set(np.unique(ex["label"].numpy()).tolist())
+    """Yields (uint8 [H, W, 3] image, set of label values) from labelled tfrecords."""
+    for path in paths:
+        for ex in data_loader.load_tfrecord([path], "validation+"):
+            yield ex["rgb_input"].numpy(), set(np.unique(ex["label"].numpy()).tolist())
 
 
 def iter_folder_images(folder, classes):
-  """Yields (uint8 [H, W, 3] image, {class}) from `folder/{cc}/*` (two-digit class folders)."""
-  for c in classes:
-    sub = os.path.join(folder, "%02d" % c)
-    if not os.path.isdir(sub):
-      raise FileNotFoundError("mapping folder %r has no class folder %r (expected folder/%02d/*.jpg)"
-                              % (folder, sub, c))
-    for name in sorted(os.listdir(sub)):
-      if name.lower().endswith((".jpg", ".jpeg", ".png")):
-        with Image.open(os.path.join(sub, name)) as im:
-          yield np.asarray(im.convert("RGB")), {c}
+    """Yields (uint8 [H, W, 3] image, {class}) from `folder/{cc}/*` (two-digit class folders)."""
+    for c in classes:
+        sub = os.path.join(folder, "%02d" % c)
+        if not os.path.isdir(sub):
+            raise FileNotFoundError("mapping folder %r has no class folder %r (expected folder/%02d/*.jpg)"
+                                    % (folder, sub, c))
+        for name in sorted(os.listdir(sub)):
+            if name.lower().endswith((".jpg", ".jpeg", ".png")):
+                with Image.open(os.path.join(sub, name)) as im:
+                    yield np.asarray(im.convert("RGB")), {c}
 
 
 def compute_class_mapping(classifier, classes, labelled_images, n_generator_classes,
                           images_per_class=100, batch_size=16):
-  """Maps each target class to the generator class of highest mean classifier confidence.
+    """Maps each target class to the generator class of highest mean classifier confidence.
 
-  Args:
-    classifier: a Classifier (or any callable list of uint8 images -> [N, K or K+1] probabilities).
-    classes: target class ids.
-    labelled_images: iterable of (uint8 [H, W, 3], set of class ids in the image).
-    n_generator_classes: K.
-    images_per_class: at most this many images are scored per class.
-    batch_size: classifier batch size.
+    Args:
+      classifier: a Classifier (or any callable list of uint8 images -> [N, K or K+1] probabilities).
+      classes: target class ids.
+      labelled_images: iterable of (uint8 [H, W, 3], set of class ids in the image).
+      n_generator_classes: K.
+      images_per_class: at most this many images are scored per class.
+      batch_size: classifier batch size.
 
-  Returns:
-    {class: {"generator_class", "top5": [{"class", "confidence"}], "n_images", "source": "classifier"}}.
-  """
-  sums = {c: np.zeros(n_generator_classes, np.float64) for c in classes}
-  counts = {c: 0 for c in classes}  # images taken (scored or waiting in `pending`)
-  pending = []  # (image, classes it counts for)
+    Returns:
+      {class: {"generator_class", "top5": [{"class", "confidence"}], "n_images", "source": "classifier"}}.
+    """
+    sums = {c: np.zeros(n_generator_classes, np.float64) for c in classes}
+    counts = {c: 0 for c in classes}  # images taken (scored or waiting in `pending`)
+    pending = []  # (image, classes it counts for)
 
-  def flush():
-    probs = classifier([im for im, _ in pending])
-    if probs.shape[1] == n_generator_classes + 1:
-      probs = probs[:, 1:]  # TF-Slim style classifiers put a background class first.
-    elif probs.shape[1] != n_generator_classes:
-      raise ValueError("classifier outputs %d classes, the generator has %d (expected %d or %d)"
-                       % (probs.shape[1], n_generator_classes, n_generator_classes,
-                          n_generator_classes + 1))
-    for p, (_, wanted) in zip(probs, pending):
-      for c in wanted:
-        sums[c] += p
-    pending.clear()
+    def flush():
+        probs = classifier([im for im, _ in pending])
+        if probs.shape[1] == n_generator_classes + 1:
+            probs = probs[:, 1:]  # TF-Slim style classifiers put a background class first.
+        elif probs.shape[1] != n_generator_classes:
+            raise ValueError("classifier outputs %d classes, the generator has %d (expected %d or %d)"
+                             % (probs.shape[1], n_generator_classes, n_generator_classes,
+                                n_generator_classes + 1))
+        for p, (_, wanted) in zip(probs, pending):
+            for c in wanted:
+                sums[c] += p
+        pending.clear()
 
-  with tqdm(total=images_per_class * len(classes), desc="class mapping") as bar:
-    for image, present in labelled_images:
-      wanted = [c for c in classes if c in present and counts[c] < images_per_class]
-      if wanted:
-        pending.append((image, wanted))
-        for c in wanted:
-          counts[c] += 1
-        bar.update(len(wanted))
-      if len(pending) >= batch_size:
-        flush()
-      if all(counts[c] >= images_per_class for c in classes):
-        break
-    if pending:
-      flush()
-  mapping = {}
-  for c in classes:
-    if counts[c] == 0:
-      raise ValueError("class %d: no training image found to score for the class mapping" % c)
-    mean = sums[c] / counts[c]
-    top = np.argsort(-mean)[:5]
-    mapping[c] = {"generator_class": int(top[0]), "n_images": counts[c], "source": "classifier",
-                  "top5": [{"class": int(k), "confidence": float(mean[k])} for k in top]}
-    logging.info("class %d (%s) -> generator class %d (mean confidence %.3f over %d images)", c,
-                 _name(c), top[0], mean[top[0]], counts[c])
-  return mapping
+    with tqdm(total=images_per_class * len(classes), desc="class mapping") as bar:
+        for image, present in labelled_images:
+            wanted = [c for c in classes if c in present and counts[c] < images_per_class]
+            if wanted:
+                pending.append((image, wanted))
+                for c in wanted:
+                    counts[c] += 1
+                bar.update(len(wanted))
+            if len(pending) >= batch_size:
+                flush()
+            if all(counts[c] >= images_per_class for c in classes):
+                break
+        if pending:
+            flush()
+    mapping = {}
+    for c in classes:
+        if counts[c] == 0:
+            raise ValueError("class %d: no training image found to score for the class mapping" % c)
+        mean = sums[c] / counts[c]
+        top = np.argsort(-mean)[:5]
+        mapping[c] = {"generator_class": int(top[0]), "n_images": counts[c], "source": "classifier",
+                      "top5": [{"class": int(k), "confidence": float(mean[k])} for k in top]}
+        logging.info("class %d (%s) -> generator class %d (mean confidence %.3f over %d images)", c,
+                     _name(c), top[0], mean[top[0]], counts[c])
+    return mapping
 
 
 def _name(c):
-  return VOC_CLASSES[c] if 0 <= c < len(VOC_CLASSES) else str(c)
+    return VOC_CLASSES[c] if 0 <= c < len(VOC_CLASSES) else str(c)
 
 
 def read_mapping_file(path, n_generator_classes):
-  """Reads a user mapping: {"classes": {cls: {"generator_class": k}}} (our format) or {cls: k}.
+    """Reads a user mapping: {"classes": {cls: {"generator_class": k}}} (our format) or {cls: k}.
 
-  Class keys are ids ("1") or VOC names ("aeroplane").
+    Class keys are ids ("1") or VOC names ("aeroplane").
 
-  Returns:
-    {class id: generator class}.
-  """
-  if not os.path.exists(path):
-    raise FileNotFoundError("mapping file %r not found" % path)
-  with open(path) as f:
-    data = json.load(f)
-  entries = data.get("classes", data) if isinstance(data, dict) else None
-  if not isinstance(entries, dict):
-    raise ValueError("mapping file %r: expected a JSON object {class: generator class}" % path)
-  mapping = {}
-  for key, value in entries.items():
-    c = VOC_CLASSES.index(key) if key in VOC_CLASSES else None
-    if c is None:
-      try:
-        c = int(key)
-      except ValueError:
-        raise ValueError("mapping file %r: class %r is neither an id nor a VOC class name"
-                         % (path, key)) from None
-    k = value.get("generator_class") if isinstance(value, dict) else value
-    if not isinstance(k, int) or not 0 <= k < n_generator_classes:
-      raise ValueError("mapping file %r: class %r maps to %r, expected an int in [0, %d)"
-                       % (path, key, k, n_generator_classes))
-    mapping[c] = k
-  return mapping
+    Returns:
+      {class id: generator class}.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError("mapping file %r not found" % path)
+    with open(path) as f:
+        data = json.load(f)
+    entries = data.get("classes", data) if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        raise ValueError("mapping file %r: expected a JSON object {class: generator class}" % path)
+    mapping = {}
+    for key, value in entries.items():
+        c = VOC_CLASSES.index(key) if key in VOC_CLASSES else None
+        if c is None:
+            try:
+                c = int(key)
+            except ValueError:
+                raise ValueError("mapping file %r: class %r is neither an id nor a VOC class name"
+                                 % (path, key)) from None
+        k = value.get("generator_class") if isinstance(value, dict) else value
+        if not isinstance(k, int) or not 0 <= k < n_generator_classes:
+            raise ValueError("mapping file %r: class %r maps to %r, expected an int in [0, %d)"
+                             % (path, key, k, n_generator_classes))
+        mapping[c] = k
+    return mapping
 
 
 def _write_atomic(path, data):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = "%s.tmp-%d" % (path, os.getpid())
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, mapping_file=None,
                     mapping_tfrecords=DEFAULT_MAPPING_TFRECORDS, mapping_folder=None,
                     images_per_class=100, classifier_image_size=0, classifier_outputs="logits",
                     batch_size=16):
-  """Returns {class: generator class}; writes the full mapping to `mapping_output` (JSON).
+    """Returns {class: generator class}; writes the full mapping to `mapping_output` (JSON).
 
-  Classifier entries already in `mapping_output` (same generator size) are reused; missing classes are
-  computed with the classifier; entries of the user's `mapping_file` override both.
-  """
-  entries = {}
-  if os.path.exists(mapping_output):
-    with open(mapping_output) as f:
-      old = json.load(f)
-    if old.get("generator_classes") == generator.n_classes:
-      entries = {int(c): e for c, e in old.get("classes", {}).items() if e.get("source") == "classifier"}
-  user = read_mapping_file(mapping_file, generator.n_classes) if mapping_file else {}
-  todo = [c for c in classes if c not in entries and c not in user]
-  if todo:
-    if not classifier_handle:
-      raise ValueError("classes %s have no generator class: give --classifier or a --mapping_file "
-                       "that covers them" % todo)
-    classifier = Classifier(classifier_handle, classifier_image_size, classifier_outputs)
-    if mapping_folder:
-      images = iter_folder_images(mapping_folder, todo)
+    Classifier entries already in `mapping_output` (same generator size) are reused; missing classes are
+    computed with the classifier; entries of the user's `mapping_file` override both.
+    """
+    entries = {}
+    if os.path.exists(mapping_output):
+        with open(mapping_output) as f:
+            old = json.load(f)
+        if old.get("generator_classes") == generator.n_classes:
+            entries = {int(c): e for c, e in old.get("classes", {}).items() if e.get("source") == "classifier"}
+    user = read_mapping_file(mapping_file, generator.n_classes) if mapping_file else {}
+    todo = [c for c in classes if c not in entries and c not in user]
+    if todo:
+        if not classifier_handle:
+            raise ValueError("classes %s have no generator class: give --classifier or a --mapping_file "
+                             "that covers them" % todo)
+        classifier = Classifier(classifier_handle, classifier_image_size, classifier_outputs)
+        if mapping_folder:
+            images = iter_folder_images(mapping_folder, todo)
+        else:
+            missing = [p for p in mapping_tfrecords if not os.path.exists(p)]
+            if missing or not mapping_tfrecords:
+                raise FileNotFoundError("mapping tfrecords not found: %s (give --mapping_tfrecords or "
+                                        "--mapping_folder)" % (missing or "none given"))
+            images = iter_tfrecord_images(mapping_tfrecords)
+        entries.update(compute_class_mapping(classifier, todo, images, generator.n_classes,
+                                             images_per_class, batch_size))
     else:
-      missing = [p for p in mapping_tfrecords if not os.path.exists(p)]
-      if missing or not mapping_tfrecords:
-        raise FileNotFoundError("mapping tfrecords not found: %s (give --mapping_tfrecords or "
-                                "--mapping_folder)" % (missing or "none given"))
-      images = iter_tfrecord_images(mapping_tfrecords)
-    entries.update(compute_class_mapping(classifier, todo, images, generator.n_classes,
-                                         images_per_class, batch_size))
-  else:
-    logging.info("class mapping: reused %s", mapping_output if entries else mapping_file)
-  for c, k in user.items():
-    entries[c] = {"generator_class": k, "source": "user"}
-  doc = {"generator": str(generator.handle), "generator_classes": generator.n_classes,
-         "classifier": classifier_handle or None,
-         "classes": {str(c): dict(entries[c], name=_name(c)) for c in sorted(entries)}}
-  _write_atomic(mapping_output, json.dumps(doc, indent=1).encode())
-  return {c: entries[c]["generator_class"] for c in classes}
+        logging.info("class mapping: reused %s", mapping_output if entries else mapping_file)
+    for c, k in user.items():
+        entries[c] = {"generator_class": k, "source": "user"}
+    doc = {"generator": str(generator.handle), "generator_classes": generator.n_classes,
+           "classifier": classifier_handle or None,
+           "classes": {str(c): dict(entries[c], name=_name(c)) for c in sorted(entries)}}
+    _write_atomic(mapping_output, json.dumps(doc, indent=1).encode())
+    return {c: entries[c]["generator_class"] for c in classes}
 
 
 def truncated_normal(rng, shape, bound=2.0):
-  """float32 standard normal samples redrawn until all lie in [-bound, bound] (as BigGAN's sampler)."""
-  z = rng.standard_normal(shape)
-  bad = np.abs(z) > bound
-  while bad.any():
-    z[bad] = rng.standard_normal(int(bad.sum()))
+    """float32 standard normal samples redrawn until all lie in [-bound, bound] (as BigGAN's sampler)."""
+    z = rng.standard_normal(shape)
     bad = np.abs(z) > bound
-  return z.astype(np.float32)
+    while bad.any():
+        z[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(z) > bound
+    return z.astype(np.float32)
 
 
 def sample_images(generator, generator_class, n, truncation=1.0, seed=0, batch_size=8, image_size=0):
-  """Yields n uint8 [S, S, 3] images of one generator class (deterministic for the seed).
+    """Yields n uint8 [S, S, 3] images of one generator class (deterministic for the seed).
 
-  Args:
-    generator: a Generator.
-    generator_class: int in [0, generator.n_classes).
-    n: number of images.
-    truncation: z = truncation * truncated_normal; also given to the module.
-    seed: int or tuple of ints for numpy's default_rng.
-    batch_size: images per generator call.
-    image_size: output side S; 0 keeps the generator's size.
-  """
-  rng = np.random.default_rng(seed)
-  for start in range(0, n, batch_size):
-    m = min(batch_size, n - start)
-    z = truncation * truncated_normal(rng, (m, generator.z_dim))
-    images = (generator(z, generator_class, truncation) + 1.0) * 127.5
-    if image_size and images.shape[1:3] != (image_size, image_size):
-      images = tf.image.resize(images, [image_size, image_size], antialias=True).numpy()
-    yield from np.clip(np.round(images), 0, 255).astype(np.uint8)
+    Args:
+      generator: a Generator.
+      generator_class: int in [0, generator.n_classes).
+      n: number of images.
+      truncation: z = truncation * truncated_normal; also given to the module.
+      seed: int or tuple of ints for numpy's default_rng.
+      batch_size: images per generator call.
+      image_size: output side S; 0 keeps the generator's size.
+    """
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        z = truncation * truncated_normal(rng, (m, generator.z_dim))
+        images = (generator(z, generator_class, truncation) + 1.0) * 127.5
+        if image_size and images.shape[1:3] != (image_size, image_size):
+            images = tf.image.resize(images, [image_size, image_size], antialias=True).numpy()
+        yield from np.clip(np.round(images), 0, 255).astype(np.uint8)
 
 
 def _jpeg_bytes(image):
-  buf = io.BytesIO()
-  Image.fromarray(image).save(buf, format="JPEG", quality=95)
-  return buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
 
 
 def generate(generator_handle, classes=tuple(range(1, 21)), output_dir="data/replay_images/gan",
              images_per_class=500, batch_size=8, truncation=1.0, seed=0, image_size=512, jpeg_dir=None,
              mapping_output=None, **mapping_kwargs):
-  """Writes `output_dir/{cc}.tfrecord` for every class (skipping complete ones).
+    """Writes `output_dir/{cc}.tfrecord` for every class (skipping complete ones).
 
-  Args:
-    generator_handle: generator path or hub handle.
-    classes: target class ids.
-    output_dir: folder of the per-class tfrecords.
-    images_per_class, batch_size, truncation, seed, image_size: see sample_images (the seed of class c
-      is (seed, c), so a resumed run writes the same images).
-    jpeg_dir: if set, also writes jpeg_dir/{cc}/{i:04d}.jpg for inspection.
-    mapping_output: mapping JSON path (default output_dir/class_mapping.json).
-    **mapping_kwargs: classifier_handle, mapping_file, mapping_tfrecords, mapping_folder,
-      images_per_class (as mapping_images_per_class), classifier_image_size, classifier_outputs.
+    Args:
+      generator_handle: generator path or hub handle.
+      classes: target class ids.
+      output_dir: folder of the per-class tfrecords.
+      images_per_class, batch_size, truncation, seed, image_size: see sample_images (the seed of class c
+        is (seed, c), so a resumed run writes the same images).
+      jpeg_dir: if set, also writes jpeg_dir/{cc}/{i:04d}.jpg for inspection.
+      mapping_output: mapping JSON path (default output_dir/class_mapping.json).
+      **mapping_kwargs: classifier_handle, mapping_file, mapping_tfrecords, mapping_folder,
+        images_per_class (as mapping_images_per_class), classifier_image_size, classifier_outputs.
 
-  Returns:
-    {class: generator class}.
-  """
-  generator = Generator(generator_handle)
-  if "mapping_images_per_class" in mapping_kwargs:
-    mapping_kwargs["images_per_class"] = mapping_kwargs.pop("mapping_images_per_class")
-  mapping = resolve_mapping(generator, list(classes),
-                            mapping_output or os.path.join(output_dir, "class_mapping.json"),
-                            batch_size=batch_size, **mapping_kwargs)
-  os.makedirs(output_dir, exist_ok=True)
-  for c in classes:
-    path = os.path.join(output_dir, "%02d.tfrecord" % c)
-    if os.path.exists(path) and data_loader.count_records(path) == images_per_class:
-      logging.info("class %d: %s complete, skipped", c, path)
-      continue
+    Returns:
+      {class: generator class}.
+    """
+    generator = Generator(generator_handle)
+    if "mapping_images_per_class" in mapping_kwargs:
+        mapping_kwargs["images_per_class"] = mapping_kwargs.pop("mapping_images_per_class")
+    mapping = resolve_mapping(generator, list(classes),
+                              mapping_output or os.path.join(output_dir, "class_mapping.json"),
+                              batch_size=batch_size, **mapping_kwargs)
+    os.makedirs(output_dir, exist_ok=True)
+    for c in classes:
+        path = os.path.join(output_dir, "%02d.tfrecord" % c)
+        if os.path.exists(path) and data_loader.count_records(path) == images_per_class:
+            logging.info("class %d: %s complete, skipped", c, path)
+            continue
 
-    def examples(c=c):
-      images = sample_images(generator, mapping[c], images_per_class, truncation, (seed, c), batch_size,
-                             image_size)
-      for i, image in enumerate(tqdm(images, total=images_per_class, desc="class %02d" % c)):
-        if jpeg_dir:
-          _write_atomic(os.path.join(jpeg_dir, "%02d" % c, "%04d.jpg" % i), _jpeg_bytes(image))
-        yield data_loader.encode_example(image, None)
+        def examples(c=c):
+            images = sample_images(generator, mapping[c], images_per_class, truncation, (seed, c), batch_size,
+                                   image_size)
+            for i, image in enumerate(tqdm(images, total=images_per_class, desc="class %02d" % c)):
+                if jpeg_dir:
+                    _write_atomic(os.path.join(jpeg_dir, "%02d" % c, "%04d.jpg" % i), _jpeg_bytes(image))
+                yield data_loader.encode_example(image, None)
 
-    count = data_loader.write_tfrecord(path, examples())
-    logging.info("class %d (%s): wrote %d images of generator class %d to %s", c, _name(c), count,
-                 mapping[c], path)
-  return mapping
+        count = data_loader.write_tfrecord(path, examples())
+        logging.info("class %d (%s): wrote %d images of generator class %d to %s", c, _name(c), count,
+                     mapping[c], path)
+    return mapping
 
 
 def define_flags():
-  """Defines the command-line flags (only when run as a script, so importing defines none)."""
-  flags.DEFINE_string("generator", None, "Generator: local directory or TF-Hub handle.")
-  flags.DEFINE_string("classifier", None, "Classifier over the generator's classes (for the mapping).")
-  flags.DEFINE_list("classes", [str(c) for c in range(1, 21)], "Target class ids.")
-  flags.DEFINE_integer("images_per_class", 500, "Images generated per class.")
-  flags.DEFINE_integer("batch_size", 8, "Generator and classifier batch size.")
-  flags.DEFINE_float("truncation", 1.0, "Truncation (z scale and module input).")
-  flags.DEFINE_integer("seed", 0, "Sampling seed (class c uses (seed, c)).")
-  flags.DEFINE_integer("image_size", 512, "Output side in pixels (0 = generator's size).")
-  flags.DEFINE_string("output_dir", "data/replay_images/gan", "Folder of {cc}.tfrecord.")
-  flags.DEFINE_string("jpeg_dir", None, "Optional folder of JPEGs ({cc}/{i}.jpg) for inspection.")
-  flags.DEFINE_string("mapping_output", None, "Mapping JSON (default output_dir/class_mapping.json).")
-  flags.DEFINE_string("mapping_file", None, "User mapping JSON {class: generator class}; overrides.")
-  flags.DEFINE_list("mapping_tfrecords", list(DEFAULT_MAPPING_TFRECORDS),
-                    "Labelled training tfrecords scored by the classifier.")
-  flags.DEFINE_string("mapping_folder", None, "Instead of tfrecords: folder/{cc}/*.jpg per class.")
-  flags.DEFINE_integer("mapping_images_per_class", 100, "Images scored per class.")
-  flags.DEFINE_integer("classifier_image_size", 0, "Classifier input side (0 = module's, else 260).")
-  flags.DEFINE_enum("classifier_outputs", "logits", ["logits", "probabilities"],
-                    "What the classifier outputs.")
-  flags.mark_flag_as_required("generator")
+    """Defines the command-line flags (only when run as a script, so importing defines none)."""
+    flags.DEFINE_string("generator", None, "Generator: local directory or TF-Hub handle.")
+    flags.DEFINE_string("classifier", None, "Classifier over the generator's classes (for the mapping).")
+    flags.DEFINE_list("classes", [str(c) for c in range(1, 21)], "Target class ids.")
+    flags.DEFINE_integer("images_per_class", 500, "Images generated per class.")
+    flags.DEFINE_integer("batch_size", 8, "Generator and classifier batch size.")
+    flags.DEFINE_float("truncation", 1.0, "Truncation (z scale and module input).")
+    flags.DEFINE_integer("seed", 0, "Sampling seed (class c uses (seed, c)).")
+    flags.DEFINE_integer("image_size", 512, "Output side in pixels (0 = generator's size).")
+    flags.DEFINE_string("output_dir", "data/replay_images/gan", "Folder of {cc}.tfrecord.")
+    flags.DEFINE_string("jpeg_dir", None, "Optional folder of JPEGs ({cc}/{i}.jpg) for inspection.")
+    flags.DEFINE_string("mapping_output", None, "Mapping JSON (default output_dir/class_mapping.json).")
+    flags.DEFINE_string("mapping_file", None, "User mapping JSON {class: generator class}; overrides.")
+    flags.DEFINE_list("mapping_tfrecords", list(DEFAULT_MAPPING_TFRECORDS),
+                      "Labelled training tfrecords scored by the classifier.")
+    flags.DEFINE_string("mapping_folder", None, "Instead of tfrecords: folder/{cc}/*.jpg per class.")
+    flags.DEFINE_integer("mapping_images_per_class", 100, "Images scored per class.")
+    flags.DEFINE_integer("classifier_image_size", 0, "Classifier input side (0 = module's, else 260).")
+    flags.DEFINE_enum("classifier_outputs", "logits", ["logits", "probabilities"],
+                      "What the classifier outputs.")
+    flags.mark_flag_as_required("generator")
 
 
 def main(argv):
-  del argv
-  f = flags.FLAGS
-  generate(f.generator, [int(c) for c in f.classes], f.output_dir, f.images_per_class, f.batch_size,
-           f.truncation, f.seed, f.image_size, f.jpeg_dir, f.mapping_output,
-           classifier_handle=f.classifier, mapping_file=f.mapping_file,
-           mapping_tfrecords=f.mapping_tfrecords, mapping_folder=f.mapping_folder,
-           mapping_images_per_class=f.mapping_images_per_class,
-           classifier_image_size=f.classifier_image_size, classifier_outputs=f.classifier_outputs)
+    del argv
+    f = flags.FLAGS
+    generate(f.generator, [int(c) for c in f.classes], f.output_dir, f.images_per_class, f.batch_size,
+             f.truncation, f.seed, f.image_size, f.jpeg_dir, f.mapping_output,
+             classifier_handle=f.classifier, mapping_file=f.mapping_file,
+             mapping_tfrecords=f.mapping_tfrecords, mapping_folder=f.mapping_folder,
+             mapping_images_per_class=f.mapping_images_per_class,
+             classifier_image_size=f.classifier_image_size, classifier_outputs=f.classifier_outputs)
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+    define_flags()
+    app.run(main)

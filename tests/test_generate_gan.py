@@ -28,248 +28,248 @@ CLASSES = sorted(EXPECTED)
 
 
 def _generator_fn(z, y, truncation, wz):
-  base = tf.reshape(tf.matmul(y, tf.constant(PROTO)) * 2.0 - 1.0, [-1, 1, 1, 3])
-  texture = tf.reshape(tf.tanh(tf.matmul(z, wz)), [-1, GEN_SIZE, GEN_SIZE, 3])
-  return tf.clip_by_value(base + 0.1 * truncation * texture, -1.0, 1.0)
+    base = tf.reshape(tf.matmul(y, tf.constant(PROTO)) * 2.0 - 1.0, [-1, 1, 1, 3])
+    texture = tf.reshape(tf.tanh(tf.matmul(z, wz)), [-1, GEN_SIZE, GEN_SIZE, 3])
+    return tf.clip_by_value(base + 0.1 * truncation * texture, -1.0, 1.0)
 
 
 def _classifier_logits(images):
-  mean = tf.reduce_mean(images, axis=[1, 2])  # [N, 3]
-  return -40.0 * tf.reduce_sum(tf.square(mean[:, None, :] - tf.constant(PROTO)[None]), axis=-1)
+    mean = tf.reduce_mean(images, axis=[1, 2])  # [N, 3]
+    return -40.0 * tf.reduce_sum(tf.square(mean[:, None, :] - tf.constant(PROTO)[None]), axis=-1)
 
 
 def _save_tf2(path):
-  wz = np.random.default_rng(1).normal(size=(Z_DIM, GEN_SIZE * GEN_SIZE * 3)).astype(np.float32)
+    wz = np.random.default_rng(1).normal(size=(Z_DIM, GEN_SIZE * GEN_SIZE * 3)).astype(np.float32)
 
-  class Gen(tf.Module):
+    class Gen(tf.Module):
 
-    def __init__(self):
-      super().__init__()
-      self.wz = tf.Variable(wz)
+        def __init__(self):
+            super().__init__()
+            self.wz = tf.Variable(wz)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, Z_DIM], tf.float32, name="z"),
-                                  tf.TensorSpec([None, K], tf.float32, name="y"),
-                                  tf.TensorSpec([], tf.float32, name="truncation")])
-    def generate(self, z, y, truncation):
-      return {"default": _generator_fn(z, y, truncation, self.wz)}
+        @tf.function(input_signature=[tf.TensorSpec([None, Z_DIM], tf.float32, name="z"),
+                                      tf.TensorSpec([None, K], tf.float32, name="y"),
+                                      tf.TensorSpec([], tf.float32, name="truncation")])
+        def generate(self, z, y, truncation):
+            return {"default": _generator_fn(z, y, truncation, self.wz)}
 
-  class Cls(tf.Module):
+    class Cls(tf.Module):
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
-    def classify(self, images):
-      return {"logits": _classifier_logits(images)}
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
+        def classify(self, images):
+            return {"logits": _classifier_logits(images)}
 
-  gen, cls = Gen(), Cls()
-  tf.saved_model.save(gen, path + "_gen", signatures={"serving_default": gen.generate})
-  tf.saved_model.save(cls, path + "_cls", signatures={"serving_default": cls.classify})
-  return path + "_gen", path + "_cls"
+    gen, cls = Gen(), Cls()
+    tf.saved_model.save(gen, path + "_gen", signatures={"serving_default": gen.generate})
+    tf.saved_model.save(cls, path + "_cls", signatures={"serving_default": cls.classify})
+    return path + "_gen", path + "_cls"
 
 
 def _save_tf1_hub(path, inputs_fn, outputs_fn):
-  """Writes a legacy TF1 Hub module: SavedModel with the empty tag set + tfhub_module.pb (08 03)."""
-  graph = tf.Graph()
-  with graph.as_default():
-    inputs = inputs_fn()
-    outputs = outputs_fn(**inputs)
-    with tf.compat.v1.Session(graph=graph) as sess:
-      sess.run(tf.compat.v1.global_variables_initializer())
-      builder = tf.compat.v1.saved_model.Builder(path)
-      sig = tf.compat.v1.saved_model.predict_signature_def(inputs, outputs)
-      builder.add_meta_graph_and_variables(sess, [], signature_def_map={"default": sig})
-      builder.save()
-  with open(os.path.join(path, "tfhub_module.pb"), "wb") as f:
-    f.write(b"\x08\x03")
-  return path
+    """Writes a legacy TF1 Hub module: SavedModel with the empty tag set + tfhub_module.pb (08 03)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs = inputs_fn()
+        outputs = outputs_fn(**inputs)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(path)
+            sig = tf.compat.v1.saved_model.predict_signature_def(inputs, outputs)
+            builder.add_meta_graph_and_variables(sess, [], signature_def_map={"default": sig})
+            builder.save()
+    with open(os.path.join(path, "tfhub_module.pb"), "wb") as f:
+        f.write(b"\x08\x03")
+    return path
 
 
 def _save_tf1(path):
-  ph = tf.compat.v1.placeholder
-  wz = np.random.default_rng(1).normal(size=(Z_DIM, GEN_SIZE * GEN_SIZE * 3)).astype(np.float32)
-  gen = _save_tf1_hub(
-      path + "_gen1",
-      lambda: {"z": ph(tf.float32, [None, Z_DIM]), "y": ph(tf.float32, [None, K]),
-               "truncation": ph(tf.float32, [])},
-      lambda z, y, truncation: {"default": _generator_fn(
-          z, y, truncation, tf.compat.v1.get_variable("wz", initializer=tf.constant(wz)))})
+    ph = tf.compat.v1.placeholder
+    wz = np.random.default_rng(1).normal(size=(Z_DIM, GEN_SIZE * GEN_SIZE * 3)).astype(np.float32)
+    gen = _save_tf1_hub(
+        path + "_gen1",
+        lambda: {"z": ph(tf.float32, [None, Z_DIM]), "y": ph(tf.float32, [None, K]),
+                 "truncation": ph(tf.float32, [])},
+        lambda z, y, truncation: {"default": _generator_fn(
+            z, y, truncation, tf.compat.v1.get_variable("wz", initializer=tf.constant(wz)))})
 
-  def cls_outputs(images):  # TF-Slim style: K + 1 outputs, background first.
-    logits = _classifier_logits(images)
-    return {"default": tf.concat([tf.fill([tf.shape(logits)[0], 1], 50.0), logits], axis=1)}
+    def cls_outputs(images):  # TF-Slim style: K + 1 outputs, background first.
+        logits = _classifier_logits(images)
+        return {"default": tf.concat([tf.fill([tf.shape(logits)[0], 1], 50.0), logits], axis=1)}
 
-  cls = _save_tf1_hub(path + "_cls1", lambda: {"images": ph(tf.float32, [None, None, None, 3])},
-                      cls_outputs)
-  return gen, cls
+    cls = _save_tf1_hub(path + "_cls1", lambda: {"images": ph(tf.float32, [None, None, None, 3])},
+                        cls_outputs)
+    return gen, cls
 
 
 def _class_image(rng, colour, size=40):
-  image = colour * 255 + rng.normal(0, 10, size=(size, size, 3))
-  return np.clip(image, 0, 255).astype(np.uint8)
+    image = colour * 255 + rng.normal(0, 10, size=(size, size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-  base = str(tmp_path_factory.mktemp("models") / "m")
-  tf2 = _save_tf2(base)
-  tf1 = _save_tf1(base)
-  return {"tf2": tf2, "tf1": tf1}
+    base = str(tmp_path_factory.mktemp("models") / "m")
+    tf2 = _save_tf2(base)
+    tf1 = _save_tf1(base)
+    return {"tf2": tf2, "tf1": tf1}
 
 
 @pytest.fixture(scope="module")
 def training_data(tmp_path_factory):
-  """A labelled tfrecord (4 images per class, plus one image of class 5 only) and a class folder."""
-  rng = np.random.default_rng(0)
-  base = tmp_path_factory.mktemp("data")
-  examples = []
-  for i in range(12):
-    c = CLASSES[i % 3]
-    image = _class_image(rng, PROTO[EXPECTED[c]])
-    label = np.zeros(image.shape[:2], np.uint8)
-    label[10:30, 10:30] = c
-    label[0, 0] = 255
-    examples.append(data_loader.encode_example(image, label))
-  other = np.zeros((40, 40), np.uint8) + 5  # class 5 images must not be scored
-  examples.append(data_loader.encode_example(_class_image(rng, PROTO[1]), other))
-  record = str(base / "train.tfrecord")
-  data_loader.write_tfrecord(record, examples)
-  folder = base / "folder"
-  for c in CLASSES:
-    os.makedirs(folder / ("%02d" % c))
-    for i in range(3):
-      Image.fromarray(_class_image(rng, PROTO[EXPECTED[c]])).save(folder / ("%02d" % c) / ("%d.jpg" % i))
-  return record, str(folder)
+    """A labelled tfrecord (4 images per class, plus one image of class 5 only) and a class folder."""
+    rng = np.random.default_rng(0)
+    base = tmp_path_factory.mktemp("data")
+    examples = []
+    for i in range(12):
+        c = CLASSES[i % 3]
+        image = _class_image(rng, PROTO[EXPECTED[c]])
+        label = np.zeros(image.shape[:2], np.uint8)
+        label[10:30, 10:30] = c
+        label[0, 0] = 255
+        examples.append(data_loader.encode_example(image, label))
+    other = np.zeros((40, 40), np.uint8) + 5  # class 5 images must not be scored
+    examples.append(data_loader.encode_example(_class_image(rng, PROTO[1]), other))
+    record = str(base / "train.tfrecord")
+    data_loader.write_tfrecord(record, examples)
+    folder = base / "folder"
+    for c in CLASSES:
+        os.makedirs(folder / ("%02d" % c))
+        for i in range(3):
+            Image.fromarray(_class_image(rng, PROTO[EXPECTED[c]])).save(folder / ("%02d" % c) / ("%d.jpg" % i))
+    return record, str(folder)
 
 
 def _read_images(path):
-  images = []
-  for raw in tf.data.TFRecordDataset(path):
-    ex = tf.io.parse_single_example(raw, {"input": tf.io.FixedLenFeature([], tf.string)})
-    images.append(tf.io.decode_jpeg(ex["input"]).numpy())
-  return images
+    images = []
+    for raw in tf.data.TFRecordDataset(path):
+        ex = tf.io.parse_single_example(raw, {"input": tf.io.FixedLenFeature([], tf.string)})
+        images.append(tf.io.decode_jpeg(ex["input"]).numpy())
+    return images
 
 
 def _check_outputs(out, n, size, mapping):
-  for c in CLASSES:
-    images = _read_images(os.path.join(out, "%02d.tfrecord" % c))
-    assert len(images) == n
-    for image in images:
-      assert image.shape == (size, size, 3) and image.dtype == np.uint8
-      mean = image.reshape(-1, 3).mean(0) / 255.0
-      assert np.abs(mean - PROTO[mapping[c]]).max() < 0.06, (c, mean)
+    for c in CLASSES:
+        images = _read_images(os.path.join(out, "%02d.tfrecord" % c))
+        assert len(images) == n
+        for image in images:
+            assert image.shape == (size, size, 3) and image.dtype == np.uint8
+            mean = image.reshape(-1, 3).mean(0) / 255.0
+            assert np.abs(mean - PROTO[mapping[c]]).max() < 0.06, (c, mean)
 
 
 def test_tf2_mapping_sampling_and_resume(models, training_data, tmp_path):
-  gen, cls = models["tf2"]
-  record, _ = training_data
-  out = str(tmp_path / "gan")
-  kwargs = dict(classes=CLASSES, images_per_class=5, batch_size=2, image_size=24, seed=3)
-  mapping = generate_gan.generate(gen, output_dir=out, jpeg_dir=str(tmp_path / "jpeg"),
-                                  classifier_handle=cls, mapping_tfrecords=[record],
-                                  mapping_images_per_class=3, **kwargs)
-  assert mapping == EXPECTED
-  _check_outputs(out, 5, 24, EXPECTED)
-  for c in CLASSES:
-    assert len(os.listdir(tmp_path / "jpeg" / ("%02d" % c))) == 5
-  with open(os.path.join(out, "class_mapping.json")) as f:
-    doc = json.load(f)
-  assert doc["generator_classes"] == K
-  for c, k in EXPECTED.items():
-    entry = doc["classes"][str(c)]
-    assert entry["generator_class"] == k and entry["n_images"] == 3 and entry["source"] == "classifier"
-    conf = [t["confidence"] for t in entry["top5"]]
-    assert len(conf) == 5 and entry["top5"][0]["class"] == k and conf == sorted(conf, reverse=True)
-    assert 0.5 < conf[0] <= 1.0
-  assert not [n for n in os.listdir(out) if ".tmp" in n]
+    gen, cls = models["tf2"]
+    record, _ = training_data
+    out = str(tmp_path / "gan")
+    kwargs = dict(classes=CLASSES, images_per_class=5, batch_size=2, image_size=24, seed=3)
+    mapping = generate_gan.generate(gen, output_dir=out, jpeg_dir=str(tmp_path / "jpeg"),
+                                    classifier_handle=cls, mapping_tfrecords=[record],
+                                    mapping_images_per_class=3, **kwargs)
+    assert mapping == EXPECTED
+    _check_outputs(out, 5, 24, EXPECTED)
+    for c in CLASSES:
+        assert len(os.listdir(tmp_path / "jpeg" / ("%02d" % c))) == 5
+    with open(os.path.join(out, "class_mapping.json")) as f:
+        doc = json.load(f)
+    assert doc["generator_classes"] == K
+    for c, k in EXPECTED.items():
+        entry = doc["classes"][str(c)]
+        assert entry["generator_class"] == k and entry["n_images"] == 3 and entry["source"] == "classifier"
+        conf = [t["confidence"] for t in entry["top5"]]
+        assert len(conf) == 5 and entry["top5"][0]["class"] == k and conf == sorted(conf, reverse=True)
+        assert 0.5 < conf[0] <= 1.0
+    assert not [n for n in os.listdir(out) if ".tmp" in n]
 
-  # Determinism: same seed -> same bytes; other seed -> other images. The mapping JSON is reused
-  # (no classifier given).
-  again = str(tmp_path / "again")
-  os.makedirs(again)
-  with open(os.path.join(again, "class_mapping.json"), "w") as f:
-    json.dump(doc, f)
-  generate_gan.generate(gen, output_dir=again, **kwargs)
-  for c in CLASSES:
-    name = "%02d.tfrecord" % c
-    with open(os.path.join(out, name), "rb") as a, open(os.path.join(again, name), "rb") as b:
-      assert a.read() == b.read()
+    # Determinism: same seed -> same bytes; other seed -> other images. The mapping JSON is reused
+    # (no classifier given).
+    again = str(tmp_path / "again")
+    os.makedirs(again)
+    with open(os.path.join(again, "class_mapping.json"), "w") as f:
+        json.dump(doc, f)
+    generate_gan.generate(gen, output_dir=again, **kwargs)
+    for c in CLASSES:
+        name = "%02d.tfrecord" % c
+        with open(os.path.join(out, name), "rb") as a, open(os.path.join(again, name), "rb") as b:
+            assert a.read() == b.read()
 
-  # Resume: only the missing class is written, identically.
-  stamps = {c: os.stat(os.path.join(again, "%02d.tfrecord" % c)).st_mtime_ns for c in CLASSES}
-  with open(os.path.join(again, "02.tfrecord"), "rb") as f:
-    before = f.read()
-  os.remove(os.path.join(again, "02.tfrecord"))
-  generate_gan.generate(gen, output_dir=again, **kwargs)
-  with open(os.path.join(again, "02.tfrecord"), "rb") as f:
-    assert f.read() == before
-  for c in (1, 3):
-    assert os.stat(os.path.join(again, "%02d.tfrecord" % c)).st_mtime_ns == stamps[c]
+        # Resume: only the missing class is written, identically.
+    stamps = {c: os.stat(os.path.join(again, "%02d.tfrecord" % c)).st_mtime_ns for c in CLASSES}
+    with open(os.path.join(again, "02.tfrecord"), "rb") as f:
+        before = f.read()
+    os.remove(os.path.join(again, "02.tfrecord"))
+    generate_gan.generate(gen, output_dir=again, **kwargs)
+    with open(os.path.join(again, "02.tfrecord"), "rb") as f:
+        assert f.read() == before
+    for c in (1, 3):
+        assert os.stat(os.path.join(again, "%02d.tfrecord" % c)).st_mtime_ns == stamps[c]
 
-  other = str(tmp_path / "other")
-  os.makedirs(other)
-  with open(os.path.join(other, "class_mapping.json"), "w") as f:
-    json.dump(doc, f)
-  generate_gan.generate(gen, output_dir=other, **dict(kwargs, seed=4))
-  assert not np.array_equal(_read_images(os.path.join(out, "01.tfrecord"))[0],
-                            _read_images(os.path.join(other, "01.tfrecord"))[0])
+    other = str(tmp_path / "other")
+    os.makedirs(other)
+    with open(os.path.join(other, "class_mapping.json"), "w") as f:
+        json.dump(doc, f)
+    generate_gan.generate(gen, output_dir=other, **dict(kwargs, seed=4))
+    assert not np.array_equal(_read_images(os.path.join(out, "01.tfrecord"))[0],
+                              _read_images(os.path.join(other, "01.tfrecord"))[0])
 
 
 def test_tf1_hub_format_generator_and_classifier(models, training_data, tmp_path):
-  gen, cls = models["tf1"]
-  generator = generate_gan.Generator(gen)
-  assert (generator.n_classes, generator.z_dim, generator.signature_name) == (K, Z_DIM, "default")
-  classifier = generate_gan.Classifier(cls)
-  assert classifier.image_size == generate_gan.DEFAULT_CLASSIFIER_SIZE  # dynamic input size
-  _, folder = training_data
-  out = str(tmp_path / "gan")
-  mapping = generate_gan.generate(gen, classes=CLASSES, output_dir=out, images_per_class=3,
-                                  batch_size=4, image_size=0, classifier_handle=cls,
-                                  mapping_folder=folder)
-  assert mapping == EXPECTED
-  _check_outputs(out, 3, GEN_SIZE, EXPECTED)
+    gen, cls = models["tf1"]
+    generator = generate_gan.Generator(gen)
+    assert (generator.n_classes, generator.z_dim, generator.signature_name) == (K, Z_DIM, "default")
+    classifier = generate_gan.Classifier(cls)
+    assert classifier.image_size == generate_gan.DEFAULT_CLASSIFIER_SIZE  # dynamic input size
+    _, folder = training_data
+    out = str(tmp_path / "gan")
+    mapping = generate_gan.generate(gen, classes=CLASSES, output_dir=out, images_per_class=3,
+                                    batch_size=4, image_size=0, classifier_handle=cls,
+                                    mapping_folder=folder)
+    assert mapping == EXPECTED
+    _check_outputs(out, 3, GEN_SIZE, EXPECTED)
 
 
 def test_user_mapping_overrides_and_errors(models, tmp_path):
-  gen, cls = models["tf2"]
-  user = tmp_path / "user.json"
-  user.write_text(json.dumps({"aeroplane": 1, "2": {"generator_class": 5}}))
-  out = str(tmp_path / "gan")
-  mapping = generate_gan.generate(gen, classes=[1, 2], output_dir=out, images_per_class=2,
-                                  image_size=8, mapping_file=str(user))
-  assert mapping == {1: 1, 2: 5}
-  images = _read_images(os.path.join(out, "02.tfrecord"))
-  assert np.abs(images[0].reshape(-1, 3).mean(0) / 255 - PROTO[5]).max() < 0.06
-  with open(os.path.join(out, "class_mapping.json")) as f:
-    assert json.load(f)["classes"]["1"]["source"] == "user"
+    gen, cls = models["tf2"]
+    user = tmp_path / "user.json"
+    user.write_text(json.dumps({"aeroplane": 1, "2": {"generator_class": 5}}))
+    out = str(tmp_path / "gan")
+    mapping = generate_gan.generate(gen, classes=[1, 2], output_dir=out, images_per_class=2,
+                                    image_size=8, mapping_file=str(user))
+    assert mapping == {1: 1, 2: 5}
+    images = _read_images(os.path.join(out, "02.tfrecord"))
+    assert np.abs(images[0].reshape(-1, 3).mean(0) / 255 - PROTO[5]).max() < 0.06
+    with open(os.path.join(out, "class_mapping.json")) as f:
+        assert json.load(f)["classes"]["1"]["source"] == "user"
 
-  user.write_text(json.dumps({"1": K}))
-  with pytest.raises(ValueError, match="user.json"):
-    generate_gan.generate(gen, classes=[1], output_dir=str(tmp_path / "x"), mapping_file=str(user))
-  with pytest.raises(ValueError, match="--classifier"):
-    generate_gan.generate(gen, classes=[4], output_dir=str(tmp_path / "y"))
-  with pytest.raises(FileNotFoundError, match="missing.tfrecord"):
-    generate_gan.generate(gen, classes=[4], output_dir=str(tmp_path / "z"), classifier_handle=cls,
-                          mapping_tfrecords=[str(tmp_path / "missing.tfrecord")])
-  with pytest.raises(ValueError, match="z, y, truncation"):
-    generate_gan.Generator(cls)
+    user.write_text(json.dumps({"1": K}))
+    with pytest.raises(ValueError, match="user.json"):
+        generate_gan.generate(gen, classes=[1], output_dir=str(tmp_path / "x"), mapping_file=str(user))
+    with pytest.raises(ValueError, match="--classifier"):
+        generate_gan.generate(gen, classes=[4], output_dir=str(tmp_path / "y"))
+    with pytest.raises(FileNotFoundError, match="missing.tfrecord"):
+        generate_gan.generate(gen, classes=[4], output_dir=str(tmp_path / "z"), classifier_handle=cls,
+                              mapping_tfrecords=[str(tmp_path / "missing.tfrecord")])
+    with pytest.raises(ValueError, match="z, y, truncation"):
+        generate_gan.Generator(cls)
 
 
 def test_truncated_normal_is_bounded_and_seeded():
-  a = generate_gan.truncated_normal(np.random.default_rng(0), (2000, 4))
-  b = generate_gan.truncated_normal(np.random.default_rng(0), (2000, 4))
-  assert a.dtype == np.float32 and np.abs(a).max() <= 2.0 and np.array_equal(a, b)
-  assert 0.7 < a.std() < 0.95  # a normal truncated at 2 sigma has std 0.88
+    a = generate_gan.truncated_normal(np.random.default_rng(0), (2000, 4))
+    b = generate_gan.truncated_normal(np.random.default_rng(0), (2000, 4))
+    assert a.dtype == np.float32 and np.abs(a).max() <= 2.0 and np.array_equal(a, b)
+    assert 0.7 < a.std() < 0.95  # a normal truncated at 2 sigma has std 0.88
 
 
 def test_command_line(models, tmp_path):
-  gen, _ = models["tf2"]
-  user = tmp_path / "user.json"
-  user.write_text(json.dumps({"1": 3, "2": 0}))
-  out = tmp_path / "out"
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "gan", "generate_gan.py"), "--generator=" + gen,
-       "--classes=1,2", "--images_per_class=3", "--batch_size=2", "--image_size=12",
-       "--mapping_file=" + str(user), "--output_dir=" + str(out), "--jpeg_dir=" + str(tmp_path / "j")],
-      cwd=str(tmp_path), capture_output=True, text=True, timeout=120, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert [len(_read_images(str(out / n))) for n in ("01.tfrecord", "02.tfrecord")] == [3, 3]
-  assert _read_images(str(out / "01.tfrecord"))[0].shape == (12, 12, 3)
-  assert sorted(os.listdir(tmp_path / "j" / "02")) == ["0000.jpg", "0001.jpg", "0002.jpg"]
+    gen, _ = models["tf2"]
+    user = tmp_path / "user.json"
+    user.write_text(json.dumps({"1": 3, "2": 0}))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "gan", "generate_gan.py"), "--generator=" + gen,
+         "--classes=1,2", "--images_per_class=3", "--batch_size=2", "--image_size=12",
+         "--mapping_file=" + str(user), "--output_dir=" + str(out), "--jpeg_dir=" + str(tmp_path / "j")],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [len(_read_images(str(out / n))) for n in ("01.tfrecord", "02.tfrecord")] == [3, 3]
+    assert _read_images(str(out / "01.tfrecord"))[0].shape == (12, 12, 3)
+    assert sorted(os.listdir(tmp_path / "j" / "02")) == ["0000.jpg", "0001.jpg", "0002.jpg"]
