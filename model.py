@@ -13,6 +13,7 @@ our files (`path + ".weights.h5"`, HDF5, written under a temporary name and rena
 name, and TF1 / TF-Slim checkpoints of the original are read by the same names.
 """
 
+import contextlib
 import os
 import re
 
@@ -29,6 +30,7 @@ DECODER_SCOPE = "decoder"
 ASPP_RATES = (6, 12, 18, 24)
 IGNORE_LABEL = 255
 BN_EPSILON = 1e-3  # TF-Slim batch_norm default, used by the original.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 # (output channels, stride of the first unit, dilation) of the four ResNet v1 blocks.
 _BLOCKS = ((256, 1, 1), (512, 2, 1), (1024, 1, 2), (2048, 1, 4))
@@ -42,9 +44,22 @@ def _channels(base, width):
     return max(1, int(base * width))
 
 
+class Conv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D computed with tf.nn.conv2d, which runs dilated convolutions natively (oneDNN on
+    CPU, cuDNN on GPU). Keras' own path (tf.nn.convolution) turns a dilation into space_to_batch, which costs
+    1.1-4x per training step on this CPU (rate 2 to 24; see BENCHMARKS.md). Same variables, same results."""
+
+    def call(self, inputs):
+        outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding.upper(),
+                               dilations=self.dilation_rate)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        return outputs
+
+
 def _conv_bn(x, filters, kernel, name, strides=1, dilation=1, relu=True):
     """Convolution without bias + frozen batch norm (+ ReLU), named as the original's scope `name`."""
-    x = keras.layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding="same",
+    x = Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding="same",
                             use_bias=False, name=name)(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, trainable=False, name=name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x) if relu else x
@@ -102,7 +117,7 @@ def build_decoder(n_outputs, in_channels):
     """
     features = keras.Input((None, None, in_channels), name="features")
     # The original's tf.get_variable default (glorot uniform) initialises the biases too.
-    branches = [keras.layers.Conv2D(n_outputs, 3, dilation_rate=rate, padding="same", use_bias=True,
+    branches = [Conv2D(n_outputs, 3, dilation_rate=rate, padding="same", use_bias=True,
                                     bias_initializer="glorot_uniform", name=f"aspp_conv{i}")(features)
                 for i, rate in enumerate(ASPP_RATES, start=1)]
     return keras.Model(features, keras.layers.Add(name="aspp_add")(branches), name="decoder")
@@ -119,29 +134,49 @@ def upsample(logits, size):
     return tf.raw_ops.ResizeBilinear(images=logits, size=size, align_corners=False, half_pixel_centers=False)
 
 
-class Segmenter:
-    """Encoder + decoder. Attributes: `encoder`, `decoder` (keras.Model), `n_outputs`, `class_ids`."""
+@contextlib.contextmanager
+def precision_policy(precision):
+    """Layers built inside the block use the Keras dtype policy `precision` (one of PRECISIONS); the previous
+    policy is restored after. Mixed policies keep float32 variables and compute in float16 / bfloat16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
-    def __init__(self, n_outputs, class_ids=None, encoder=None):
+
+class Segmenter:
+    """Encoder + decoder. Attributes: `encoder`, `decoder` (keras.Model), `n_outputs`, `class_ids`,
+    `precision`."""
+
+    def __init__(self, n_outputs, class_ids=None, encoder=None, precision="float32"):
         """Args:
           n_outputs: decoder outputs (n_classes, or helper classes + 1).
           class_ids: list, output index -> global class id; None for identity ([0, c1, c2, ...] for a helper).
           encoder: an existing encoder to share (e.g. the step-0 encoder under helper decoders); None builds
             one with the gin-configured backbone size.
+          precision: "float32", "mixed_float16" or "mixed_bfloat16": the Keras dtype policy of the layers
+            built here. Variables stay float32 (checkpoints are the same); logits are cast to float32 before
+            upsampling, so the loss and the argmax are computed in float32.
         """
         class_ids = list(range(n_outputs)) if class_ids is None else [int(c) for c in class_ids]
         if len(class_ids) != n_outputs:
             raise ValueError(f"class_ids {class_ids} should have n_outputs={n_outputs} entries")
         self.n_outputs = int(n_outputs)
         self.class_ids = class_ids
-        self.encoder = encoder if encoder is not None else build_encoder()
-        self.decoder = build_decoder(self.n_outputs, self.encoder.output_shape[-1])
+        self.precision = precision
+        with precision_policy(precision):
+            self.encoder = encoder if encoder is not None else build_encoder()
+            self.decoder = build_decoder(self.n_outputs, self.encoder.output_shape[-1])
         self._class_table = tf.constant(class_ids, tf.int32)
         self._predict = tf.function(self._predict_ids, reduce_retracing=True)
 
     def decode(self, features, size):
         """Decoder logits for encoder features, upsampled to `size` (H, W). Returns float32 [B, H, W, n]."""
-        return upsample(self.decoder(features), size)
+        return upsample(tf.cast(self.decoder(features), tf.float32), size)
 
     def __call__(self, images, training=False):
         """Args: images float32 [B, H, W, 3] mean-subtracted. Returns logits float32 [B, H, W, n_outputs].
@@ -359,6 +394,8 @@ class Trainer:
     Keras' SGD folds the rate into the velocity (v = m*v - lr*g; w += v) where TF1's MomentumOptimizer
     scales the accumulator (a = m*a + g; w -= lr*a): the two agree while the rate is constant and differ by
     the rate's change per step (well below 1e-3 relative with the paper's schedules) otherwise.
+
+    A Segmenter built with precision "mixed_float16" trains with dynamic loss scaling (LossScaleOptimizer).
     """
 
     def __init__(self, seg, label_map, lr_schedule, momentum=0.9, l2_decay=1e-4, train_encoder=True,
@@ -369,7 +406,8 @@ class Trainer:
           lr_schedule: a LearningRateSchedule (see poly_schedule) or a float.
           momentum: SGD momentum. l2_decay: factor of sum(w^2)/2 over the trained convolution kernels.
           train_encoder: True trains encoder + decoder (step 0); False the decoder only.
-          jit_compile: compile the step with XLA.
+          jit_compile: compile the forward and backward pass with XLA (also under a multi-replica strategy:
+            the all-reductions and the update stay outside the compiled part).
         """
         label_map = np.asarray(label_map)
         bad = [int(v) for v in np.unique(label_map) if not (0 <= v < seg.n_outputs or v == IGNORE_LABEL)]
@@ -384,14 +422,38 @@ class Trainer:
         self.kernels = [layer.kernel for m in models for layer in m.layers
                         if isinstance(layer, keras.layers.Conv2D)]
         self._label_map = tf.constant(label_map, tf.int32)
+        self.loss_scaling = getattr(seg, "precision", "float32") == "mixed_float16"
         self.optimizer = keras.optimizers.SGD(learning_rate=lr_schedule, momentum=momentum)
+        if self.loss_scaling:  # float16 gradients underflow without it; bfloat16 has float32's range.
+            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(self.variables)  # before the first compiled step (needed under a strategy).
-        self._step = tf.function(self._replica_step, jit_compile=jit_compile)
+        self._gradients = (tf.function(self._forward_backward, jit_compile=True) if jit_compile
+                           else self._forward_backward)
+        self._step = tf.function(self._replica_step)
         self._distributed_step = None
 
     def l2_loss(self):
         """l2_decay * sum(w^2) / 2 over the trained convolution kernels (float32 scalar)."""
         return self.l2_decay * tf.add_n([tf.nn.l2_loss(k) for k in self.kernels])
+
+    def _forward_backward(self, images, targets, count, num_replicas):
+        """Gradients of this replica's share of the loss (the optimizer sums the replicas' gradients).
+
+        count: valid pixels of all replicas (float32), so that the summed gradients are those of the mean over
+        the global batch. Returns (gradients, cross-entropy share, l2); the gradients are loss-scaled for
+        float16."""
+        size = tf.shape(images)[1:3]
+        features = None if self.train_encoder else tf.stop_gradient(self.seg.encoder(images))
+        with tf.GradientTape() as tape:
+            if self.train_encoder:
+                features = self.seg.encoder(images, training=True)
+            ce_sum, _ = masked_cross_entropy(self.seg.decode(features, size), targets)
+            ce = tf.math.divide_no_nan(ce_sum, count)
+            l2 = self.l2_loss()
+            total = ce + l2 / num_replicas
+            if self.loss_scaling:
+                total = self.optimizer.scale_loss(total)
+        return tape.gradient(total, self.variables), ce, l2
 
     def _replica_step(self, images, labels):
         ctx = tf.distribute.get_replica_context()
@@ -403,19 +465,13 @@ class Trainer:
         if labels.shape.rank == 4:  # [B, H, W, 1], as the original's placeholders
             labels = tf.squeeze(labels, -1)
         targets = tf.gather(self._label_map, labels)
-        size = tf.shape(images)[1:3]
-        features = None if self.train_encoder else tf.stop_gradient(self.seg.encoder(images))
+        # Mean over the valid pixels of all replicas.
+        count = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                               tf.reduce_sum(tf.cast(tf.not_equal(targets, IGNORE_LABEL), tf.float32)))
         lr = self.optimizer.learning_rate  # the rate this update uses (schedule at the current iteration).
-        with tf.GradientTape() as tape:
-            if self.train_encoder:
-                features = self.seg.encoder(images, training=True)
-            ce_sum, count = masked_cross_entropy(self.seg.decode(features, size), targets)
-            # Mean over the valid pixels of all replicas; the optimizer sums the replicas' gradients.
-            count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
-            ce = tf.math.divide_no_nan(ce_sum, count)
-            l2 = self.l2_loss()
-            total = ce + l2 / ctx.num_replicas_in_sync
-        grads = tape.gradient(total, self.variables)
+        grads, ce, l2 = self._gradients(images, targets, count, ctx.num_replicas_in_sync)
+        if self.loss_scaling and ctx.num_replicas_in_sync > 1:
+            grads = _non_finite_everywhere(ctx, grads)
         self.optimizer.apply_gradients(zip(grads, self.variables))
         return {"loss": ce, "l2": l2, "lr": tf.cast(lr, tf.float32)}
 
@@ -437,3 +493,11 @@ class Trainer:
                         "lr": strategy.reduce("MEAN", out["lr"], axis=None)}
             self._distributed_step = tf.function(step)
         return self._distributed_step(images, labels)
+
+
+def _non_finite_everywhere(ctx, grads):
+    """Makes every replica's gradients non-finite when one replica's are, so that the LossScaleOptimizer of
+    every replica skips the same steps (it checks each replica's gradients before summing them)."""
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    return [tf.where(bad > 0, tf.constant(np.nan, g.dtype), g) for g in grads]
