@@ -1,0 +1,392 @@
+"""Makes every training and validation tfrecord of the benchmark from a folder in Pascal VOC 2012 layout.
+
+    python prepare_data.py --voc_root PATH [--label_dir NAME] [--out_dir data] [--skip_bad] [--workers N]
+
+Input: `PATH/JPEGImages/<id>.jpg`, a folder of single-channel PNG labels (`SegmentationClassAug`, else
+`SegmentationClass`; values 0..20 and 255 = void) and the id lists `ImageSets/Segmentation/{train,val}.txt`
+(`--train_list`, `--val_list` for others, e.g. the 10582 ids of the augmented set).
+
+Output under `--out_dir` (names as TrainManager asks for them):
+  training_first_step/train_{sequential|overlapped}_{1-N0}.tfrecord   N0 = 19, 15, 10, 20 (JOINT)
+  training_incremental/train_{sequential|disjoint|overlapped}_{cls or first-last}.tfrecord
+      every class group added by an incremental step of the seven setups (the helper groups are among them)
+  validation/val_{i}.tfrecord   the validation images whose highest class is i (labels unchanged)
+  splits/<same base name>.txt   the image ids of every file, one per line
+
+Protocols (`keeps` and `relabel_lookup`, joined in `protocol_rule`): a step learns the classes
+`first..last`; the old classes are 1..first-1. An image enters the step's file when it holds at least one
+current class, and
+  sequential: only background, void, old and current classes (labels kept);
+  disjoint:   the same images, old classes relabelled background;
+  overlapped: any other classes too, every class but the current ones relabelled background.
+A first step is the same rule with no old class. Void (255) always stays void.
+
+The run is incremental: a file whose tfrecord holds as many records as its split list, and whose list holds
+the expected ids, is skipped. Every file is written to a temporary name and renamed, the tfrecord before its
+list, so an interrupted or truncated file is made again. Files are written in parallel (threads).
+"""
+
+import collections
+import concurrent.futures
+import os
+import struct
+import threading
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+import data_loader
+from train_manager import FIRST_STEP_PROTOCOLS, PROTOCOLS, TrainManager, class_range_str
+
+N_CLASSES = 20
+VOID = 255
+DEFAULT_LABEL_DIRS = ("SegmentationClassAug", "SegmentationClass")
+DEFAULT_TRAIN_LIST = os.path.join("ImageSets", "Segmentation", "train.txt")
+DEFAULT_VAL_LIST = os.path.join("ImageSets", "Segmentation", "val.txt")
+
+
+# ---------------------------------------------------------------------------------------------- protocols
+
+
+def keeps(image_classes, step_classes, protocol):
+    """True when an image with these object classes enters the file of a step (see the module doc).
+
+    Args:
+      image_classes: the object classes (1..20) present in the image's label (0 and 255 left out).
+      step_classes: the consecutive classes the step learns, e.g. [16, ..., 20]; old classes are
+        1..step_classes[0]-1 (none for a first step).
+      protocol: "sequential", "disjoint" or "overlapped".
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    present = set(image_classes)
+    if not present & set(step_classes):
+        return False
+    return protocol == "overlapped" or max(present) <= step_classes[-1]
+
+
+def relabel_lookup(step_classes, protocol):
+    """How a step's protocol rewrites labels: uint8 [256], new value = lookup[old value].
+
+    sequential keeps every value; disjoint maps old classes (1..step_classes[0]-1) to 0; overlapped maps
+    every class but the current ones to 0. 0 and 255 (void) are kept.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    lookup = np.arange(256, dtype=np.uint8)
+    if protocol == "disjoint":
+        lookup[1:step_classes[0]] = 0
+    elif protocol == "overlapped":
+        lookup[[c for c in range(1, VOID) if c not in step_classes]] = 0
+    return lookup
+
+
+def protocol_rule(image_classes, step_classes, protocol):
+    """The whole protocol for one image: None when it is left out, else its label lookup (uint8 [256])."""
+    if not keeps(image_classes, step_classes, protocol):
+        return None
+    return relabel_lookup(step_classes, protocol)
+
+
+def validation_class(image_classes):
+    """The val_i file of an image: its highest class, or 0 (no file) when it holds no object class."""
+    return max(image_classes, default=0)
+
+
+def class_groups():
+    """The class groups of every setup (TrainManager.TESTS).
+
+    Returns:
+      (first-step groups, incremental groups): sorted lists of class lists, e.g. [1..10], [1..15], ...
+      and [11], [11, 12], [11..15], ... Helper groups are the groups of all but the last incremental step
+      of their setup, so they are among the incremental groups.
+    """
+    first, incremental = set(), set()
+    for _, structure in TrainManager.TESTS:
+        start = 1
+        for step, size in enumerate(structure):
+            group = tuple(range(start, start + size))
+            (incremental if step else first).add(group)
+            start += size
+    return [list(g) for g in sorted(first)], [list(g) for g in sorted(incremental)]
+
+
+OutputFile = collections.namedtuple("OutputFile", "path split_path ids lookup")
+
+
+def plan_outputs(train_classes, val_classes, out_dir):
+    """Every output file with its image ids.
+
+    Args:
+      train_classes, val_classes: dict image id -> set of object classes of its label.
+      out_dir: output folder.
+    Returns:
+      list of OutputFile(path, split_path, ids: sorted tuple, lookup: uint8 [256] label rewrite).
+    """
+    def output(folder, name, ids, lookup):
+        return OutputFile(os.path.join(out_dir, folder, name + ".tfrecord"),
+                          os.path.join(out_dir, "splits", name + ".txt"), tuple(sorted(ids)), lookup)
+
+    first_groups, incremental_groups = class_groups()
+    jobs = [("training_first_step", p, g) for g in first_groups for p in FIRST_STEP_PROTOCOLS]
+    jobs += [("training_incremental", p, g) for g in incremental_groups for p in PROTOCOLS]
+    outputs = []
+    for folder, protocol, group in jobs:
+        ids = [i for i, c in train_classes.items() if keeps(c, group, protocol)]
+        outputs.append(output(folder, f"train_{protocol}_{class_range_str(group)}", ids,
+                              relabel_lookup(group, protocol)))
+    for k in range(1, N_CLASSES + 1):
+        ids = [i for i, c in val_classes.items() if validation_class(c) == k]
+        outputs.append(output("validation", f"val_{k}", ids, np.arange(256, dtype=np.uint8)))
+    return outputs
+
+
+# ---------------------------------------------------------------------------------------------- input
+
+
+class BadExampleError(ValueError):
+    """An image/label pair that cannot be used; `kind` names the problem for the skip counts."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+class MissingExampleError(FileNotFoundError):
+    """An image or label file of a listed id that does not exist."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _require_dir(path, what):
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what} folder {path} not found")
+    return path
+
+
+def _read_list(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image id list {path} not found")
+    with open(path) as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    if not ids:
+        raise ValueError(f"image id list {path} is empty; expected one image id per line")
+    unique = list(dict.fromkeys(ids))
+    if len(unique) < len(ids):
+        logging.warning("%s: %d duplicate ids ignored.", path, len(ids) - len(unique))
+    return unique
+
+
+def _paths(image_dir, label_dir, image_id):
+    return os.path.join(image_dir, image_id + ".jpg"), os.path.join(label_dir, image_id + ".png")
+
+
+def read_example(image_path, label_path):
+    """Reads and checks one image/label pair.
+
+    Returns:
+      (image uint8 [H, W, 3], label uint8 [H, W]).
+    Raises:
+      MissingExampleError: a file is missing. BadExampleError: unreadable file, a label that is not
+      single-channel, of another size than its image, or with a value neither 0..20 nor 255.
+    """
+    for path, kind in ((image_path, "missing_image"), (label_path, "missing_label")):
+        if not os.path.isfile(path):
+            raise MissingExampleError(kind, f"{path} not found")
+    try:
+        with Image.open(image_path) as im:
+            image = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise BadExampleError("unreadable", f"{image_path}: cannot read the image ({e})") from None
+    try:
+        with Image.open(label_path) as im:
+            if len(im.getbands()) != 1:
+                raise BadExampleError("label_channels", f"{label_path}: label has bands {im.getbands()}, "
+                                      "expected a single-channel PNG of class ids")
+            label = np.asarray(im)
+    except OSError as e:
+        raise BadExampleError("unreadable", f"{label_path}: cannot read the label ({e})") from None
+    if label.shape != image.shape[:2]:
+        raise BadExampleError("size_mismatch", f"{label_path}: label size {label.shape[1]}x{label.shape[0]} "
+                              f"differs from image {image_path} size {image.shape[1]}x{image.shape[0]}")
+    values = np.unique(label)
+    bad = [int(v) for v in values if not (0 <= v <= N_CLASSES or v == VOID)]
+    if bad:
+        raise BadExampleError("label_value", f"{label_path}: label values {bad[:10]} are neither "
+                              f"0..{N_CLASSES} nor {VOID}")
+    return image, label.astype(np.uint8)
+
+
+def _scan(ids, image_dir, label_dir, skip_bad, workers, desc):
+    """Object classes of every listed example; bad ones raise, or are returned when skip_bad."""
+    def check(image_id):
+        try:
+            _, label = read_example(*_paths(image_dir, label_dir, image_id))
+        except (BadExampleError, MissingExampleError) as e:
+            if not skip_bad:
+                raise
+            return image_id, e
+        return image_id, frozenset(int(v) for v in np.unique(label) if 0 < v <= N_CLASSES)
+
+    classes, bad = {}, []
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    try:
+        for image_id, result in tqdm(pool.map(check, ids), total=len(ids), desc=desc):
+            if isinstance(result, Exception):
+                bad.append((image_id, result.kind, str(result)))
+            else:
+                classes[image_id] = result
+    finally:
+        pool.shutdown(cancel_futures=True)  # on the first error, do not check the rest
+    return classes, bad
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def _record_count(path):
+    """Records in a TFRecord file by its framing, or None when the file ends inside a record."""
+    count, size = 0, os.path.getsize(path)
+    with open(path, "rb") as f:
+        while f.tell() < size:
+            header = f.read(12)
+            if len(header) < 12:
+                return None
+            length = struct.unpack("<Q", header[:8])[0]
+            if f.tell() + length + 4 > size:
+                return None
+            f.seek(length + 4, os.SEEK_CUR)
+            count += 1
+    return count
+
+
+def is_complete(out):
+    """True when `out` was fully written before: its list holds the expected ids, its file that many records."""
+    if not (os.path.isfile(out.path) and os.path.isfile(out.split_path)):
+        return False
+    with open(out.split_path) as f:
+        if tuple(f.read().split()) != out.ids:
+            return False
+    return _record_count(out.path) == len(out.ids)
+
+
+def _write(out, image_dir, label_dir, progress):
+    if os.path.exists(out.split_path):
+        os.remove(out.split_path)  # the list is the completion mark: drop it while the file is remade
+
+    def examples():
+        for image_id in out.ids:
+            image, label = read_example(*_paths(image_dir, label_dir, image_id))
+            progress()
+            yield data_loader.encode_example(image, out.lookup[label])
+
+    count = data_loader.write_tfrecord(out.path, examples())
+    os.makedirs(os.path.dirname(out.split_path), exist_ok=True)
+    tmp = f"{out.split_path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    with open(tmp, "w") as f:
+        f.write("".join(i + "\n" for i in out.ids))
+    os.replace(tmp, out.split_path)
+    if not out.ids:
+        logging.warning("%s holds no image.", out.path)
+    return count
+
+
+def _resolve_label_dir(voc_root, label_dir):
+    if label_dir is not None:
+        return _require_dir(os.path.join(voc_root, label_dir), "label")
+    for name in DEFAULT_LABEL_DIRS:
+        if os.path.isdir(os.path.join(voc_root, name)):
+            return os.path.join(voc_root, name)
+    raise FileNotFoundError(f"no label folder in {voc_root}: expected one of {DEFAULT_LABEL_DIRS}")
+
+
+def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False, train_list=DEFAULT_TRAIN_LIST,
+            val_list=DEFAULT_VAL_LIST):
+    """Writes every training and validation tfrecord (and its id list) from a VOC-layout folder.
+
+    Args:
+      voc_root: folder with JPEGImages/, the label folder and the id lists.
+      out_dir: output folder (`data` in the project).
+      label_dir: label folder name under voc_root (or absolute path); None tries SegmentationClassAug then
+        SegmentationClass.
+      workers: threads for reading and writing.
+      skip_bad: skip (and count) bad examples instead of failing on the first.
+      train_list, val_list: id lists, relative to voc_root (or absolute).
+    Returns:
+      dict: label_dir, n_train, n_val (usable examples), bad (list of (split, id, kind, message)),
+      bad_counts ({kind: n}), written and skipped (lists of tfrecord paths), files ({path: n_images}).
+    Raises:
+      FileNotFoundError: missing folder, list, or (without skip_bad) image or label of a listed id.
+      ValueError: empty list, or (without skip_bad) a bad example; the message names the file.
+    """
+    _require_dir(voc_root, "VOC root")
+    image_dir = _require_dir(os.path.join(voc_root, "JPEGImages"), "image")
+    label_dir = _resolve_label_dir(voc_root, label_dir)
+    train_ids = _read_list(os.path.join(voc_root, train_list))
+    val_ids = _read_list(os.path.join(voc_root, val_list))
+    shared = set(train_ids) & set(val_ids)
+    if shared:
+        logging.warning("%d ids are in both the train and the val list (e.g. %s).", len(shared), min(shared))
+    workers = max(1, int(workers))
+    train_classes, train_bad = _scan(train_ids, image_dir, label_dir, skip_bad, workers, "checking train")
+    val_classes, val_bad = _scan(val_ids, image_dir, label_dir, skip_bad, workers, "checking val")
+    bad = [("train",) + b for b in train_bad] + [("val",) + b for b in val_bad]
+    for split, image_id, kind, message in bad:
+        logging.warning("skipped %s id %s (%s): %s", split, image_id, kind, message)
+
+    outputs = plan_outputs(train_classes, val_classes, out_dir)
+    todo = [o for o in outputs if not is_complete(o)]
+    skipped = [o.path for o in outputs if o not in todo]
+    logging.info("%d files complete (skipped), %d to write.", len(skipped), len(todo))
+    bar = tqdm(total=sum(len(o.ids) for o in todo), desc="writing", unit="img")
+    lock = threading.Lock()
+
+    def progress():
+        with lock:
+            bar.update()
+
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    try:
+        # Largest first, so that the last files to finish are small ones.
+        jobs = [pool.submit(_write, o, image_dir, label_dir, progress)
+                for o in sorted(todo, key=lambda o: -len(o.ids))]
+        for job in concurrent.futures.as_completed(jobs):
+            job.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+        bar.close()
+    summary = dict(label_dir=label_dir, n_train=len(train_classes), n_val=len(val_classes), bad=bad,
+                   bad_counts=dict(collections.Counter(b[2] for b in bad)), written=[o.path for o in todo],
+                   skipped=skipped, files={o.path: len(o.ids) for o in outputs})
+    logging.info("Prepared %s from %s: %d train and %d val images, %d bad skipped %s; %d files written, %d "
+                 "skipped.", out_dir, voc_root, summary["n_train"], summary["n_val"], len(bad),
+                 summary["bad_counts"], len(todo), len(skipped))
+    return summary
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("voc_root", None, "Folder in Pascal VOC 2012 layout (JPEGImages/, labels, ImageSets/).")
+flags.DEFINE_string("label_dir", None, "Label folder under voc_root; default SegmentationClassAug, else "
+                    "SegmentationClass.")
+flags.DEFINE_string("out_dir", "data", "Output folder.")
+flags.DEFINE_string("train_list", DEFAULT_TRAIN_LIST, "Training id list, relative to voc_root.")
+flags.DEFINE_string("val_list", DEFAULT_VAL_LIST, "Validation id list, relative to voc_root.")
+flags.DEFINE_bool("skip_bad", False, "Skip and count bad examples instead of stopping at the first.")
+flags.DEFINE_integer("workers", 2, "Reading/writing threads.")
+
+
+def main(argv):
+    del argv
+    prepare(FLAGS.voc_root, FLAGS.out_dir, FLAGS.label_dir, FLAGS.workers, FLAGS.skip_bad, FLAGS.train_list,
+            FLAGS.val_list)
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("voc_root")
+    app.run(main)
