@@ -40,29 +40,43 @@ flags.DEFINE_enum("benchmark", "auto", ["auto", "voc", "embedded"],
 flags.DEFINE_string("config_dir", "config", "folder of the configs")
 
 
-def plan(configs, test_types, sources):
+def plan(configs, test_types, sources, config_dir="config"):
     """The experiments of a sweep, in the original's order: JOINT, then each RECALL config x source x setup,
-    then the fine-tuning baselines (no replay; run once, under the first source's names).
+    then the fine-tuning configs (no replay: run once, under the first source's names).
 
     Returns a list of (config, test_type, replay_source)."""
-    unknown = [c for c in configs if c not in DEFAULT_CONFIGS + ["SEQUENTIAL", "FINE_TUNING_DISJOINT_NO_MIX",
-                                                                  "FINE_TUNING_OVERLAPPED_NO_MIX"]]
+    unknown = [c for c in configs if not os.path.exists(os.path.join(config_dir, c + ".gin"))]
     if unknown:
-        raise ValueError(f"--configs: unknown config(s) {unknown}; expected names of config/*.gin")
+        raise ValueError(f"--configs: unknown config(s) {unknown}; expected names of {config_dir}/*.gin")
     names = [t for t, _ in TrainManager.TESTS]
     bad = [t for t in test_types if t not in names]
     if bad:
-        raise ValueError(f"--test_type: unknown {bad}; expected one of {names}")
+        raise ValueError(f"--test_type: unknown {bad}; expected some of {names}")
     bad = [s for s in sources if s not in ("gan", "flickr")]
-    if bad:
-        raise ValueError(f"--replay_source: unknown {bad}; expected gan or flickr")
+    if bad or not sources:
+        raise ValueError(f"--replay_source: {bad or 'none given'}; expected gan and/or flickr")
     runs = [("JOINT", "JOINT", None)] if "JOINT" in configs else []
-    for source in sources:
-        runs += [(c, t, source) for c in configs if c != "JOINT" and not c.startswith("FINE_TUNING")
-                 for t in test_types]
-    runs += [(c, t, sources[0] if sources else "gan") for c in configs if c.startswith("FINE_TUNING")
-             for t in test_types]
+    replay = [c for c in configs if c != "JOINT" and not c.startswith("FINE_TUNING")]
+    runs += [(c, t, source) for source in sources for c in replay for t in test_types if t != "JOINT"]
+    runs += [(c, t, sources[0]) for c in configs if c.startswith("FINE_TUNING") for t in test_types
+             if t != "JOINT"]
     return runs
+
+
+def sweep(runs, config_dir, extra_files=(), params=()):
+    """Runs every experiment of `runs`; one that fails is logged and the others go on.
+
+    Returns the list of failures as (config, test_type, replay_source, error text)."""
+    failures = []
+    for k, (config, test_type, source) in enumerate(runs):
+        logging.info("experiment %d/%d: %s %s %s", k + 1, len(runs), config, test_type, source)
+        try:
+            run_experiment(os.path.join(config_dir, config + ".gin"), extra_files, params, test_type, source)
+        except Exception as e:  # pylint: disable=broad-except
+            logging.error("experiment %s %s %s failed: %s\n%s", config, test_type, source, e,
+                          traceback.format_exc())
+            failures.append((config, test_type, source, repr(e)))
+    return failures
 
 
 def run_experiment(config_file, extra_files, params, test_type, replay_source):
@@ -93,26 +107,17 @@ def main(argv):
         timings["build embedded world, data and replay"] = time.time() - start
         extra_files = [EMBEDDED_GIN] + extra_files
         base = EMBEDDED_BASE
-    runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source)
-    failures = []
+    runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
     start = time.time()
-    for k, (config, test_type, source) in enumerate(runs):
-        logging.info("experiment %d/%d: %s %s %s", k + 1, len(runs), config, test_type, source)
-        try:
-            run_experiment(os.path.join(FLAGS.config_dir, config + ".gin"), extra_files, FLAGS.gin_param,
-                           test_type, source)
-        except Exception as e:  # one broken experiment must not stop the sweep
-            logging.error("experiment %s %s %s failed: %s\n%s", config, test_type, source, e,
-                          traceback.format_exc())
-            failures.append((config, test_type, source, repr(e)))
+    failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param)
     timings["experiments"] = time.time() - start
     rows = results.summarize(os.path.join(base, "outputs"))
     print(results.markdown_table(rows))
     for phase, seconds in timings.items():
         logging.info("time: %s %.1f s", phase, seconds)
     if failures:
-        for f in failures:
-            logging.error("FAILED: %s", f)
+        for failure in failures:
+            logging.error("FAILED: %s", failure)
         sys.exit(1)
 
 

@@ -31,7 +31,8 @@ def _short(structure):
 
 
 def read_experiments(outputs):
-    """Parses every results file of `outputs`. Returns a list of dicts (one per file), sorted by name:
+    """Parses every finished experiment's results file of `outputs` (unfinished ones are skipped with a
+    warning). Returns a list of dicts (one per file), sorted by name:
     config, test_type, setup, structure, replay_source ('gan', 'flickr' or 'none' for configs without
     replay), blocks (metrics.parse_results_file), path."""
     experiments = []
@@ -44,9 +45,11 @@ def read_experiments(outputs):
         except ValueError as e:
             logging.warning("skipping unreadable results file: %s", e)
             continue
-        if not blocks:
-            continue
         test_type, structure = TrainManager.TESTS[int(match["test"])]
+        if not blocks or max(b["step"] for b in blocks) != len(structure) - 1:
+            logging.warning("skipping %s: the experiment is not finished (steps %s of %d)", path,
+                            [b["step"] for b in blocks], len(structure))
+            continue
         config = match["config"]
         no_replay = config.startswith("FINE_TUNING") or test_type == "JOINT" or not match["source"]
         experiments.append(dict(config=config, test_type=test_type, structure=structure,

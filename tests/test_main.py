@@ -1,0 +1,92 @@
+"""main.py's sweep and results.py's summary."""
+import csv
+import os
+
+import pytest
+
+import main
+import metrics
+import results
+from conftest import ROOT, TINY_BINDINGS
+
+CONFIG_DIR = os.path.join(ROOT, "config")
+
+
+def test_plan_follows_the_original_order():
+    runs = main.plan(["JOINT", "DISJOINT", "FINE_TUNING"], ["ADD_ONE_ONE_TIME", "ADD_FIVE_ONE_TIME"],
+                     ["gan", "flickr"], CONFIG_DIR)
+    assert runs == [("JOINT", "JOINT", None),
+                    ("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("DISJOINT", "ADD_FIVE_ONE_TIME", "gan"),
+                    ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr"), ("DISJOINT", "ADD_FIVE_ONE_TIME", "flickr"),
+                    ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan"), ("FINE_TUNING", "ADD_FIVE_ONE_TIME", "gan")]
+    default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR)
+    assert len(default) == 1 + 3 * 7 * 2 + 3 * 7
+
+
+@pytest.mark.parametrize("args, match", [
+    ((["DISJOINTED"], ["ADD_ONE_ONE_TIME"], ["gan"]), "DISJOINTED"),
+    ((["DISJOINT"], ["ADD_SIX"], ["gan"]), "ADD_SIX"),
+    ((["DISJOINT"], ["ADD_ONE_ONE_TIME"], ["web"]), "web"),
+])
+def test_plan_rejects_unknown_names(args, match):
+    with pytest.raises(ValueError, match=match):
+        main.plan(*args, CONFIG_DIR)
+
+
+def test_a_broken_experiment_does_not_stop_the_sweep(copy_base):
+    os.remove(copy_base / "data" / "replay_images" / "gan" / "07.tfrecord")  # breaks DISJOINT 19-1 gan
+    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan")]
+    failures = main.sweep(runs, CONFIG_DIR, params=TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"'])
+    assert [f[:3] for f in failures] == [runs[0]]
+    assert "replay_images/gan/07.tfrecord" in failures[0][3]
+    rows = results.summarize(str(copy_base / "outputs"))
+    assert [(r["config"], r["setup"], r["replay_source"]) for r in rows] == [("FINE_TUNING", "19-1", "none")]
+    with open(copy_base / "outputs" / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == results.COLUMNS and len(table) == 1
+    assert (copy_base / "outputs" / "summary.md").exists() and (copy_base / "outputs" / "summary.tex").exists()
+    assert (copy_base / "outputs" / "plots" / "miou_19-1.png").stat().st_size > 1000
+
+
+def _block(step, class_iou, old=None, new=None):
+    cm_classes = [c for c, v in enumerate(class_iou) if v is not None]
+    text = metrics.format_results_block(step, 0.5, _diagonal_cm(class_iou), old, new or cm_classes)
+    return text
+
+
+def _diagonal_cm(class_iou):
+    """A confusion matrix whose per-class IoUs are the given values (None: class absent)."""
+    import numpy as np
+    n = len(class_iou)
+    cm = np.zeros((n, n), np.int64)
+    for c, v in enumerate(class_iou):
+        if v is None:
+            continue
+        tp = int(round(v * 100))
+        cm[c, c] = tp
+        cm[c, (c + 1) % n] += 100 - tp  # misses counted as another class
+    return cm
+
+
+def test_summary_rows_from_results_files(tmp_path):
+    """Old / new / all mIoU of the last step and the gap to JOINT, computed from the files alone."""
+    joint_iou = [0.9] + [0.8] * 20
+    (tmp_path / "JOINT (T7_P3.0.0.0).txt").write_text(_block(0, joint_iou))
+    blocks = metrics.parse_results_file(str(tmp_path / "JOINT (T7_P3.0.0.0).txt"))
+    joint_iou = blocks[0]["class_iou"]  # as the file rounds them
+    final = [0.9] + [0.6] * 19 + [0.3]
+    text = _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, final, list(range(20)), [20])
+    (tmp_path / "DISJOINT (T0_P1.0.0.2_gan).txt").write_text(text)
+    (tmp_path / "notes.txt").write_text("not a results file")
+    rows = {r["config"]: r for r in results.summarize(str(tmp_path))}
+    disjoint = rows["DISJOINT"]
+    iou = metrics.parse_results_file(str(tmp_path / "DISJOINT (T0_P1.0.0.2_gan).txt"))[-1]["class_iou"]
+    assert disjoint["setup"] == "19-1" and disjoint["replay_source"] == "gan"
+    assert disjoint["miou_old"] == pytest.approx(100 * sum(iou[1:20]) / 19)
+    assert disjoint["miou_new"] == pytest.approx(100 * iou[20])
+    assert disjoint["miou_all"] == pytest.approx(100 * sum(iou[1:21]) / 20)
+    assert disjoint["miou_all_bg"] == pytest.approx(100 * sum(iou) / 21)
+    assert disjoint["delta_vs_joint"] == pytest.approx(disjoint["miou_all"] - 100 * sum(joint_iou[1:]) / 20)
+    assert rows["JOINT"]["setup"] == "joint" and rows["JOINT"]["replay_source"] == "none"
+    tex = (tmp_path / "summary.tex").read_text()
+    assert "DISJOINT (gan)" in tex and "JOINT &" in tex and "19-1" in tex
