@@ -9,8 +9,12 @@
 Every stage is skipped when TrainManager reports its artifact complete, so a killed run resumes where it
 stopped. All artifacts are written under a temporary name and renamed.
 """
+import copy
 import os
 import re
+import shutil
+import tempfile
+import weakref
 
 import gin
 import numpy as np
@@ -37,20 +41,26 @@ def colorize(label):
     return PALETTE[np.asarray(label, np.uint8)]
 
 
+_STRATEGIES = {}  # one per kind and process: a second MultiWorkerMirroredStrategy breaks the collectives
+
+
 def make_strategy(name):
-    """The tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG)."""
+    """The tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG).
+    Every experiment of a process gets the same instance."""
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"Training.distribute: unknown strategy {name!r}; expected 'default', 'mirrored' or "
-                     f"'multi_worker'.")
+    makers = {"mirrored": tf.distribute.MirroredStrategy, "multi_worker": tf.distribute.MultiWorkerMirroredStrategy}
+    if name not in makers:
+        raise ValueError(f"Training.distribute: unknown strategy {name!r}; expected 'default', 'mirrored' or "
+                         f"'multi_worker'.")
+    if name not in _STRATEGIES:
+        _STRATEGIES[name] = makers[name]()
+    return _STRATEGIES[name]
 
 
 def is_chief(strategy):
-    """True on the worker that writes artifacts (always, without multi-worker training)."""
+    """True on the worker that writes the experiment's artifacts: the "chief" task, or worker 0 when the
+    cluster has no chief (always True without multi-worker training)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
@@ -71,27 +81,36 @@ class Training:
       seed: seed of the input pipelines (shuffling, augmentation); the same seed repeats a run.
       distribute: "default" (one device), "mirrored" (all local GPUs) or "multi_worker" (TF_CONFIG).
       global_batch: False: TrainManager.batch_size is per replica, as in the paper; True: it is the global batch.
-      jit_compile: compile the training step with XLA.
+      jit_compile: compile the training step's forward and backward pass with XLA.
+      precision: "float32", "mixed_float16" (with loss scaling) or "mixed_bfloat16": the Keras dtype policy of
+        every network built; variables, checkpoints and the loss stay float32.
       log_every: steps between TensorBoard points.
+
+    With distribute = "multi_worker", every worker runs every stage (training steps are synchronous). Only
+    the chief writes into the base folder; another worker works in a scratch folder of links to the base
+    folder's files (so it sees the same inputs and finished stages), deleted when the process ends.
     """
 
     def __init__(self, manager, require_pretrained=True, reproduce_lr_floor=True, seed=0, distribute="default",
-                 global_batch=False, jit_compile=False, log_every=10, validation_batch=1):
-        self.manager = manager
+                 global_batch=False, jit_compile=False, log_every=10, validation_batch=1, precision="float32"):
+        if precision not in model.PRECISIONS:
+            raise ValueError(f"Training.precision: {precision!r} is not one of {model.PRECISIONS}")
         self.p = manager.get_parameters()
         self.require_pretrained = require_pretrained
         self.reproduce_lr_floor = reproduce_lr_floor
         self.seed = int(seed)
         self.strategy = make_strategy(distribute)
         self.chief = is_chief(self.strategy)
+        self.manager = manager if self.chief else _worker_view(manager, self.strategy.cluster_resolver.task_id)
+        self.precision = precision
         self.global_batch = global_batch
         self.jit_compile = jit_compile
         self.log_every = int(log_every)
         self.validation_batch = int(validation_batch)
         self.n_classes = int(self.p["n_classes"])
-        self.results_file = manager.get_validation_file_path()
-        self.tensorboard_dir = os.path.join(manager.base_folder_path, "outputs", "tensorboard",
-                                            manager.get_validation_file_name())
+        self.results_file = self.manager.get_validation_file_path()
+        self.tensorboard_dir = os.path.join(self.manager.base_folder_path, "outputs", "tensorboard",
+                                            self.manager.get_validation_file_name())
 
       # ------------------------------------------------------------------------------------------- the stages
 
@@ -105,8 +124,7 @@ class Training:
         self.helpers()
         self.replay_labels()
         self.incremental_steps()
-        if self.chief:
-            _write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
+        _write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
 
     def first_step(self):
         """Step 0: encoder + decoder on classes 0..N0, from the pretrained encoder."""
@@ -133,9 +151,8 @@ class Training:
             self._fit(seg, "step0", classes, dataset, steps=n0 * self.p["training_steps_per_class"],
                       lr=(self.p["lr_initial_value"], self.p["lr_final_value"],
                           len(classes) * self.p["decay_steps_per_class"]), train_encoder=True)
-            if self.chief:
-                model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
-                model.save_encoder(seg, encoder_path)
+            model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
+            model.save_encoder(seg, encoder_path)
             logging.info("step 0: trained and saved %s, %s", encoder_path, decoder_path)
         self._validate_if_missing(0)
 
@@ -161,8 +178,7 @@ class Training:
                       lr=(self.p["lr_initial_value_helper"], self.p["lr_final_value_helper"],
                           (len(classes) + 1) * self.p["decay_steps_per_class_helper"]),
                       train_encoder=False, helper=True)
-            if self.chief:
-                model.save_decoder(seg, out_path)
+            model.save_decoder(seg, out_path)
             logging.info("helper %s: trained and saved %s", classes, out_path)
 
     def replay_labels(self):
@@ -219,8 +235,7 @@ class Training:
                       steps=len(new) * self.p["training_steps_per_class_incremental"],
                       lr=(self.p["lr_initial_value_incremental"], self.p["lr_final_value_incremental"],
                           len(new) * self.p["decay_steps_per_class_incremental"]), train_encoder=False)
-            if self.chief:
-                model.save_decoder(seg, m.get_decoder_paths()[step])
+            model.save_decoder(seg, m.get_decoder_paths()[step])
             logging.info("step %d: trained classes %s (old %s) and saved %s", step, new, old[1:],
                          m.get_decoder_paths()[step])
             self._validate(seg, step)
@@ -232,7 +247,7 @@ class Training:
 
     def _segmenter(self, n_outputs, class_ids=None):
         with self.strategy.scope():
-            return model.Segmenter(n_outputs, class_ids)
+            return model.Segmenter(n_outputs, class_ids, precision=self.precision)
 
     def _load(self, n_outputs, class_ids, decoder_path):
         """A Segmenter with the step-0 encoder and the decoder at `decoder_path`."""
@@ -272,17 +287,21 @@ class Training:
                                     train_encoder=train_encoder, jit_compile=self.jit_compile)
         distributed = self.strategy.num_replicas_in_sync > 1 or self.strategy != tf.distribute.get_strategy()
         if distributed:
-            dataset = self.strategy.experimental_distribute_dataset(dataset)
-        writer = tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, stage)) if self.chief else None
+            # Each worker reads the whole stream and keeps its share of every global batch (a stage may read a
+            # single file, so files cannot be split among workers).
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            dataset = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+        writer = tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, stage))
         bar = tqdm(total=steps, desc=f"{self.manager.short_name()} {stage}", unit="step", leave=False)
-        for i, (images, labels) in enumerate(dataset.take(steps) if not distributed else dataset):
-            if i >= steps:
-                break
+        batches = iter(dataset)
+        for i in range(steps):
+            images, labels = next(batches)
             if distributed:
                 out = trainer.distributed_train_step(self.strategy, images, labels)
             else:
                 out = trainer.train_step(images, labels)
-            if writer is not None and (i % self.log_every == 0 or i == steps - 1):
+            if i % self.log_every == 0 or i == steps - 1:
                 loss = float(out["loss"])
                 bar.set_postfix(loss=f"{loss:.3f}")
                 with writer.as_default():
@@ -290,8 +309,7 @@ class Training:
                     tf.summary.scalar("learning_rate", float(out["lr"]), step=i)
             bar.update(1)
         bar.close()
-        if writer is not None:
-            writer.close()
+        writer.close()
 
         # ------------------------------------------------------------------------------ labelling and mixing
 
@@ -308,9 +326,8 @@ class Training:
                     _save_debug(debug_folder, i, sample["rgb_input"].numpy(), label)
                 yield data_loader.serialize_example(raw, _png(label))
 
-        if self.chief:
-            n = data_loader.write_tfrecord(output, examples())
-            logging.info("replay labels: %s (%d images) -> %s", source, n, output)
+        n = data_loader.write_tfrecord(output, examples())
+        logging.info("replay labels: %s (%d images) -> %s", source, n, output)
 
     def _mix_labels(self, previous, source, output):
         """Background inpainting: ground-truth background and void pixels take the previous model's prediction."""
@@ -322,9 +339,8 @@ class Training:
                 prediction = previous.predict_ids(sample["input"][None])[0].numpy().astype(np.uint8)
                 yield data_loader.serialize_example(raw, _png(mix_labels(sample["label"].numpy(), prediction)))
 
-        if self.chief:
-            n = data_loader.write_tfrecord(output, examples())
-            logging.info("label mixing: %s (%d images) -> %s", source, n, output)
+        n = data_loader.write_tfrecord(output, examples())
+        logging.info("label mixing: %s (%d images) -> %s", source, n, output)
 
         # ----------------------------------------------------------------------------------------- validation
 
@@ -353,10 +369,9 @@ class Training:
             raise FileNotFoundError(f"validation tfrecords not found: {missing}")
         loss, cm = evaluate(seg, paths, classes, self.n_classes, self.p["dataset_mean"], self.validation_batch)
         block = metrics.format_results_block(step, loss, cm, old, new)
-        if self.chief:
-            metrics.append_results_block(self.results_file, block)
-            with tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, "validation")).as_default():
-                tf.summary.scalar("mIoU", metrics.get_mean_iou(cm, classes), step=step)
+        metrics.append_results_block(self.results_file, block)
+        with tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, "validation")).as_default():
+            tf.summary.scalar("mIoU", metrics.get_mean_iou(cm, classes), step=step)
         logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
                      self.results_file)
 
@@ -392,6 +407,26 @@ def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1):
         losses.extend(per_image.numpy().tolist())
         cm += c.numpy()
     return (float(np.mean(losses)) if losses else float("nan")), cm
+
+
+def _worker_view(manager, task_id):
+    """A copy of `manager` for a non-chief worker: its base folder is a new scratch folder holding links to
+    every file of the real one's checkpoints/, data/ and outputs/ (no temporaries, debug images or
+    TensorBoard logs). The worker reads the same inputs and finished stages, and its writes (always to a
+    temporary name, then renamed) replace links in the scratch folder, never the real files. The scratch
+    folder is deleted when the process ends."""
+    scratch = tempfile.mkdtemp(prefix=f"recall-worker{task_id}-")
+    view = copy.copy(manager)
+    view.base_folder_path = scratch
+    for folder in ("checkpoints", "data", "outputs"):
+        source = os.path.join(os.path.abspath(manager.base_folder_path), folder)
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(scratch, folder), copy_function=os.symlink,
+                            ignore=shutil.ignore_patterns("*.tmp-*", "debug", "tensorboard"))
+    weakref.finalize(view, shutil.rmtree, scratch, ignore_errors=True)
+    logging.info("worker %s: writes go to the scratch folder %s (the chief writes the artifacts)", task_id,
+                 scratch)
+    return view
 
 
 _CHECKED = {}

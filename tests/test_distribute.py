@@ -1,0 +1,229 @@
+"""Training under tf.distribute: a tiny experiment on one device, on MirroredStrategy over two logical CPU
+devices, and on MultiWorkerMirroredStrategy with two worker processes on 127.0.0.1.
+
+Each run is two experiments in one process (one strategy for both): DISJOINT 15-5 (step 0, replay
+labelling, label mixing, step 1, validation), then FINE_TUNING 15-5 (step 0 reused, step 1), with the
+global batch of the one-device run (Training.global_batch = True), so every run sees the same batches.
+Tolerance: training and validation losses within 1e-5 relative (observed < 1e-6: the replicas only change
+the order of floating-point sums); mIoU within 0.01. Each run is a subprocess (logical devices and
+collective ops must be configured before TensorFlow starts) with a timeout.
+"""
+import gc
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.util import event_pb2
+
+import metrics
+import training
+from conftest import ROOT
+
+TIMEOUT = 240  # seconds per run; a run takes about 10-30 s on 2 CPU cores
+RTOL = 1e-5
+
+_PRELUDE = """
+import sys
+sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+import keras
+from test_training import manager
+import training
+def run(base, distribute):
+    for config in ("DISJOINT", "FINE_TUNING"):
+        keras.utils.set_random_seed(0)  # the same initial weights in every run
+        m = manager(base, config=config, test_type="ADD_FIVE_ONE_TIME",
+                    extra=[f"Training.distribute = {{distribute!r}}", "Training.global_batch = True",
+                           "Training.log_every = 1"])
+        training.Training(m).train()
+"""
+
+_ONE_DEVICE_AND_MIRRORED = _PRELUDE + """
+import tensorflow as tf
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+run(sys.argv[1], "default")
+run(sys.argv[2], "mirrored")
+"""
+
+_WORKER = _PRELUDE + """
+run(sys.argv[1], "multi_worker")
+"""
+
+
+def _script(body):
+    return body.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
+
+
+def _wait(procs, logs):
+    """Waits for every process; kills all of them when one fails or the time is up."""
+    deadline = time.time() + TIMEOUT
+    try:
+        while any(p.poll() is None for p in procs):
+            failed = [p for p in procs if p.poll() not in (None, 0)]
+            assert not failed and time.time() < deadline, "a run failed or timed out"
+            time.sleep(0.2)
+        assert all(p.returncode == 0 for p in procs), "a run failed"
+    except AssertionError as e:
+        raise AssertionError(f"{e}:\n" + "\n".join(f"--- {log}:\n{open(log, errors='replace').read()[-3000:]}"
+                                                   for log in logs)) from None
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _start(code, args, log, env=None):
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-c", code] + [str(a) for a in args], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _training_losses(base):
+    """{("experiment/stage", step): loss} from the TensorBoard logs of a run."""
+    losses = {}
+    logs = os.path.join(base, "outputs", "tensorboard")
+    for path in glob.glob(os.path.join(logs, "*", "*", "events*")):
+        stage = os.path.relpath(os.path.dirname(path), logs)
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag == "loss":
+                    losses[(stage, event.step)] = float(tf.make_ndarray(value.tensor))
+    return losses
+
+
+def _results(base):
+    """{results file name: its blocks}."""
+    return {os.path.basename(path): metrics.parse_results_file(path)
+            for path in glob.glob(os.path.join(base, "outputs", "*.txt"))}
+
+
+def _files(base):
+    """Every file under base, relative, TensorBoard logs by folder (their names hold a time and a pid)."""
+    files = set()
+    for root, _, names in os.walk(base):
+        for name in names:
+            rel = os.path.relpath(os.path.join(root, name), base)
+            files.add(os.path.dirname(rel) + "/events*" if name.startswith("events.out.") else rel)
+    return files
+
+
+def _assert_same_run(base, reference):
+    expected = _training_losses(reference)
+    assert sorted({stage.split("/")[1] for stage, _ in expected}) == ["step0", "step1"]
+    assert len(expected) == 30 + 10 + 10  # DISJOINT step 0 and step 1, FINE_TUNING step 1
+    losses = _training_losses(base)
+    assert losses.keys() == expected.keys()
+    np.testing.assert_allclose([losses[k] for k in sorted(losses)], [expected[k] for k in sorted(losses)],
+                               rtol=RTOL)
+    results, expected_results = _results(base), _results(reference)
+    assert results.keys() == expected_results.keys() and len(results) == 2
+    for name, blocks in results.items():
+        assert [b["step"] for b in blocks] == [b["step"] for b in expected_results[name]] == [0, 1]
+        for block, expected_block in zip(blocks, expected_results[name]):
+            np.testing.assert_allclose(block["loss"], expected_block["loss"], rtol=RTOL)
+            np.testing.assert_allclose(block["miou"], expected_block["miou"], atol=0.01)
+
+
+@pytest.fixture(scope="module")
+def one_device_and_mirrored(tiny_data, tmp_path_factory):
+    """Base folders of the experiment run on one device and on MirroredStrategy (two logical CPUs)."""
+    root = tmp_path_factory.mktemp("distribute")
+    bases = [root / "one_device", root / "mirrored"]
+    for base in bases:
+        shutil.copytree(tiny_data, base)
+    log = root / "run.log"
+    _wait([_start(_script(_ONE_DEVICE_AND_MIRRORED), bases, log)], [log])
+    return bases
+
+
+def test_mirrored_strategy_matches_one_device(one_device_and_mirrored):
+    one_device, mirrored = one_device_and_mirrored
+    _assert_same_run(mirrored, one_device)
+    assert _files(mirrored) == _files(one_device)
+
+
+def test_two_workers_write_one_set_of_artifacts(one_device_and_mirrored, tiny_data, tmp_path):
+    one_device = one_device_and_mirrored[0]
+    base, scratch = tmp_path / "base", tmp_path / "worker_tmp"
+    shutil.copytree(tiny_data, base)
+    scratch.mkdir()
+    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    procs, logs = [], []
+    for index in range(2):  # no "chief" task: worker 0 is the chief
+        env = dict(os.environ, TMPDIR=str(scratch), TF_CONFIG=json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        logs.append(tmp_path / f"worker{index}.log")
+        procs.append(_start(_script(_WORKER), [base], logs[-1], env))
+    _wait(procs, logs)
+
+    # One set of artifacts, the same files as the one-device run; one TensorBoard log per training stage.
+    assert _files(base) == _files(one_device)
+    for stage in ("DISJOINT*/step0", "DISJOINT*/step1", "FINE_TUNING*/step1"):
+        assert len(glob.glob(os.path.join(base, "outputs", "tensorboard", stage, "events*"))) == 1
+    assert not glob.glob(os.path.join(base, "**", "*.tmp-*"), recursive=True)
+    assert os.listdir(scratch) == []  # worker 1 worked in a scratch folder, deleted at its end
+    # Synchronous data-parallel training on the same global batches: the one-device run's losses.
+    _assert_same_run(base, one_device)
+
+
+class _Strategy:
+    def __init__(self, cluster, task_type, task_id):
+        self.cluster_resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+
+
+def test_is_chief():
+    workers = {"worker": ["a:1", "b:1"]}
+    assert training.is_chief(_Strategy(workers, "worker", 0))
+    assert not training.is_chief(_Strategy(workers, "worker", 1))
+    with_chief = dict(workers, chief=["c:1"])
+    assert training.is_chief(_Strategy(with_chief, "chief", 0))
+    assert not training.is_chief(_Strategy(with_chief, "worker", 0))
+    assert training.is_chief(_Strategy({}, None, None))
+    assert training.is_chief(tf.distribute.get_strategy())
+
+
+class _Manager:
+    def __init__(self, base):
+        self.base_folder_path = str(base)
+
+
+def test_worker_view_reads_everything_and_writes_apart(tmp_path):
+    base = tmp_path / "base"
+    for name, text in [("checkpoints/decoders/d.weights.h5", "weights"), ("data/validation/val_1.tfrecord", "val"),
+                       ("outputs/results.txt", "block 0"), ("outputs/results.txt.tmp-123", "half"),
+                       ("data/replay_images_and_labels/debug/x/images/0.jpg", "debug"),
+                       ("outputs/tensorboard/run/step0/events.out", "log"), ("README.md", "not copied")]:
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / name).write_text(text)
+    view = training._worker_view(_Manager(base), 1)  # pylint: disable=protected-access
+    scratch = view.base_folder_path
+    assert scratch != str(base) and os.path.basename(scratch).startswith("recall-worker1-")
+    assert sorted(_files(scratch)) == ["checkpoints/decoders/d.weights.h5", "data/validation/val_1.tfrecord",
+                                       "outputs/results.txt"]
+    assert open(os.path.join(scratch, "data/validation/val_1.tfrecord")).read() == "val"
+    # Writes go through a temporary name and a rename, as every artifact's: the real file is untouched.
+    results = os.path.join(scratch, "outputs/results.txt")
+    with open(results + ".tmp-1", "w") as f:
+        f.write("block 0, block 1")
+    os.replace(results + ".tmp-1", results)
+    assert (base / "outputs/results.txt").read_text() == "block 0"
+    del view
+    gc.collect()
+    assert not os.path.exists(scratch)
