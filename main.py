@@ -25,8 +25,6 @@ TEST_TYPES = [name for name, _ in TrainManager.TESTS if name != "JOINT"]
 RECALL_CONFIGS = ["OVERLAPPED", "DISJOINT", "SEQUENTIAL"]
 BASELINE_CONFIGS = ["FINE_TUNING", "FINE_TUNING_DISJOINT", "FINE_TUNING_OVERLAPPED"]
 DEFAULT_CONFIGS = ["JOINT"] + RECALL_CONFIGS + BASELINE_CONFIGS
-EMBEDDED_BASE = "embedded"
-EMBEDDED_GIN = os.path.join("config", "embedded", "embedded.gin")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "extra gin files, parsed after each experiment's config")
@@ -101,12 +99,14 @@ def main(argv):
     timings = {}
     if benchmark == "embedded":
         import embedded  # only the embedded benchmark needs the world generator and replay builders
-        logging.info("no prepared data under ./data: running the embedded benchmark under ./%s", EMBEDDED_BASE)
+        extra_files = [os.path.join(FLAGS.config_dir, "embedded", "embedded.gin")] + extra_files
+        gin.clear_config()
+        gin.parse_config_files_and_bindings(extra_files, FLAGS.gin_param)
+        base = gin.query_parameter("TrainManager.base_folder_path")
+        logging.info("no prepared data under ./data: running the embedded benchmark under %s", base)
         start = time.time()
-        embedded.build(EMBEDDED_BASE)
-        timings["build embedded world, data and replay"] = time.time() - start
-        extra_files = [EMBEDDED_GIN] + extra_files
-        base = EMBEDDED_BASE
+        timings.update({f"embedded build: {k}": v for k, v in embedded.build(base).items()})
+        timings["embedded build"] = time.time() - start
     runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
     start = time.time()
     failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param)

@@ -319,11 +319,11 @@ class Training:
         os.makedirs(debug_folder, exist_ok=True)
 
         def examples():
-            for i, (raw, sample) in enumerate(tqdm(_with_raw(source, "images", self.p["dataset_mean"]),
-                                                   total=count, desc=os.path.basename(output), leave=False)):
-                label = seg.predict_ids(sample["input"][None])[0].numpy().astype(np.uint8)
+            samples = _predicted(seg, source, "images", self.p["dataset_mean"], self.validation_batch)
+            for i, (raw, sample, label) in enumerate(tqdm(samples, total=count, desc=os.path.basename(output),
+                                                          leave=False)):
                 if i % DEBUG_EVERY == 0:
-                    _save_debug(debug_folder, i, sample["rgb_input"].numpy(), label)
+                    _save_debug(debug_folder, i, sample["rgb_input"], label)
                 yield data_loader.serialize_example(raw, _png(label))
 
         n = data_loader.write_tfrecord(output, examples())
@@ -334,10 +334,9 @@ class Training:
         count = check_once(source, self.n_classes)
 
         def examples():
-            for raw, sample in tqdm(_with_raw(source, "validation", self.p["dataset_mean"]),
-                                    total=count, desc="label mixing", leave=False):
-                prediction = previous.predict_ids(sample["input"][None])[0].numpy().astype(np.uint8)
-                yield data_loader.serialize_example(raw, _png(mix_labels(sample["label"].numpy(), prediction)))
+            samples = _predicted(previous, source, "validation", self.p["dataset_mean"], self.validation_batch)
+            for raw, sample, prediction in tqdm(samples, total=count, desc="label mixing", leave=False):
+                yield data_loader.serialize_example(raw, _png(mix_labels(sample["label"], prediction)))
 
         n = data_loader.write_tfrecord(output, examples())
         logging.info("label mixing: %s (%d images) -> %s", source, n, output)
@@ -477,13 +476,26 @@ def mix_labels(label, prediction):
     return np.where((label == 0) | (label == 255), np.asarray(prediction, np.uint8), label).astype(np.uint8)
 
 
-def _with_raw(path, mode, dataset_mean):
-    """Yields (the record's original JPEG bytes, decoded sample dict) for every record of `path`."""
+def _predicted(seg, path, mode, dataset_mean, batch_size=1):
+    """Yields (the record's original JPEG bytes, decoded sample as numpy arrays, uint8 [H, W] prediction of
+    `seg` in global class ids) for every record of `path`, in order.
+
+    Images go through the network `batch_size` at a time; a batch of images of different sizes is padded
+    (bottom and right) and each prediction cropped back, so batch_size 1 is exactly the original's per-image
+    prediction and larger batches are exact whenever the images have one size (the embedded world).
+    """
     raw = tf.data.TFRecordDataset(path).map(
         lambda r: tf.io.parse_single_example(r, {"input": tf.io.FixedLenFeature([], tf.string)})["input"])
-    samples = data_loader.load_tfrecord([path], mode, dataset_mean=dataset_mean)
-    for jpeg, sample in tf.data.Dataset.zip((raw, samples)):
-        yield jpeg.numpy(), sample
+    samples = data_loader.load_tfrecord([path], mode, dataset_mean=dataset_mean).map(
+        lambda d: dict(d, size=tf.shape(d["input"])[:2]))
+    batches = tf.data.Dataset.zip((raw, samples)).padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    for jpegs, batch in batches:
+        predictions = seg.predict_ids(batch.pop("input")).numpy().astype(np.uint8)
+        batch = {k: v.numpy() for k, v in batch.items()}
+        for i, jpeg in enumerate(jpegs.numpy()):
+            h, w = batch["size"][i]
+            yield (jpeg, {k: v[i, :h, :w] for k, v in batch.items() if k != "size"},
+                   predictions[i, :h, :w])
 
 
 def _png(label):

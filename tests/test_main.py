@@ -90,3 +90,33 @@ def test_summary_rows_from_results_files(tmp_path):
     assert rows["JOINT"]["setup"] == "joint" and rows["JOINT"]["replay_source"] == "none"
     tex = (tmp_path / "summary.tex").read_text()
     assert "DISJOINT (gan)" in tex and "JOINT &" in tex and "19-1" in tex
+
+
+EMBEDDED_TINY = [
+    "embedded.image_size = 48", "embedded.train_per_class = 6", "embedded.val_per_class = 2",
+    "embedded.replay_per_class = 8", "embedded.generator_classes = 24", "embedded.bank_per_class = 4",
+    "embedded.classifier_images_per_class = 64", "embedded.classifier_steps = 600",
+    "embedded.object_count_probs = (1.0, 0.0, 0.0)", "embedded.pretrain_steps = 20",
+    "embedded.pretrain_per_kind = 4", "TrainManager.train_image_size = 48",
+] + [b for b in TINY_BINDINGS if not b.startswith(("Training.require_pretrained",
+                                                   "TrainManager.train_image_size"))]
+
+
+def test_default_path_from_an_empty_folder(tmp_path):
+    """`python main.py` with no data: builds the embedded benchmark, runs the sweep, writes the summary
+    (reduced: one setup, two configs, tiny sizes)."""
+    import subprocess
+    import sys
+    command = [sys.executable, os.path.join(ROOT, "main.py"), "--config_dir", CONFIG_DIR,
+               "--configs", "JOINT,DISJOINT,FINE_TUNING_DISJOINT", "--test_type", "ADD_ONE_ONE_TIME",
+               "--replay_source", "gan,flickr"] + [f"--gin_param={b}" for b in EMBEDDED_TINY]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outputs = tmp_path / "embedded" / "outputs"
+    with open(outputs / "summary.csv") as f:
+        rows = {(r["config"], r["setup"], r["replay_source"]) for r in csv.DictReader(f)}
+    assert rows == {("JOINT", "joint", "none"), ("DISJOINT", "19-1", "gan"), ("DISJOINT", "19-1", "flickr"),
+                    ("FINE_TUNING_DISJOINT", "19-1", "none")}
+    assert (tmp_path / "embedded" / "checkpoints" / "encoders" / "pretrained.weights.h5").exists()
+    assert "| DISJOINT | ADD_ONE_ONE_TIME | 19-1 | flickr |" in done.stdout
+    assert not (tmp_path / "data").exists()  # the embedded benchmark never writes into ./data

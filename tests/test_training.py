@@ -163,3 +163,18 @@ def test_kill_and_resume(copy_base):
     assert leftovers == []
     for path in m.get_replay_output_paths() + m.get_mixed_train_paths()[1:]:
         assert data_loader.check_tfrecord(path, 21) > 0  # complete and readable
+
+
+def test_batched_prediction_equals_per_image_prediction(tiny_data):
+    """Labelling and mixing in batches (same-size images) give exactly the per-image predictions."""
+    gin.clear_config()
+    gin.parse_config([b for b in TINY_BINDINGS if b.startswith("backbone")])
+    seg = model.Segmenter(21)
+    path = str(tiny_data / "data" / "training_incremental" / "train_disjoint_16-20.tfrecord")
+    one = list(training._predicted(seg, path, "validation", data_loader.DEFAULT_MEAN, 1))
+    many = list(training._predicted(seg, path, "validation", data_loader.DEFAULT_MEAN, 4))
+    assert len(one) == len(many) == data_loader.count_records(path) > 4
+    for (raw1, s1, p1), (raw4, s4, p4) in zip(one, many):
+        assert raw1 == raw4
+        np.testing.assert_array_equal(s1["label"], s4["label"])
+        np.testing.assert_array_equal(p1, p4)
