@@ -18,6 +18,7 @@ of these.
 """
 
 import os
+import struct
 
 import numpy as np
 import tensorflow as tf
@@ -219,6 +220,25 @@ def _require_files(paths):
         if not tf.io.gfile.exists(p):
             raise FileNotFoundError(f"tfrecord not found: {p}")
     return paths
+
+
+def framed_record_count(path):
+    """Records in a TFRecord file counted from its framing (fast, no decoding); None when the file is
+    missing or ends inside a record (a write cut short)."""
+    if not os.path.isfile(path):
+        return None
+    count, size = 0, os.path.getsize(path)
+    with open(path, "rb") as f:
+        while f.tell() < size:
+            header = f.read(12)
+            if len(header) < 12:
+                return None
+            length = struct.unpack("<Q", header[:8])[0]
+            if f.tell() + length + 4 > size:
+                return None
+            f.seek(length + 4, os.SEEK_CUR)
+            count += 1
+    return count
 
 
 def count_records(path):

@@ -40,7 +40,6 @@ import itertools
 import json
 import os
 import shutil
-import struct
 import sys
 import time
 
@@ -52,6 +51,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+import data_loader
 import world
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -190,26 +190,8 @@ def _open_settings(base, cfg):
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _record_count(path):
-    """Records in a TFRecord file by its framing (no TensorFlow); None when missing or cut short."""
-    if not os.path.isfile(path):
-        return None
-    count, size = 0, os.path.getsize(path)
-    with open(path, "rb") as f:
-        while f.tell() < size:
-            header = f.read(12)
-            if len(header) < 12:
-                return None
-            length = struct.unpack("<Q", header[:8])[0]
-            if f.tell() + length + 4 > size:
-                return None
-            f.seek(length + 4, os.SEEK_CUR)
-            count += 1
-    return count
-
-
 def _replay_complete(folder, n):
-    return all(_record_count(os.path.join(folder, f"{c:02d}.tfrecord")) == n for c in CLASSES)
+    return all(data_loader.framed_record_count(os.path.join(folder, f"{c:02d}.tfrecord")) == n for c in CLASSES)
 
 
 def _save_model_atomic(module, path, signatures):
@@ -612,7 +594,7 @@ def build_web_replay(cfg, base):
         if not _web_class_complete(folder, cfg.replay_per_class):
             _write_web_class(cfg, folder, c, download_flickr.KEYWORDS[c])
             todo.append(c)
-        elif _record_count(os.path.join(out_dir, f"{c:02d}.tfrecord")) != cfg.replay_per_class:
+        elif data_loader.framed_record_count(os.path.join(out_dir, f"{c:02d}.tfrecord")) != cfg.replay_per_class:
             todo.append(c)
     if todo:
         download_flickr.folders_to_tfrecords(web_dir, out_dir, todo)

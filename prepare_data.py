@@ -29,7 +29,6 @@ list, so an interrupted or truncated file is made again. Files are written in pa
 import collections
 import concurrent.futures
 import os
-import struct
 import threading
 
 from absl import app
@@ -250,22 +249,6 @@ def _scan(ids, image_dir, label_dir, skip_bad, workers, desc):
 # ---------------------------------------------------------------------------------------------- output
 
 
-def _record_count(path):
-    """Records in a TFRecord file by its framing, or None when the file ends inside a record."""
-    count, size = 0, os.path.getsize(path)
-    with open(path, "rb") as f:
-        while f.tell() < size:
-            header = f.read(12)
-            if len(header) < 12:
-                return None
-            length = struct.unpack("<Q", header[:8])[0]
-            if f.tell() + length + 4 > size:
-                return None
-            f.seek(length + 4, os.SEEK_CUR)
-            count += 1
-    return count
-
-
 def is_complete(out):
     """True when `out` was fully written before: its list holds the expected ids, its file that many records."""
     if not (os.path.isfile(out.path) and os.path.isfile(out.split_path)):
@@ -273,7 +256,7 @@ def is_complete(out):
     with open(out.split_path) as f:
         if tuple(f.read().split()) != out.ids:
             return False
-    return _record_count(out.path) == len(out.ids)
+    return data_loader.framed_record_count(out.path) == len(out.ids)
 
 
 def _write(out, image_dir, label_dir, progress):

@@ -88,8 +88,8 @@ class WorldConfig:
       object_count_probs: probabilities of 1, 2 and 3 objects in an image.
       cooccurrence_prob: probability that a further object comes from the primary's partners.
       min_visible: fraction of an object's area that must stay visible after occlusion.
-    texture_period: texture period as a fraction of the object radius (range).
-    class_colours: palette colours a kind's main colour is drawn from (0 = any colour).
+      texture_period: texture period as a fraction of the object radius (range).
+      class_colours: palette colours a kind's main colour is drawn from (0 = any colour).
       jpeg_quality: quality of the written JPEG images (chroma is not subsampled).
     """
     seed: int = 0
