@@ -15,8 +15,10 @@ import re
 import shutil
 import tempfile
 import weakref
+import zlib
 
 import gin
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -246,6 +248,9 @@ class Training:
         return self.manager.replay_source is not None and self.p["interleave_ratio_old"] > 0
 
     def _segmenter(self, n_outputs, class_ids=None):
+        # Initial weights depend on the seed and the network's outputs only, so a run repeats itself (and a
+        # resumed run initialises a stage as an uninterrupted one would).
+        keras.utils.set_random_seed(self.seed * 7919 + zlib.crc32(repr((n_outputs, class_ids)).encode()) % 7919)
         with self.strategy.scope():
             return model.Segmenter(n_outputs, class_ids, precision=self.precision)
 

@@ -1,5 +1,6 @@
 """A tiny RECALL experiment end to end: stages, artifacts, frozen encoder, label mixing, results, resume."""
 import glob
+import shutil
 import os
 import signal
 import subprocess
@@ -178,3 +179,16 @@ def test_batched_prediction_equals_per_image_prediction(tiny_data):
         assert raw1 == raw4
         np.testing.assert_array_equal(s1["label"], s4["label"])
         np.testing.assert_array_equal(p1, p4)
+
+
+def test_same_seed_same_results(tiny_data, tmp_path):
+    """Two runs of one experiment with the same seed write the same results file, to the digit."""
+    texts = []
+    for name in ("a", "b"):
+        base = tmp_path / name
+        shutil.copytree(tiny_data, base)
+        m = manager(base, config="DISJOINT", test_type="ADD_ONE_ONE_TIME")
+        training.Training(m).train()
+        with open(m.get_validation_file_path()) as f:
+            texts.append(f.read())
+    assert texts[0] == texts[1]
