@@ -24,7 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-CHECKPOINT_SUFFIX = ".weights.h5"
+from train_manager import CHECKPOINT_SUFFIX  # one definition of our checkpoint files' suffix
+
 ENCODER_SCOPE = "resnet_v1_101"
 DECODER_SCOPE = "decoder"
 ASPP_RATES = (6, 12, 18, 24)

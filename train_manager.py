@@ -9,7 +9,7 @@ import os
 
 import gin
 
-# Our checkpoints are Keras weight files: `<extension-less path>` + CHECKPOINT_SUFFIX. A TF1 checkpoint of
+# Our checkpoints are HDF5 weight files (model.py): `<extension-less path>` + CHECKPOINT_SUFFIX. A TF1 checkpoint of
 # the original (`<path>.index` + `<path>.data-00000-of-00001`) is accepted too.
 CHECKPOINT_SUFFIX = ".weights.h5"
 TF1_INDEX_SUFFIX = ".index"
