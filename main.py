@@ -61,15 +61,24 @@ def plan(configs, test_types, sources, config_dir="config"):
     return runs
 
 
-def sweep(runs, config_dir, extra_files=(), params=()):
+def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None):
     """Runs every experiment of `runs`; one that fails is logged and the others go on.
+
+    Args:
+      extra_files, params: gin files and bindings parsed after each experiment's config.
+      overrides_dir: a folder of per-config gin files (`<config>.gin`); an experiment's one, when it exists,
+        is parsed right after the first of extra_files (the embedded benchmark: config/embedded/JOINT.gin).
 
     Returns the list of failures as (config, test_type, replay_source, error text)."""
     failures = []
     for k, (config, test_type, source) in enumerate(runs):
         logging.info("experiment %d/%d: %s %s %s", k + 1, len(runs), config, test_type, source)
+        files = list(extra_files)
+        override = os.path.join(overrides_dir, config + ".gin") if overrides_dir else None
+        if override and os.path.exists(override):
+            files.insert(1, override)
         try:
-            run_experiment(os.path.join(config_dir, config + ".gin"), extra_files, params, test_type, source)
+            run_experiment(os.path.join(config_dir, config + ".gin"), files, params, test_type, source)
         except Exception as e:  # pylint: disable=broad-except
             logging.error("experiment %s %s %s failed: %s\n%s", config, test_type, source, e,
                           traceback.format_exc())
@@ -95,11 +104,12 @@ def main(argv):
     benchmark = FLAGS.benchmark
     if benchmark == "auto":
         benchmark = "voc" if voc_data_present() else "embedded"
-    extra_files, base = list(FLAGS.gin_file), "."
+    extra_files, base, overrides_dir = list(FLAGS.gin_file), ".", None
     timings = {}
     if benchmark == "embedded":
         import embedded  # only the embedded benchmark needs the world generator and replay builders
-        extra_files = [os.path.join(FLAGS.config_dir, "embedded", "embedded.gin")] + extra_files
+        overrides_dir = os.path.join(FLAGS.config_dir, "embedded")
+        extra_files = [os.path.join(overrides_dir, "embedded.gin")] + extra_files
         gin.clear_config()
         gin.parse_config_files_and_bindings(extra_files, FLAGS.gin_param)
         base = gin.query_parameter("TrainManager.base_folder_path")
@@ -109,10 +119,13 @@ def main(argv):
         timings["embedded build"] = time.time() - start
     runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
     start = time.time()
-    failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param)
+    failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir)
     timings["experiments"] = time.time() - start
-    rows = results.summarize(os.path.join(base, "outputs"))
-    print(results.markdown_table(rows))
+    if training.chief_process():  # other workers of a multi-worker run leave the summary to the chief
+        rows = results.summarize(os.path.join(base, "outputs"))
+        print(results.markdown_table(rows))
+        print(results.recall_vs_finetuning(rows))
+    timings.update({f"experiments: {k}": v for k, v in sorted(training.TIMES.items())})
     for phase, seconds in timings.items():
         logging.info("time: %s %.1f s", phase, seconds)
     if failures:

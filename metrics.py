@@ -35,12 +35,17 @@ def confusion_matrix(labels, preds, n_classes, valid_classes):
     Returns:
       int64 tensor [n_classes, n_classes], rows ground truth, columns prediction.
     """
-    labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
-    preds = tf.reshape(tf.cast(preds, tf.int64), [-1])
+    labels = tf.cast(labels, tf.int64)
     classes = tf.constant(list(valid_classes), tf.int64)
-    mask = tf.reduce_any(tf.equal(labels[:, None], classes[None, :]), axis=1)
-    return tf.math.confusion_matrix(tf.boolean_mask(labels, mask), tf.boolean_mask(preds, mask),
-                                    num_classes=n_classes, dtype=tf.int64)
+    mask = tf.reduce_any(tf.equal(labels[..., None], classes), axis=-1)
+    return masked_confusion_matrix(labels, preds, mask, n_classes)
+
+
+def masked_confusion_matrix(labels, preds, mask, n_classes):
+    """Confusion matrix over the pixels where the boolean `mask` (same shape as labels) is True."""
+    labels = tf.boolean_mask(tf.cast(labels, tf.int64), mask)
+    preds = tf.boolean_mask(tf.cast(preds, tf.int64), mask)
+    return tf.math.confusion_matrix(labels, preds, num_classes=n_classes, dtype=tf.int64)
 
 
 def _as_matrix(cm):

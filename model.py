@@ -174,6 +174,7 @@ class Segmenter:
             self.decoder = build_decoder(self.n_outputs, self.encoder.output_shape[-1])
         self._class_table = tf.constant(class_ids, tf.int32)
         self._predict = tf.function(self._predict_ids, reduce_retracing=True)
+        self.compiled = {}  # other modules' tf.functions of this network (traced once per network)
 
     def decode(self, features, size):
         """Decoder logits for encoder features, upsampled to `size` (H, W). Returns float32 [B, H, W, n]."""
@@ -349,9 +350,16 @@ def make_label_map(class_ids, helper=False):
     return label_map
 
 
+def _poly(step, initial, final, decay_steps, power, start_decay_step, floor):
+    s = tf.clip_by_value(tf.cast(step, tf.float32) - start_decay_step, 0.0, decay_steps)
+    return (initial - final) * (1.0 - s / decay_steps) ** power + floor
+
+
 class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):
     """lr(step) = (initial - final) * (1 - s / decay_steps) ** power + floor,
     s = min(max(step - start_decay_step, 0), decay_steps); floor = final unless given."""
+
+    FIELDS = ("initial", "final", "decay_steps", "power", "start_decay_step", "floor")
 
     def __init__(self, initial, final, decay_steps, power=0.9, start_decay_step=0, floor=None):
         if decay_steps <= 0:
@@ -361,12 +369,31 @@ class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.floor = self.final if floor is None else float(floor)
 
     def __call__(self, step):
-        s = tf.clip_by_value(tf.cast(step, tf.float32) - self.start_decay_step, 0.0, float(self.decay_steps))
-        return (self.initial - self.final) * (1.0 - s / self.decay_steps) ** self.power + self.floor
+        return _poly(step, *(float(getattr(self, f)) for f in self.FIELDS))
 
     def get_config(self):
-        return dict(initial=self.initial, final=self.final, decay_steps=self.decay_steps, power=self.power,
-                    start_decay_step=self.start_decay_step, floor=self.floor)
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+
+class _SettableSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The rate of the PolyDecay (or constant) last `set`, held in variables: a compiled training step
+    follows a change of schedule without being traced again."""
+
+    def __init__(self, schedule):
+        self._values = {f: tf.Variable(0.0, trainable=False, name=f"lr_{f}") for f in PolyDecay.FIELDS}
+        self.set(schedule)
+
+    def set(self, schedule):
+        if isinstance(schedule, (int, float, np.floating)):
+            schedule = PolyDecay(schedule, schedule, 1)  # (lr - lr) * ... + lr: a constant rate
+        if not isinstance(schedule, PolyDecay):
+            raise TypeError(f"lr_schedule should be a PolyDecay (see poly_schedule) or a number, got "
+                            f"{type(schedule).__name__}")
+        for f in PolyDecay.FIELDS:
+            self._values[f].assign(float(getattr(schedule, f)))
+
+    def __call__(self, step):
+        return _poly(step, *(self._values[f] for f in PolyDecay.FIELDS))
 
 
 def poly_schedule(initial, final, decay_steps, power=0.9, start_decay_step=0, floor=None):
@@ -397,6 +424,9 @@ class Trainer:
     the rate's change per step (well below 1e-3 relative with the paper's schedules) otherwise.
 
     A Segmenter built with precision "mixed_float16" trains with dynamic loss scaling (LossScaleOptimizer).
+
+    The step is traced once: `reset` prepares the next stage on the same network (new label map, new
+    schedule, fresh optimizer state) without tracing it again.
     """
 
     def __init__(self, seg, label_map, lr_schedule, momentum=0.9, l2_decay=1e-4, train_encoder=True,
@@ -404,17 +434,12 @@ class Trainer:
         """Args:
           seg: the Segmenter to train.
           label_map: 256 ints, stored label value -> target in [0, seg.n_outputs) or 255 (see make_label_map).
-          lr_schedule: a LearningRateSchedule (see poly_schedule) or a float.
+          lr_schedule: a PolyDecay (see poly_schedule) or a number (constant rate).
           momentum: SGD momentum. l2_decay: factor of sum(w^2)/2 over the trained convolution kernels.
           train_encoder: True trains encoder + decoder (step 0); False the decoder only.
           jit_compile: compile the forward and backward pass with XLA (also under a multi-replica strategy:
             the all-reductions and the update stay outside the compiled part).
         """
-        label_map = np.asarray(label_map)
-        bad = [int(v) for v in np.unique(label_map) if not (0 <= v < seg.n_outputs or v == IGNORE_LABEL)]
-        if label_map.shape != (256,) or bad:
-            raise ValueError(f"label_map should hold 256 values in [0, {seg.n_outputs}) or 255; got shape "
-                             f"{label_map.shape}, bad values {bad}")
         self.seg = seg
         self.train_encoder = bool(train_encoder)
         self.l2_decay = float(l2_decay)
@@ -422,16 +447,34 @@ class Trainer:
         self.variables = [v for m in models for v in m.trainable_variables]
         self.kernels = [layer.kernel for m in models for layer in m.layers
                         if isinstance(layer, keras.layers.Conv2D)]
-        self._label_map = tf.constant(label_map, tf.int32)
+        self._label_map = tf.Variable(self._checked(label_map), trainable=False, name="label_map")
+        self.schedule = _SettableSchedule(lr_schedule)
         self.loss_scaling = getattr(seg, "precision", "float32") == "mixed_float16"
-        self.optimizer = keras.optimizers.SGD(learning_rate=lr_schedule, momentum=momentum)
+        self.optimizer = keras.optimizers.SGD(learning_rate=self.schedule, momentum=momentum)
         if self.loss_scaling:  # float16 gradients underflow without it; bfloat16 has float32's range.
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(self.variables)  # before the first compiled step (needed under a strategy).
+        self._initial_state = [v.numpy() for v in self.optimizer.variables]
         self._gradients = (tf.function(self._forward_backward, jit_compile=True) if jit_compile
                            else self._forward_backward)
         self._step = tf.function(self._replica_step)
         self._distributed_step = None
+
+    def _checked(self, label_map):
+        label_map = np.asarray(label_map)
+        bad = [int(v) for v in np.unique(label_map) if not (0 <= v < self.seg.n_outputs or v == IGNORE_LABEL)]
+        if label_map.shape != (256,) or bad:
+            raise ValueError(f"label_map should hold 256 values in [0, {self.seg.n_outputs}) or 255; got shape "
+                             f"{label_map.shape}, bad values {bad}")
+        return label_map.astype(np.int32)
+
+    def reset(self, label_map, lr_schedule):
+        """Starts a new stage on the same network: what a new Trainer(seg, label_map, lr_schedule, ...) would
+        do (iteration 0, zero momentum, initial loss scale), keeping the traced step."""
+        self._label_map.assign(self._checked(label_map))
+        self.schedule.set(lr_schedule)
+        for variable, value in zip(self.optimizer.variables, self._initial_state):
+            variable.assign(value)
 
     def l2_loss(self):
         """l2_decay * sum(w^2) / 2 over the trained convolution kernels (float32 scalar)."""

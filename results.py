@@ -1,6 +1,7 @@
 """Summaries of finished experiments, rebuilt from the results files (`outputs/*.txt`) alone.
 
-Writes `summary.csv`, `summary.md`, `summary.tex` (the paper's table form) and PNG plots in `plots/`.
+Writes `summary.csv`, `summary.md`, `summary.tex` (the paper's table form), `recall_vs_finetuning.md`
+(RECALL's final mIoU minus the fine-tuning baseline's of the same protocol) and PNG plots in `plots/`.
 Usage: python results.py --outputs outputs
 """
 import csv
@@ -112,6 +113,23 @@ def markdown_table(rows):
     return "\n".join(lines) + "\n"
 
 
+# Each RECALL config and the fine-tuning config of the same incremental protocol.
+BASELINES = {"SEQUENTIAL": "FINE_TUNING", "DISJOINT": "FINE_TUNING_DISJOINT", "OVERLAPPED": "FINE_TUNING_OVERLAPPED"}
+
+
+def recall_vs_finetuning(rows):
+    """Markdown table: per setup, RECALL config and replay source, the final mIoU over all classes
+    (miou_all) of RECALL, of the fine-tuning config of its protocol, and the difference."""
+    lines = ["| setup | config | replay_source | RECALL | fine-tuning | difference |", "|---|---|---|---|---|---|"]
+    index = {(r["config"], r["setup"]): r for r in rows}
+    for r in rows:
+        baseline = index.get((BASELINES.get(r["config"]), r["setup"]))
+        if baseline is not None:
+            lines.append(f"| {r['setup']} | {r['config']} | {r['replay_source']} | {_fmt(r['miou_all'])} | "
+                         f"{_fmt(baseline['miou_all'])} | {_fmt(r['miou_all'] - baseline['miou_all'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def latex_table(rows, experiments):
     """The paper's form: a row per method (config, source), per setup the old / new / all mIoU; JOINT's row
     splits the joint model's IoUs into the same old / new groups."""
@@ -178,6 +196,7 @@ def summarize(outputs):
     write_csv(rows, os.path.join(outputs, "summary.csv"))
     _write(os.path.join(outputs, "summary.md"), markdown_table(rows))
     _write(os.path.join(outputs, "summary.tex"), latex_table(rows, experiments))
+    _write(os.path.join(outputs, "recall_vs_finetuning.md"), recall_vs_finetuning(rows))
     plot(experiments, os.path.join(outputs, "plots"))
     logging.info("summary of %d experiments written to %s", len(rows), outputs)
     return rows

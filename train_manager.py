@@ -202,10 +202,19 @@ class TrainManager:
         return paths
 
     def get_mixed_train_paths(self):
-        """Mixed-label (background-inpainted) tfrecord of every step; None for step 0."""
+        """Mixed-label (background-inpainted) tfrecord of every step; None for step 0.
+
+        Deliberately not the original's name (`train_{protocol}_{cls}_P{c}.{fs}.{h}.{i}`): the labels are the
+        predictions of the previous step's model, which belongs to one setup and one replay source, so the
+        name ends with the decoder's (`..._P{c}.{fs}.{h}.{i}_T{test}_S{step}_{source}`). The original's name
+        let 10-1 reuse, at class 16, labels that 15-1 had made with its own 15-class model.
+        """
         steps = self.test_structure_to_steps()
+        suffix = "_1" if self.helper_decoders_one_class else ""
         return [None] + [self._step_file("training_incremental/mixed", self.dataset_type_incremental, s,
-                                         "_P" + self.parameter_to_str()) for s in steps[1:]]
+                                         f"_P{self.parameter_to_str()}_T{self.test_index}_S{k}_"
+                                         f"{self.replay_source}{suffix}")
+                         for k, s in enumerate(steps[1:], start=1)]
 
     def get_helper_train_paths(self):
         """Training tfrecord of every helper group."""

@@ -9,11 +9,14 @@
 Every stage is skipped when TrainManager reports its artifact complete, so a killed run resumes where it
 stopped. All artifacts are written under a temporary name and renamed.
 """
+import collections
+import contextlib
 import copy
 import os
 import re
 import shutil
 import tempfile
+import time
 import weakref
 import zlib
 
@@ -43,6 +46,20 @@ def colorize(label):
     return PALETTE[np.asarray(label, np.uint8)]
 
 
+# Seconds spent in each kind of work, over every experiment of this process (main.py reports them).
+TIMES = collections.Counter()
+
+
+@contextlib.contextmanager
+def timed(kind):
+    """Adds the time spent inside the block to TIMES[kind]."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        TIMES[kind] += time.perf_counter() - start
+
+
 _STRATEGIES = {}  # one per kind and process: a second MultiWorkerMirroredStrategy breaks the collectives
 
 
@@ -58,6 +75,13 @@ def make_strategy(name):
     if name not in _STRATEGIES:
         _STRATEGIES[name] = makers[name]()
     return _STRATEGIES[name]
+
+
+def chief_process():
+    """False in a worker process of a multi-worker run that is not the chief (see is_chief): such a process
+    trains but writes nothing of its own, not even the sweep's summary."""
+    strategy = _STRATEGIES.get("multi_worker")
+    return strategy is None or is_chief(strategy)
 
 
 def is_chief(strategy):
@@ -113,6 +137,12 @@ class Training:
         self.results_file = self.manager.get_validation_file_path()
         self.tensorboard_dir = os.path.join(self.manager.base_folder_path, "outputs", "tensorboard",
                                             self.manager.get_validation_file_name())
+        # The main network (all n_classes outputs) is kept from stage to stage with the checkpoints its weights
+        # equal (None while they differ), and so is its decoder trainer: the incremental steps, label mixing,
+        # replay labelling and validation neither reload it nor trace its steps again.
+        self._main = None
+        self._main_holds = None
+        self._decoder_trainer = None
 
       # ------------------------------------------------------------------------------------------- the stages
 
@@ -123,8 +153,10 @@ class Training:
         if self.chief:
             remove_stale_temporaries(m.base_folder_path)
         self.first_step()
-        self.helpers()
-        self.replay_labels()
+        with timed("helpers"):
+            self.helpers()
+        with timed("replay labelling"):
+            self.replay_labels()
         self.incremental_steps()
         _write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
 
@@ -136,27 +168,33 @@ class Training:
         if m.check_encoder() and checkpoint_exists(decoder_path):
             logging.info("step 0: reused %s and %s (complete checkpoints)", encoder_path, decoder_path)
         else:
-            seg = self._segmenter(self.n_classes)
-            pretrained = m.get_encoder_pretrained_path()
-            if checkpoint_exists(pretrained):
-                model.load_encoder(seg, pretrained)
-            elif self.require_pretrained:
-                raise FileNotFoundError(
-                    f"pretrained encoder not found: {pretrained}(.weights.h5 or .index). Put the original's "
-                    f"checkpoints/encoders/pretrained or TF-Slim's resnet_v1_101 checkpoint there, or bind "
-                    f"Training.require_pretrained = False to start from random weights.")
-            else:
-                logging.warning("step 0: no pretrained encoder at %s; starting from random weights", pretrained)
-            n0 = len(classes) - 1
-            dataset = self._dataset([m.get_train_paths()[0]], None, stream=0)
-            # As the original: N0 x steps_per_class steps; the decay runs over (N0 + 1) x decay_steps_per_class.
-            self._fit(seg, "step0", classes, dataset, steps=n0 * self.p["training_steps_per_class"],
-                      lr=(self.p["lr_initial_value"], self.p["lr_final_value"],
-                          len(classes) * self.p["decay_steps_per_class"]), train_encoder=True)
-            model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
-            model.save_encoder(seg, encoder_path)
-            logging.info("step 0: trained and saved %s, %s", encoder_path, decoder_path)
+            with timed("step 0"):
+                self._train_first_step(classes, encoder_path, decoder_path)
         self._validate_if_missing(0)
+
+    def _train_first_step(self, classes, encoder_path, decoder_path):
+        m = self.manager
+        seg = self._segmenter(self.n_classes)
+        pretrained = m.get_encoder_pretrained_path()
+        if checkpoint_exists(pretrained):
+            model.load_encoder(seg, pretrained)
+        elif self.require_pretrained:
+            raise FileNotFoundError(
+                f"pretrained encoder not found: {pretrained}(.weights.h5 or .index). Put the original's "
+                f"checkpoints/encoders/pretrained or TF-Slim's resnet_v1_101 checkpoint there, or bind "
+                f"Training.require_pretrained = False to start from random weights.")
+        else:
+            logging.warning("step 0: no pretrained encoder at %s; starting from random weights", pretrained)
+        n0 = len(classes) - 1
+        dataset = self._dataset([m.get_train_paths()[0]], None, stream=0)
+        # As the original: N0 x steps_per_class steps; the decay runs over (N0 + 1) x decay_steps_per_class.
+        self._fit(seg, "step0", classes, dataset, steps=n0 * self.p["training_steps_per_class"],
+                  lr=(self.p["lr_initial_value"], self.p["lr_final_value"],
+                      len(classes) * self.p["decay_steps_per_class"]), train_encoder=True)
+        model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
+        model.save_encoder(seg, encoder_path)
+        self._main, self._main_holds = seg, (encoder_path, decoder_path)
+        logging.info("step 0: trained and saved %s, %s", encoder_path, decoder_path)
 
     def helpers(self):
         """Helper decoders (background + a few classes) on the frozen step-0 encoder."""
@@ -228,16 +266,19 @@ class Training:
                 if m.exists_mixed_tfrecord(step):
                     logging.info("step %d: reused mixed labels %s", step, new_path)
                 else:
-                    previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
-                    self._mix_labels(previous, m.get_train_paths()[step], new_path)
-            seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
-            replay = m.get_replay_tfrecords_for_step(step) if self._uses_replay() else []
-            dataset = self._dataset([new_path], replay, stream=step)
-            self._fit(seg, f"step{step}", old + new, dataset,
-                      steps=len(new) * self.p["training_steps_per_class_incremental"],
-                      lr=(self.p["lr_initial_value_incremental"], self.p["lr_final_value_incremental"],
-                          len(new) * self.p["decay_steps_per_class_incremental"]), train_encoder=False)
-            model.save_decoder(seg, m.get_decoder_paths()[step])
+                    with timed("label mixing"):
+                        previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
+                        self._mix_labels(previous, m.get_train_paths()[step], new_path)
+            with timed("incremental training"):
+                seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
+                replay = m.get_replay_tfrecords_for_step(step) if self._uses_replay() else []
+                dataset = self._dataset([new_path], replay, stream=step)
+                self._fit(seg, f"step{step}", old + new, dataset,
+                          steps=len(new) * self.p["training_steps_per_class_incremental"],
+                          lr=(self.p["lr_initial_value_incremental"], self.p["lr_final_value_incremental"],
+                              len(new) * self.p["decay_steps_per_class_incremental"]), train_encoder=False)
+                model.save_decoder(seg, m.get_decoder_paths()[step])
+                self._main_holds = (m.get_encoder_path(), m.get_decoder_paths()[step])
             logging.info("step %d: trained classes %s (old %s) and saved %s", step, new, old[1:],
                          m.get_decoder_paths()[step])
             self._validate(seg, step)
@@ -247,19 +288,36 @@ class Training:
     def _uses_replay(self):
         return self.manager.replay_source is not None and self.p["interleave_ratio_old"] > 0
 
-    def _segmenter(self, n_outputs, class_ids=None):
+    def _seed(self, n_outputs, class_ids):
         # Initial weights depend on the seed and the network's outputs only, so a run repeats itself (and a
         # resumed run initialises a stage as an uninterrupted one would).
         keras.utils.set_random_seed(self.seed * 7919 + zlib.crc32(repr((n_outputs, class_ids)).encode()) % 7919)
+
+    def _segmenter(self, n_outputs, class_ids=None):
+        """A new Segmenter with seeded initial weights."""
+        self._seed(n_outputs, class_ids)
         with self.strategy.scope():
             return model.Segmenter(n_outputs, class_ids, precision=self.precision)
 
     def _load(self, n_outputs, class_ids, decoder_path):
-        """A Segmenter with the step-0 encoder and the decoder at `decoder_path`."""
-        seg = self._segmenter(n_outputs, class_ids)
-        model.load_encoder(seg, self.manager.get_encoder_path())
-        model.load_decoder(seg, decoder_path)
-        return seg
+        """A Segmenter with the step-0 encoder and the decoder at `decoder_path`. For the main network it is
+        the kept one, read from the checkpoints only when it does not hold them already."""
+        encoder_path = self.manager.get_encoder_path()
+        if class_ids is not None or n_outputs != self.n_classes:  # a helper
+            seg = self._segmenter(n_outputs, class_ids)
+            model.load_encoder(seg, encoder_path)
+            model.load_decoder(seg, decoder_path)
+            return seg
+        if self._main is None:
+            self._main = self._segmenter(n_outputs)
+        else:
+            self._seed(n_outputs, None)  # the random state a new network would leave
+        if self._main_holds != (encoder_path, decoder_path):
+            if self._main_holds is None or self._main_holds[0] != encoder_path:
+                model.load_encoder(self._main, encoder_path)
+            model.load_decoder(self._main, decoder_path)
+            self._main_holds = (encoder_path, decoder_path)
+        return self._main
 
     def _batch_size(self):
         b = int(self.p["batch_size"])
@@ -287,9 +345,18 @@ class Training:
         schedule = model.poly_schedule(initial, final, decay_steps, self.p["decay_power"],
                                        self.p["start_decay_step"], floor=floor)
         label_map = model.make_label_map(classes, helper=helper)
-        with self.strategy.scope():
-            trainer = model.Trainer(seg, label_map, schedule, self.p["momentum"], self.p["l2_decay"],
-                                    train_encoder=train_encoder, jit_compile=self.jit_compile)
+        if seg is self._main:
+            self._main_holds = None  # its weights leave the checkpoints' now
+        reuse = seg is self._main and not train_encoder
+        if reuse and self._decoder_trainer is not None and self._decoder_trainer.seg is seg:
+            trainer = self._decoder_trainer
+            trainer.reset(label_map, schedule)
+        else:
+            with self.strategy.scope():
+                trainer = model.Trainer(seg, label_map, schedule, self.p["momentum"], self.p["l2_decay"],
+                                        train_encoder=train_encoder, jit_compile=self.jit_compile)
+            if reuse:
+                self._decoder_trainer = trainer
         distributed = self.strategy.num_replicas_in_sync > 1 or self.strategy != tf.distribute.get_strategy()
         if distributed:
             # Each worker reads the whole stream and keeps its share of every global batch (a stage may read a
@@ -359,6 +426,10 @@ class Training:
 
     def _validate(self, seg, step):
         """Validates `seg` on val_1..val_k of `step` and appends the original's block to the results file."""
+        with timed("validation"):
+            self._run_validation(seg, step)
+
+    def _run_validation(self, seg, step):
         m = self.manager
         if not m.get_validate() or step in _steps_in(self.results_file):
             return
@@ -390,27 +461,31 @@ def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1):
     Returns (float mean loss over images, int64 numpy [n_classes, n_classes]).
     """
     label_map = tf.constant(model.make_label_map(classes), tf.int32)
-    table = tf.constant(seg.class_ids, tf.int32)
-
-    @tf.function(reduce_retracing=True)
-    def step(images, labels):
-        logits = seg(images)
-        targets = tf.gather(label_map, tf.cast(labels, tf.int32))
-        valid = tf.cast(tf.not_equal(targets, model.IGNORE_LABEL), tf.float32)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(targets == 255, 0, targets),
-                                                            logits=logits)
-        per_image = tf.math.divide_no_nan(tf.reduce_sum(ce * valid, [1, 2]), tf.reduce_sum(valid, [1, 2]))
-        preds = tf.gather(table, tf.argmax(logits, -1, output_type=tf.int32))
-        return per_image, metrics.confusion_matrix(labels, preds, n_classes, classes)
-
+    step = seg.compiled.get(("evaluate", n_classes))
+    if step is None:  # traced once per network: the classes come in as a tensor
+        step = seg.compiled[("evaluate", n_classes)] = tf.function(
+            lambda images, labels, label_map: _evaluate_batch(seg, images, labels, label_map, n_classes),
+            reduce_retracing=True)
     losses, cm = [], np.zeros((n_classes, n_classes), np.int64)
     dataset = data_loader.load_tfrecord(paths, "validation", dataset_mean=dataset_mean, n_classes=n_classes)
     dataset = dataset.padded_batch(batch_size, padding_values={"input": 0.0, "label": tf.constant(255, tf.uint8)})
     for sample in tqdm(dataset.prefetch(tf.data.AUTOTUNE), desc="validation", leave=False):
-        per_image, c = step(sample["input"], sample["label"])
+        per_image, c = step(sample["input"], sample["label"], label_map)
         losses.extend(per_image.numpy().tolist())
         cm += c.numpy()
     return (float(np.mean(losses)) if losses else float("nan")), cm
+
+
+def _evaluate_batch(seg, images, labels, label_map, n_classes):
+    """(per-image mean cross-entropy over the counted pixels [B], confusion matrix of the batch)."""
+    logits = seg(images)
+    targets = tf.gather(label_map, tf.cast(labels, tf.int32))
+    counted = tf.not_equal(targets, model.IGNORE_LABEL)
+    valid = tf.cast(counted, tf.float32)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(counted, targets, 0), logits=logits)
+    per_image = tf.math.divide_no_nan(tf.reduce_sum(ce * valid, [1, 2]), tf.reduce_sum(valid, [1, 2]))
+    preds = tf.gather(tf.constant(seg.class_ids, tf.int32), tf.argmax(logits, -1, output_type=tf.int32))
+    return per_image, metrics.masked_confusion_matrix(labels, preds, counted, n_classes)
 
 
 def _worker_view(manager, task_id):

@@ -188,6 +188,15 @@ class _Strategy:
             tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
 
 
+def test_only_the_chief_process_writes_the_summary(monkeypatch):
+    monkeypatch.setattr(training, "_STRATEGIES", {})
+    assert training.chief_process()
+    monkeypatch.setattr(training, "_STRATEGIES", {"multi_worker": _Strategy({"worker": ["a:1", "b:2"]}, "worker", 1)})
+    assert not training.chief_process()
+    monkeypatch.setattr(training, "_STRATEGIES", {"multi_worker": _Strategy({"worker": ["a:1", "b:2"]}, "worker", 0)})
+    assert training.chief_process()
+
+
 def test_is_chief():
     workers = {"worker": ["a:1", "b:1"]}
     assert training.is_chief(_Strategy(workers, "worker", 0))

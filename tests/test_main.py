@@ -33,10 +33,16 @@ def test_plan_rejects_unknown_names(args, match):
         main.plan(*args, CONFIG_DIR)
 
 
-def test_a_broken_experiment_does_not_stop_the_sweep(copy_base):
+def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path):
     os.remove(copy_base / "data" / "replay_images" / "gan" / "07.tfrecord")  # breaks DISJOINT 19-1 gan
     runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan")]
-    failures = main.sweep(runs, CONFIG_DIR, params=TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"'])
+    overrides = tmp_path / "overrides"  # a per-config file, as config/embedded/JOINT.gin
+    overrides.mkdir()
+    (overrides / "FINE_TUNING.gin").write_text("TrainManager.lr_initial_value_incremental = 1.25e-3\n")
+    failures = main.sweep(runs, CONFIG_DIR, params=TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"'],
+                          overrides_dir=str(overrides))
+    operative = (copy_base / "outputs" / "FINE_TUNING (T0_P1.0.0.4_gan).gin").read_text()
+    assert "TrainManager.lr_initial_value_incremental = 0.00125" in operative
     assert [f[:3] for f in failures] == [runs[0]]
     assert "replay_images/gan/07.tfrecord" in failures[0][3]
     rows = results.summarize(str(copy_base / "outputs"))
@@ -90,6 +96,15 @@ def test_summary_rows_from_results_files(tmp_path):
     assert rows["JOINT"]["setup"] == "joint" and rows["JOINT"]["replay_source"] == "none"
     tex = (tmp_path / "summary.tex").read_text()
     assert "DISJOINT (gan)" in tex and "JOINT &" in tex and "19-1" in tex
+    # RECALL against the fine-tuning baseline of its protocol (disjoint: FINE_TUNING_DISJOINT).
+    ft = _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, [0.9] + [0.2] * 19 + [0.5], list(range(20)), [20])
+    (tmp_path / "FINE_TUNING_DISJOINT (T0_P1.0.0.5_gan).txt").write_text(ft)
+    rows = {r["config"]: r for r in results.summarize(str(tmp_path))}
+    table = (tmp_path / "recall_vs_finetuning.md").read_text().splitlines()
+    assert len(table) == 3  # header, rule, one RECALL row (JOINT and the baseline have no row of their own)
+    difference = rows["DISJOINT"]["miou_all"] - rows["FINE_TUNING_DISJOINT"]["miou_all"]
+    assert table[2] == (f"| 19-1 | DISJOINT | gan | {rows['DISJOINT']['miou_all']:.1f} | "
+                        f"{rows['FINE_TUNING_DISJOINT']['miou_all']:.1f} | {difference:.1f} |")
 
 
 EMBEDDED_TINY = [

@@ -177,6 +177,30 @@ def test_learning_rate_against_the_formula():
         model.poly_schedule(initial, final, 0)
 
 
+def test_reset_trainer_equals_a_new_trainer():
+    """A reset Trainer (new label map, schedule, optimizer state) trains as a new one, on one traced step."""
+    images, labels = _batch()
+    seg_a, seg_b = _tiny(), _tiny()
+    for a, b in zip(seg_a.encoder.weights + seg_a.decoder.weights, seg_b.encoder.weights + seg_b.decoder.weights):
+        b.assign(a)
+    stages = [(range(11), model.poly_schedule(1e-2, 1e-4, 100)), (range(16), model.poly_schedule(2e-2, 1e-4, 7))]
+    kept = model.Trainer(seg_a, model.make_label_map(list(stages[0][0])), stages[0][1], train_encoder=False)
+    losses_a, losses_b = [], []
+    for k, (classes, schedule) in enumerate(stages):
+        if k:
+            kept.reset(model.make_label_map(list(classes)), schedule)
+        new = model.Trainer(seg_b, model.make_label_map(list(classes)), schedule, train_encoder=False)
+        for _ in range(3):
+            losses_a += [float(v) for v in kept.train_step(images, labels).values()]
+            losses_b += [float(v) for v in new.train_step(images, labels).values()]
+    assert losses_a == pytest.approx(losses_b, rel=1e-6)
+    for a, b in zip(seg_a.decoder.weights, seg_b.decoder.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    assert kept._step.experimental_get_tracing_count() == 1
+    with pytest.raises(ValueError, match="label_map"):
+        kept.reset(np.full(256, 21), 1e-3)
+
+
 def test_trainer_reports_the_rate_it_uses():
     seg = _tiny()
     trainer = _trainer(seg, train_encoder=False, lr=1e-3)

@@ -73,8 +73,9 @@ def expected(config, test_index, source, one_class=False):
         helper_size=helper_size,
         train=[f"./data/training_first_step/train_{fs_type}_{grp(steps[0])}.tfrecord"] +
               [f"./data/training_incremental/train_{inc_type}_{grp(s)}.tfrecord" for s in steps[1:]],
-        mixed=[None] + [f"./data/training_incremental/mixed/train_{inc_type}_{grp(s)}_P{c}.{fs}.{h}.{i}.tfrecord"
-                        for s in steps[1:]],
+        # Not the original's name: ours names the setup, step and source whose model made the labels.
+        mixed=[None] + [f"./data/training_incremental/mixed/train_{inc_type}_{grp(s)}_P{c}.{fs}.{h}.{i}"
+                        f"_T{test_index}_S{k}_{source}{suffix}.tfrecord" for k, s in enumerate(steps[1:], start=1)],
         helper_train=[f"./data/training_incremental/train_{helper_type}_{grp(g)}.tfrecord" for g in helpers],
         val=[[f"./data/validation/val_{k}.tfrecord" for k in range(1, s[-1] + 1)] for s in steps],
         results=f"./outputs/{result_name}" + suffix + ".txt",

@@ -182,13 +182,21 @@ def test_batched_prediction_equals_per_image_prediction(tiny_data):
 
 
 def test_same_seed_same_results(tiny_data, tmp_path):
-    """Two runs of one experiment with the same seed write the same results file, to the digit."""
+    """Two runs of one experiment with the same seed write the same results file, to the digit; so does a
+    run whose last step is redone from the checkpoints (an uninterrupted run keeps its network in memory from
+    step to step, a resumed one reads it back)."""
     texts = []
     for name in ("a", "b"):
         base = tmp_path / name
         shutil.copytree(tiny_data, base)
-        m = manager(base, config="DISJOINT", test_type="ADD_ONE_ONE_TIME")
+        m = manager(base)
         training.Training(m).train()
+        if name == "b":
+            for path in (m.get_validation_file_path(), m.get_mixed_train_paths()[2],
+                         m.get_decoder_paths()[2] + ".weights.h5"):
+                os.remove(path)
+            training.Training(manager(base)).train()
         with open(m.get_validation_file_path()) as f:
             texts.append(f.read())
+    assert [b["step"] for b in metrics.parse_results_file(m.get_validation_file_path())] == [0, 1, 2]
     assert texts[0] == texts[1]
