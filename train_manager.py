@@ -210,11 +210,8 @@ class TrainManager:
         let 10-1 reuse, at class 16, labels that 15-1 had made with its own 15-class model.
         """
         steps = self.test_structure_to_steps()
-        suffix = "_1" if self.helper_decoders_one_class else ""
         return [None] + [self._step_file("training_incremental/mixed", self.dataset_type_incremental, s,
-                                         f"_P{self.parameter_to_str()}_T{self.test_index}_S{k}_"
-                                         f"{self.replay_source}{suffix}")
-                         for k, s in enumerate(steps[1:], start=1)]
+                                         "_" + self._incremental_name(k)) for k, s in enumerate(steps[1:], start=1)]
 
     def get_helper_train_paths(self):
         """Training tfrecord of every helper group."""
@@ -272,10 +269,12 @@ class TrainManager:
         names = [self.get_encoder_name()]
         if self.replay_source is None:
             return names
+        return names + [self._incremental_name(i) for i in range(1, len(self.test_structure))]
+
+    def _incremental_name(self, step):
+        """'P{c}.{fs}.{h}.{i}_T{test}_S{step}_{source}[_1]': the decoder of an incremental step."""
         suffix = "_1" if self.helper_decoders_one_class else ""
-        names += [f"P{self.parameter_to_str()}_T{self.test_index}_S{i}_{self.replay_source}{suffix}"
-                  for i in range(1, len(self.test_structure))]
-        return names
+        return f"P{self.parameter_to_str()}_T{self.test_index}_S{step}_{self.replay_source}{suffix}"
 
     def _helper_prefix(self):
         return (f"P{self.parameters_common_index}.{self.parameters_fs_index}.{self.parameters_helper_index}"
