@@ -9,14 +9,18 @@ Without it, it builds the embedded VOC-like benchmark under ./embedded once (wor
 the same sweep there with config/embedded/embedded.gin on top of each config: a small network, small
 images and few steps, so the whole method runs on a laptop CPU in minutes.
 """
+import multiprocessing
 import os
 import sys
 import time
 import traceback
+from concurrent import futures
 
 import gin
+import tensorflow as tf
 from absl import app, flags, logging
 
+import embedded  # the world generator and replay builders; registers the embedded.* gin bindings
 import results
 import training  # registers Training's gin bindings
 from train_manager import TrainManager
@@ -36,6 +40,9 @@ flags.DEFINE_enum("benchmark", "auto", ["auto", "voc", "embedded"],
                   "voc: prepared data under ./data; embedded: the generated benchmark under ./embedded; "
                   "auto: voc when ./data/validation/val_1.tfrecord exists, else embedded")
 flags.DEFINE_string("config_dir", "config", "folder of the configs")
+flags.DEFINE_integer("jobs", None, "processes that run the experiments, one group sharing a first step at a "
+                     "time each (see sweep); default: 2 for the embedded benchmark on a machine with 2 or "
+                     "more cores and no GPU or TF_CONFIG, else 1", lower_bound=1)
 
 
 def plan(configs, test_types, sources, config_dir="config"):
@@ -61,38 +68,107 @@ def plan(configs, test_types, sources, config_dir="config"):
     return runs
 
 
-def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None):
+def experiment_gin_files(config, config_dir, extra_files=(), overrides_dir=None):
+    """The gin files of one experiment: its config, then extra_files, with the per-config override
+    (`<overrides_dir>/<config>.gin`, when it exists) right after the first of extra_files."""
+    files = list(extra_files)
+    override = os.path.join(overrides_dir, config + ".gin") if overrides_dir else None
+    if override and os.path.exists(override):
+        files.insert(1, override)
+    return [os.path.join(config_dir, config + ".gin")] + files
+
+
+def _manager(files, params, test_type, replay_source):
+    gin.clear_config()
+    gin.parse_config_files_and_bindings(files, list(params))
+    return TrainManager(test_type=test_type, replay_source=replay_source)
+
+
+def share_groups(runs, config_dir, extra_files=(), params=(), overrides_dir=None):
+    """`runs` split into groups that share no artifact: the experiments with the same first step (the same
+    step-0 checkpoint name, so the same protocol, first classes and parameter indices) share its step 0,
+    helpers and labelled replay; all other names hold the experiment's own. Biggest group first, each in
+    plan order."""
+    groups = {}
+    for run in runs:
+        config, test_type, source = run
+        try:
+            key = _manager(experiment_gin_files(config, config_dir, extra_files, overrides_dir), params,
+                           test_type, source).get_encoder_path()
+        except Exception:  # pylint: disable=broad-except  (alone in its group, it fails and is logged there)
+            key = run
+        groups.setdefault(key, []).append(run)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=1):
     """Runs every experiment of `runs`; one that fails is logged and the others go on.
 
     Args:
       extra_files, params: gin files and bindings parsed after each experiment's config.
       overrides_dir: a folder of per-config gin files (`<config>.gin`); an experiment's one, when it exists,
         is parsed right after the first of extra_files (the embedded benchmark: config/embedded/JOINT.gin).
+      jobs: with more than 1, the groups of share_groups run in up to `jobs` processes at a time (each with
+        TensorFlow's default threads, so that an experiment computes what it computes in a serial sweep).
 
     Returns the list of failures as (config, test_type, replay_source, error text)."""
+    numbered = list(enumerate(runs, 1))
+    if jobs <= 1:
+        return _sweep_numbered(numbered, len(runs), config_dir, extra_files, params, overrides_dir)
+    groups = share_groups(runs, config_dir, extra_files, params, overrides_dir)
+    number = {run: k for k, run in numbered}
     failures = []
-    for k, (config, test_type, source) in enumerate(runs):
-        logging.info("experiment %d/%d: %s %s %s", k + 1, len(runs), config, test_type, source)
-        files = list(extra_files)
-        override = os.path.join(overrides_dir, config + ".gin") if overrides_dir else None
-        if override and os.path.exists(override):
-            files.insert(1, override)
+    context = multiprocessing.get_context("spawn")  # a fresh TensorFlow in each process
+    with futures.ProcessPoolExecutor(min(jobs, len(groups)), mp_context=context) as pool:
+        done = [pool.submit(_sweep_process, [(number[r], r) for r in group], len(runs), config_dir,
+                            list(extra_files), list(params), overrides_dir) for group in groups]
+        for group, future in zip(groups, done):
+            try:
+                group_failures, times = future.result()
+            except Exception as e:  # pylint: disable=broad-except  (the process died: its group failed)
+                logging.error("the process of %s died: %r", group, e)
+                group_failures, times = [run + (f"{type(e).__name__}: {e}",) for run in group], {}
+            failures += group_failures
+            training.TIMES.update(times)
+    return sorted(failures, key=lambda f: number[f[:3]])
+
+
+def _sweep_process(numbered, total, config_dir, extra_files, params, overrides_dir):
+    """One process of a parallel sweep: its experiments one after the other. Returns (failures, TIMES)."""
+    logging.set_verbosity(logging.INFO)
+    training.PROGRESS_BARS = False  # the bars of parallel processes would overwrite each other
+    failures = _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir)
+    return failures, dict(training.TIMES)
+
+
+def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir):
+    failures = []
+    for k, (config, test_type, source) in numbered:
+        logging.info("experiment %d/%d: %s %s %s", k, total, config, test_type, source)
         try:
-            run_experiment(os.path.join(config_dir, config + ".gin"), files, params, test_type, source)
+            run_experiment(experiment_gin_files(config, config_dir, extra_files, overrides_dir), params,
+                           test_type, source)
         except Exception as e:  # pylint: disable=broad-except
             logging.error("experiment %s %s %s failed: %s\n%s", config, test_type, source, e,
                           traceback.format_exc())
-            failures.append((config, test_type, source, repr(e)))
+            failures.append((config, test_type, source, f"{type(e).__name__}: {e}"))
     return failures
 
 
-def run_experiment(config_file, extra_files, params, test_type, replay_source):
+def run_experiment(files, params, test_type, replay_source):
     """Parses the gin files and bindings afresh and runs one experiment (Training(manager).train())."""
-    gin.clear_config()
-    gin.parse_config_files_and_bindings([config_file] + list(extra_files), list(params))
-    manager = TrainManager(test_type=test_type, replay_source=replay_source)
+    manager = _manager(files, params, test_type, replay_source)
     training.Training(manager).train()
     return manager
+
+
+def default_jobs(benchmark):
+    """2 for the embedded benchmark on a CPU, where the small network keeps only part of the cores busy; more
+    would not pay (the biggest group of experiments sharing a first step holds half of the sweep's training).
+    1 for real VOC, a GPU or a multi-worker run (TF_CONFIG)."""
+    if benchmark != "embedded" or "TF_CONFIG" in os.environ or tf.config.list_physical_devices("GPU"):
+        return 1
+    return min(2, os.cpu_count() or 1)
 
 
 def voc_data_present(base="."):
@@ -107,7 +183,6 @@ def main(argv):
     extra_files, base, overrides_dir = list(FLAGS.gin_file), ".", None
     timings = {}
     if benchmark == "embedded":
-        import embedded  # only the embedded benchmark needs the world generator and replay builders
         overrides_dir = os.path.join(FLAGS.config_dir, "embedded")
         extra_files = [os.path.join(overrides_dir, "embedded.gin")] + extra_files
         gin.clear_config()
@@ -118,14 +193,16 @@ def main(argv):
         timings.update({f"embedded build: {k}": v for k, v in embedded.build(base).items()})
         timings["embedded build"] = time.time() - start
     runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
+    jobs = FLAGS.jobs or default_jobs(benchmark)
     start = time.time()
-    failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir)
+    failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir, jobs)
     timings["experiments"] = time.time() - start
     if training.chief_process():  # other workers of a multi-worker run leave the summary to the chief
         rows = results.summarize(os.path.join(base, "outputs"))
         print(results.markdown_table(rows))
         print(results.recall_vs_finetuning(rows))
-    timings.update({f"experiments: {k}": v for k, v in sorted(training.TIMES.items())})
+    summed = f" (summed over {jobs} processes)" if jobs > 1 else ""
+    timings.update({f"experiments: {k}{summed}": v for k, v in sorted(training.TIMES.items())})
     for phase, seconds in timings.items():
         logging.info("time: %s %.1f s", phase, seconds)
     if failures:

@@ -48,6 +48,7 @@ def colorize(label):
 
 # Seconds spent in each kind of work, over every experiment of this process (main.py reports them).
 TIMES = collections.Counter()
+PROGRESS_BARS = True  # False: no tqdm bars (main.py's parallel sweep)
 
 
 @contextlib.contextmanager
@@ -365,7 +366,8 @@ class Training:
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             dataset = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
         writer = tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, stage))
-        bar = tqdm(total=steps, desc=f"{self.manager.short_name()} {stage}", unit="step", leave=False)
+        bar = tqdm(total=steps, desc=f"{self.manager.short_name()} {stage}", unit="step", leave=False,
+                   disable=not PROGRESS_BARS)
         batches = iter(dataset)
         for i in range(steps):
             images, labels = next(batches)
@@ -393,7 +395,7 @@ class Training:
         def examples():
             samples = _predicted(seg, source, "images", self.p["dataset_mean"], self.validation_batch)
             for i, (raw, sample, label) in enumerate(tqdm(samples, total=count, desc=os.path.basename(output),
-                                                          leave=False)):
+                                                          leave=False, disable=not PROGRESS_BARS)):
                 if i % DEBUG_EVERY == 0:
                     _save_debug(debug_folder, i, sample["rgb_input"], label)
                 yield data_loader.serialize_example(raw, _png(label))
@@ -407,7 +409,8 @@ class Training:
 
         def examples():
             samples = _predicted(previous, source, "validation", self.p["dataset_mean"], self.validation_batch)
-            for raw, sample, prediction in tqdm(samples, total=count, desc="label mixing", leave=False):
+            for raw, sample, prediction in tqdm(samples, total=count, desc="label mixing", leave=False,
+                                                disable=not PROGRESS_BARS):
                 yield data_loader.serialize_example(raw, _png(mix_labels(sample["label"], prediction)))
 
         n = data_loader.write_tfrecord(output, examples())
@@ -469,7 +472,8 @@ def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1):
     losses, cm = [], np.zeros((n_classes, n_classes), np.int64)
     dataset = data_loader.load_tfrecord(paths, "validation", dataset_mean=dataset_mean, n_classes=n_classes)
     dataset = dataset.padded_batch(batch_size, padding_values={"input": 0.0, "label": tf.constant(255, tf.uint8)})
-    for sample in tqdm(dataset.prefetch(tf.data.AUTOTUNE), desc="validation", leave=False):
+    for sample in tqdm(dataset.prefetch(tf.data.AUTOTUNE), desc="validation", leave=False,
+                       disable=not PROGRESS_BARS):
         per_image, c = step(sample["input"], sample["label"], label_map)
         losses.extend(per_image.numpy().tolist())
         cm += c.numpy()

@@ -33,14 +33,31 @@ def test_plan_rejects_unknown_names(args, match):
         main.plan(*args, CONFIG_DIR)
 
 
-def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path):
+def test_share_groups_keep_each_first_step_in_one_process():
+    """DISJOINT, SEQUENTIAL and FINE_TUNING_DISJOINT share a first step (the same parameter indices: step 0,
+    helpers, labelled replay) by setup; OVERLAPPED has its own; biggest group first, plan order inside."""
+    runs = main.plan(["JOINT", "DISJOINT", "SEQUENTIAL", "OVERLAPPED", "FINE_TUNING_DISJOINT"],
+                     ["ADD_ONE_ONE_TIME", "ADD_ONE_TEN_TIMES"], ["gan", "flickr"], CONFIG_DIR)
+    groups = main.share_groups(runs, CONFIG_DIR)
+    assert sorted(r for g in groups for r in g) == sorted(runs)
+    shared = lambda t: [("DISJOINT", t, "gan"), ("SEQUENTIAL", t, "gan"), ("DISJOINT", t, "flickr"),
+                        ("SEQUENTIAL", t, "flickr"), ("FINE_TUNING_DISJOINT", t, "gan")]
+    assert groups == [shared("ADD_ONE_ONE_TIME"), shared("ADD_ONE_TEN_TIMES"),
+                      [("OVERLAPPED", "ADD_ONE_ONE_TIME", "gan"), ("OVERLAPPED", "ADD_ONE_ONE_TIME", "flickr")],
+                      [("OVERLAPPED", "ADD_ONE_TEN_TIMES", "gan"), ("OVERLAPPED", "ADD_ONE_TEN_TIMES", "flickr")],
+                      [("JOINT", "JOINT", None)]]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path, jobs):
+    """Serial, and in two processes (the two experiments have different first steps)."""
     os.remove(copy_base / "data" / "replay_images" / "gan" / "07.tfrecord")  # breaks DISJOINT 19-1 gan
     runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan")]
     overrides = tmp_path / "overrides"  # a per-config file, as config/embedded/JOINT.gin
     overrides.mkdir()
     (overrides / "FINE_TUNING.gin").write_text("TrainManager.lr_initial_value_incremental = 1.25e-3\n")
     failures = main.sweep(runs, CONFIG_DIR, params=TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"'],
-                          overrides_dir=str(overrides))
+                          overrides_dir=str(overrides), jobs=jobs)
     operative = (copy_base / "outputs" / "FINE_TUNING (T0_P1.0.0.4_gan).gin").read_text()
     assert "TrainManager.lr_initial_value_incremental = 0.00125" in operative
     assert [f[:3] for f in failures] == [runs[0]]
