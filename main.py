@@ -135,9 +135,13 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
 
 def _sweep_process(numbered, total, config_dir, extra_files, params, overrides_dir):
     """One process of a parallel sweep: its experiments one after the other. Returns (failures, TIMES)."""
+    logging.use_absl_handler()  # the log format of the main process (app.run installs it there)
     logging.set_verbosity(logging.INFO)
     training.PROGRESS_BARS = False  # the bars of parallel processes would overwrite each other
+    training.TIMES.clear()  # a process runs several groups: report this group's times only
+    start = time.time()
     failures = _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir)
+    logging.info("experiments %s (one first step) done in %.1f s", [k for k, _ in numbered], time.time() - start)
     return failures, dict(training.TIMES)
 
 

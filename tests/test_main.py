@@ -48,6 +48,22 @@ def test_share_groups_keep_each_first_step_in_one_process():
                       [("JOINT", "JOINT", None)]]
 
 
+def test_a_process_reports_the_times_of_each_group_once(monkeypatch):
+    """A process of a parallel sweep runs several groups; the parent adds up what each returns."""
+    import training
+
+    def fake_sweep(numbered, *args):
+        training.TIMES["incremental training"] += 10.0 * len(numbered)
+        return []
+
+    monkeypatch.setattr(main, "_sweep_numbered", fake_sweep)
+    monkeypatch.setattr(training, "TIMES", training.TIMES.__class__())
+    monkeypatch.setattr(training, "PROGRESS_BARS", True)  # _sweep_process turns them off; restored after
+    reports = [main._sweep_process([(k, ("DISJOINT", "ADD_ONE_ONE_TIME", "gan")) for k in range(n)], 5,
+                                   CONFIG_DIR, [], [], None) for n in (2, 3)]
+    assert [times for _, times in reports] == [{"incremental training": 20.0}, {"incremental training": 30.0}]
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path, jobs):
     """Serial, and in two processes (the two experiments have different first steps)."""
