@@ -38,10 +38,12 @@ import hashlib
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import time
+from concurrent import futures
 
 from absl import app
 from absl import flags
@@ -60,6 +62,7 @@ SETTINGS_FILE = "world_settings.json"
 CLASSES = tuple(range(1, world.N_CLASSES + 1))
 Z_DIM = 128  # BigGAN's latent size
 PHASES = ("world", "data", "encoder", "generator", "classifier", "gan_replay", "web_replay")
+PROGRESS_BARS = True  # False in the second process of a parallel build
 # The embedded world: one main colour per class (shared by about two classes, so shape and texture still
 # decide) and large objects, so that a small network learns it within the minutes-long benchmark; mostly one
 # object per image (96%), so that the images of a new step rarely show old classes and fine-tuning forgets
@@ -472,7 +475,7 @@ def pretrain_encoder(cfg, path):
     rng = np.random.default_rng([cfg.seed, 7])
     kinds = np.repeat(np.arange(world.N_KINDS), cfg.pretrain_per_kind)
     images = np.stack([world.render_kind(int(k), cfg.image_size, rng)[0]
-                       for k in tqdm(kinds, desc="pretraining images", leave=False)])
+                       for k in tqdm(kinds, desc="pretraining images", leave=False, disable=not PROGRESS_BARS)])
     x = images.astype(np.float32) - np.asarray(data_loader.DEFAULT_MEAN, np.float32)
     keras.utils.set_random_seed(cfg.seed)
     encoder = model.build_encoder()
@@ -492,7 +495,8 @@ def pretrain_encoder(cfg, path):
         return tf.reduce_mean(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == target, tf.float32))
 
     accuracy = []
-    for _ in tqdm(range(cfg.pretrain_steps), desc="pretraining the encoder", leave=False):
+    for _ in tqdm(range(cfg.pretrain_steps), desc="pretraining the encoder", leave=False,
+                  disable=not PROGRESS_BARS):
         pick = rng.integers(0, len(x), 32)
         batch = np.where((rng.random(32) < 0.5)[:, None, None, None], x[pick][:, :, ::-1], x[pick])
         accuracy.append(float(step(batch, kinds[pick].astype(np.int32))))
@@ -658,6 +662,19 @@ def _run_phase(name, cfg, base):
     raise AssertionError(name)
 
 
+def _run_phase_in_process(gin_config, name, cfg, base):
+    """_run_phase in a spawned process, with the caller's gin bindings (the encoder's size) and no progress
+    bars (they would overwrite the caller's). Its report holds its own time ("seconds")."""
+    global PROGRESS_BARS
+    PROGRESS_BARS = False
+    import model  # pylint: disable=g-import-not-at-top,unused-import  (registers the backbone's bindings)
+    gin.parse_config(gin_config, skip_unknown=True)
+    start = time.time()
+    report = _run_phase(name, cfg, base)
+    report["seconds"] = round(time.time() - start, 2)
+    return report
+
+
 def _invalidate(name, cfg, base, doc):
     """Drops the records (and replay outputs) of the phases that read what `name` is about to rewrite."""
     stale = {name}
@@ -670,13 +687,16 @@ def _invalidate(name, cfg, base, doc):
                 shutil.rmtree(os.path.join(base, "data", "replay_images", "gan"), ignore_errors=True)
 
 
-@gin.configurable("embedded", denylist=["base"])
-def build(base="embedded", seed=0, **sizes):
+@gin.configurable("embedded", denylist=["base", "parallel"])
+def build(base="embedded", seed=0, parallel=False, **sizes):
     """Builds (or completes, or reuses) the embedded benchmark under `base`.
 
     Args:
       base: output folder (the experiments' base_folder_path).
       seed: master seed.
+      parallel: pretrain the encoder (the longest phase; it reads no other phase's output and none reads
+        its) in a second process while the other phases are built. Same outputs; for a CPU with 2 or more
+        cores (two processes on one GPU would compete for its memory).
       **sizes: EmbeddedConfig fields (image_size, train_per_class, val_per_class, replay_per_class,
         generator_classes, bank_per_class, classifier_*, truncation, web_*), or further world.WorldConfig
         fields (e.g. max_scale), which go to world_options.
@@ -698,21 +718,33 @@ def build(base="embedded", seed=0, **sizes):
                          **{k: v for k, v in sizes.items() if k in own}).resolved()
     doc = _open_settings(base, cfg)
     path = os.path.join(base, SETTINGS_FILE)
-    timings = {}
-    for name in PHASES:
-        t0 = time.time()
-        record = doc["phases"].get(name)
-        if record is not None and _phase_outputs_complete(name, cfg, base, record):
-            logging.info("embedded %s: complete, skipped", name)
-        else:
-            logging.info("embedded %s: building", name)
+    timings, background = {}, None
+
+    def record(name, report):
+        doc["phases"][name] = _json_safe(report)
+        _write_json(path, doc)
+        logging.info("embedded %s: built in %.1f s", name, report["seconds"])
+        timings[name] = report["seconds"]
+
+    with futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for name in PHASES:
+            t0 = time.time()
+            done = doc["phases"].get(name)
+            if done is not None and _phase_outputs_complete(name, cfg, base, done):
+                logging.info("embedded %s: complete, skipped", name)
+                timings[name] = time.time() - t0
+                continue
             _invalidate(name, cfg, base, doc)
+            if parallel and name == "encoder":
+                logging.info("embedded %s: building in a second process", name)
+                background = pool.submit(_run_phase_in_process, gin.config_str(), name, cfg, base)
+                continue
+            logging.info("embedded %s: building", name)
             report = _run_phase(name, cfg, base)
             report["seconds"] = round(time.time() - t0, 2)
-            doc["phases"][name] = _json_safe(report)
-            _write_json(path, doc)
-            logging.info("embedded %s: built in %.1f s", name, report["seconds"])
-        timings[name] = time.time() - t0
+            record(name, report)
+        if background is not None:
+            record("encoder", background.result())
     timings["total"] = time.time() - start
     gan = doc["phases"]["gan_replay"]
     logging.info("embedded benchmark in %s ready in %.1f s (GAN class mapping %d/%d correct)", base,

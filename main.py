@@ -41,8 +41,9 @@ flags.DEFINE_enum("benchmark", "auto", ["auto", "voc", "embedded"],
                   "auto: voc when ./data/validation/val_1.tfrecord exists, else embedded")
 flags.DEFINE_string("config_dir", "config", "folder of the configs")
 flags.DEFINE_integer("jobs", None, "processes that run the experiments, one group sharing a first step at a "
-                     "time each (see sweep); default: 2 for the embedded benchmark on a machine with 2 or "
-                     "more cores and no GPU or TF_CONFIG, else 1", lower_bound=1)
+                     "time each (see sweep); above 1, the embedded build pretrains its encoder in a second "
+                     "process; default: 2 for the embedded benchmark on a machine with 2 or more cores and no "
+                     "GPU or TF_CONFIG, else 1", lower_bound=1)
 
 
 def plan(configs, test_types, sources, config_dir="config"):
@@ -185,6 +186,7 @@ def main(argv):
     if benchmark == "auto":
         benchmark = "voc" if voc_data_present() else "embedded"
     extra_files, base, overrides_dir = list(FLAGS.gin_file), ".", None
+    jobs = FLAGS.jobs or default_jobs(benchmark)
     timings = {}
     if benchmark == "embedded":
         overrides_dir = os.path.join(FLAGS.config_dir, "embedded")
@@ -194,10 +196,10 @@ def main(argv):
         base = gin.query_parameter("TrainManager.base_folder_path")
         logging.info("no prepared data under ./data: running the embedded benchmark under %s", base)
         start = time.time()
-        timings.update({f"embedded build: {k}": v for k, v in embedded.build(base).items()})
+        built = embedded.build(base, parallel=jobs > 1)
+        timings.update({f"embedded build: {k}": v for k, v in built.items()})
         timings["embedded build"] = time.time() - start
     runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
-    jobs = FLAGS.jobs or default_jobs(benchmark)
     start = time.time()
     failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir, jobs)
     timings["experiments"] = time.time() - start

@@ -26,7 +26,7 @@ import generate_gan  # pylint: disable=wrong-import-position
 SIZES = dict(image_size=48, train_per_class=6, val_per_class=2, replay_per_class=10, generator_classes=24,
              bank_per_class=4, classifier_images_per_class=64, classifier_steps=600,
              object_count_probs=(1.0, 0.0, 0.0), min_scale=0.25, max_scale=0.4, pretrain_steps=20,
-             pretrain_per_kind=4)
+             pretrain_per_kind=4, web_wrong_class=0.1, web_no_object=0.1)
 SEED = 3
 TINY_BACKBONE = ["backbone.units = [1, 1, 1, 1]", "backbone.width = 0.0625"]
 
@@ -167,3 +167,22 @@ def test_lost_outputs_are_remade_with_the_same_bytes(built):
     assert os.path.isfile(os.path.join(base, "web", "05", "0009.jpg"))
     assert _bytes(gan) == old_gan
     assert _bytes(flickr) == old_flickr
+
+
+def test_parallel_build_pretrains_the_same_encoder_in_a_second_process(built, tmp_path):
+    """parallel=True: the encoder phase runs in a spawned process, with this process' gin bindings (the
+    backbone's size), and writes the weights the serial build wrote."""
+    base, _ = built
+    copy = str(tmp_path / "embedded")
+    shutil.copytree(base, copy)
+    path = embedded.pretrained_encoder_path(copy)
+    for name in os.listdir(os.path.dirname(path)):
+        os.remove(os.path.join(os.path.dirname(path), name))
+    timings = embedded.build(copy, SEED, parallel=True, **SIZES)
+    assert timings["encoder"] > 0 and timings["classifier"] < 0.5  # only the encoder was made again
+    assert _settings(copy)["phases"]["encoder"]["backbone"] == {"units": [1, 1, 1, 1], "width": 0.0625}
+    serial, parallel = model.Segmenter(21), model.Segmenter(21)
+    model.load_encoder(serial, embedded.pretrained_encoder_path(base))
+    model.load_encoder(parallel, path)
+    for a, b in zip(serial.encoder.weights, parallel.encoder.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
