@@ -168,3 +168,16 @@ def test_default_path_from_an_empty_folder(tmp_path):
     assert (tmp_path / "embedded" / "checkpoints" / "encoders" / "pretrained.weights.h5").exists()
     assert "| DISJOINT | ADD_ONE_ONE_TIME | 19-1 | flickr |" in done.stdout
     assert not (tmp_path / "data").exists()  # the embedded benchmark never writes into ./data
+
+
+def test_default_jobs(monkeypatch):
+    """Two processes only for the embedded benchmark on a CPU with 2+ cores, without TF_CONFIG."""
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setattr(main.os, "cpu_count", lambda: 8)
+    assert main.default_jobs("embedded") == 2
+    assert main.default_jobs("voc") == 1
+    monkeypatch.setattr(main.os, "cpu_count", lambda: 1)
+    assert main.default_jobs("embedded") == 1
+    monkeypatch.setattr(main.os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    assert main.default_jobs("embedded") == 1
