@@ -499,21 +499,38 @@ def load_tfrecord(paths, mode, train_image_size=None, dataset_mean=DEFAULT_MEAN,
     return records.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _training_stream(paths, size, mean, n_classes, seed, stream, buffer_size):
+def _training_stream(paths, size, mean, n_classes, seed, stream, buffer_size, sequential):
     files = _require_files(paths)
-    ds = _records(files, sequential=False)
+    ds = _records(files, sequential=sequential)
     ds = ds.shuffle(buffer_size, seed=seed + stream, reshuffle_each_iteration=True).repeat()
     fn = _training_map(size, mean, n_classes, seed, stream)
     return ds.enumerate().map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def _batch_shuffled_stream(paths, size, mean, n_classes, seed, batch_size, buffer_size):
+    """The original's first-step and helper input (`.batch(b).shuffle(1000).repeat()`): batches of
+    consecutive records in file order, whole batches shuffled, every epoch anew. An epoch's last partial batch
+    is dropped (the original trained on it as a smaller batch)."""
+    files = _require_files(paths)
+    ds = _records(files, sequential=True).batch(batch_size, drop_remainder=True)
+    ds = ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True).repeat().unbatch()
+    fn = _training_map(size, mean, n_classes, seed, 0)
+    return ds.enumerate().map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def training_dataset(paths_new, paths_old, ratio_new, ratio_old, batch_size, train_image_size,
                      dataset_mean=DEFAULT_MEAN, seed=None, n_classes=21,
-                     buffer_size=DEFAULT_SHUFFLE_BUFFER):
+                     buffer_size=DEFAULT_SHUFFLE_BUFFER, sequential_files=False, shuffle_batches=False):
     """The training input: new and replay samples blended, shuffled, augmented, repeated, batched.
 
     Samples come in the fixed pattern ratio_new x new, ratio_old x old, ..., so a batch of
-    batch_size == ratio_new + ratio_old (or a multiple) holds exactly that ratio, new samples first.
+    batch_size == ratio_new + ratio_old (or a multiple) holds exactly that ratio, new samples first (the
+    original's interleave_datasets: with 4:4 at batch 4, pure new and pure replay batches alternate).
+
+    Each stream is shuffled by record with a buffer of `buffer_size` records and repeated. The original
+    (data_loader.load_tfrecord over a file list) reads a stream's files one after another
+    (`sequential_files=True`): with a buffer smaller than the stream, the first records come from the first
+    files only; `sequential_files=False` reads the files round-robin, one record each in turn.
 
     Args:
       paths_new: record file(s) of the current step.
@@ -524,7 +541,10 @@ def training_dataset(paths_new, paths_old, ratio_new, ratio_old, batch_size, tra
       dataset_mean: 3 floats, subtracted in the file's channel order.
       seed: int making shuffling and augmentation repeatable; None draws one.
       n_classes: label values must be < n_classes or 255; None skips the check.
-      buffer_size: shuffle buffer of each stream, in records.
+      buffer_size: shuffle buffer of each stream, in records (in batches with shuffle_batches).
+      sequential_files: read a stream's files one after another instead of round-robin.
+      shuffle_batches: new samples only: shuffle whole batches of consecutive records instead of records,
+        as the original's first step and helpers did.
 
     Returns:
       tf.data.Dataset of (images float32 [B,S,S,3], labels uint8 [B,S,S]), endless, prefetched.
@@ -536,23 +556,33 @@ def training_dataset(paths_new, paths_old, ratio_new, ratio_old, batch_size, tra
     if not use_new and not use_old:
         raise ValueError(f"no training data: ratio_new={ratio_new} with paths_new={paths_new!r}, "
                          f"ratio_old={ratio_old} with paths_old={paths_old!r}")
+    if shuffle_batches and use_old:
+        raise ValueError("shuffle_batches applies to a stream of new samples only (first step, helpers)")
     _check_mean(dataset_mean)
     seed = _random_seed(seed)
     size = int(train_image_size)
     streams, pattern = [], []
-    if use_new:
-        pattern += [len(streams)] * int(ratio_new)
-        streams.append(_training_stream(paths_new, size, dataset_mean, n_classes, seed, 0, buffer_size))
-    if use_old:
-        pattern += [len(streams)] * int(ratio_old)
-        streams.append(_training_stream(paths_old, size, dataset_mean, n_classes, seed, 1, buffer_size))
+    if shuffle_batches:
+        streams.append(_batch_shuffled_stream(paths_new, size, dataset_mean, n_classes, seed, batch_size,
+                                              buffer_size))
+        pattern.append(0)
+    else:
+        if use_new:
+            pattern += [len(streams)] * int(ratio_new)
+            streams.append(_training_stream(paths_new, size, dataset_mean, n_classes, seed, 0, buffer_size,
+                                            sequential_files))
+        if use_old:
+            pattern += [len(streams)] * int(ratio_old)
+            streams.append(_training_stream(paths_old, size, dataset_mean, n_classes, seed, 1, buffer_size,
+                                            sequential_files))
     if len(streams) == 1:
         ds = streams[0]
     else:
         choice = tf.data.Dataset.from_tensor_slices(tf.constant(pattern, tf.int64)).repeat()
         ds = tf.data.Dataset.choose_from_datasets(streams, choice)
-    logging.info("training input: new %s x%d, old %s x%d, batch %d, crop %d, seed %d",
+    logging.info("training input: new %s x%d, old %s x%d, batch %d, crop %d, seed %d, buffer %d%s%s",
                  paths_new, ratio_new if use_new else 0, paths_old, ratio_old if use_old else 0,
-                 batch_size, size, seed)
+                 batch_size, size, seed, buffer_size, " (files in order)" if sequential_files else "",
+                 " (batches shuffled)" if shuffle_batches else "")
     return ds.map(lambda d: (d["input"], d["label"])).batch(batch_size, drop_remainder=True) \
         .prefetch(tf.data.AUTOTUNE)

@@ -33,6 +33,7 @@ settings than the recorded ones are an error: delete the folder to rebuild. Ever
 seed: the same seed gives the same bytes.
 """
 
+import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
 import dataclasses
 import hashlib
 import io
@@ -462,8 +463,8 @@ def pretrain_encoder(cfg, path):
 
     The segmentation encoder (model.build_encoder, size from gin) with a pooled linear head learns to name
     single-object renders of all 30 shape/texture kinds (the 20 world classes and the 10 kinds the world never
-    shows, as ImageNet holds far more than VOC's classes), with batch norm trained; then its batch norm is
-    frozen again and it is saved where step 0 looks for a pretrained encoder.
+    shows, as ImageNet holds far more than VOC's classes), with batch norm in training mode (batch statistics,
+    moving statistics updated); then it is saved where step 0 looks for a pretrained encoder.
 
     Returns:
       dict report: backbone, final accuracy on the last batches, steps.
@@ -479,9 +480,6 @@ def pretrain_encoder(cfg, path):
     x = images.astype(np.float32) - np.asarray(data_loader.DEFAULT_MEAN, np.float32)
     keras.utils.set_random_seed(cfg.seed)
     encoder = model.build_encoder()
-    batch_norms = [l for l in encoder.layers if isinstance(l, keras.layers.BatchNormalization)]
-    for layer in batch_norms:
-        layer.trainable = True
     head = keras.layers.Dense(world.N_KINDS)
     optimizer = keras.optimizers.Adam(2e-3)
 
@@ -500,8 +498,6 @@ def pretrain_encoder(cfg, path):
         pick = rng.integers(0, len(x), 32)
         batch = np.where((rng.random(32) < 0.5)[:, None, None, None], x[pick][:, :, ::-1], x[pick])
         accuracy.append(float(step(batch, kinds[pick].astype(np.int32))))
-    for layer in batch_norms:
-        layer.trainable = False
     model.save_encoder(model.Segmenter(21, encoder=encoder), path)
     return {"backbone": _backbone(), "accuracy_last_50_steps": float(np.mean(accuracy[-50:])),
             "steps": cfg.pretrain_steps}

@@ -16,6 +16,7 @@ import time
 import traceback
 from concurrent import futures
 
+import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
 import gin
 import tensorflow as tf
 from absl import app, flags, logging
@@ -86,19 +87,34 @@ def _manager(files, params, test_type, replay_source):
 
 
 def share_groups(runs, config_dir, extra_files=(), params=(), overrides_dir=None):
-    """`runs` split into groups that share no artifact: the experiments with the same first step (the same
-    step-0 checkpoint name, so the same protocol, first classes and parameter indices) share its step 0,
-    helpers and labelled replay; all other names hold the experiment's own. Biggest group first, each in
-    plan order."""
-    groups = {}
+    """`runs` split into groups that share no artifact. Experiments with the same first step (the same
+    step-0 checkpoint name: the same protocol, first classes and parameter indices) share its step 0, helpers
+    and labelled replay; experiments that write a mixed-label file of the same name share it (with the
+    original's names, every setup and source of one protocol and parameter indices; see
+    TrainManager.mixed_labels_per_experiment). All other names hold the experiment's own. Biggest group
+    first, each in plan order, so that a group computes what a serial sweep computes."""
+    parent = {}
+
+    def root(key):
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    keys = {}
     for run in runs:
         config, test_type, source = run
         try:
-            key = _manager(experiment_gin_files(config, config_dir, extra_files, overrides_dir), params,
-                           test_type, source).get_encoder_path()
+            m = _manager(experiment_gin_files(config, config_dir, extra_files, overrides_dir), params,
+                         test_type, source)
+            shared = [m.get_encoder_path()] + (m.get_mixed_train_paths()[1:] if m.mix_labels() else [])
         except Exception:  # pylint: disable=broad-except  (alone in its group, it fails and is logged there)
-            key = run
-        groups.setdefault(key, []).append(run)
+            shared = [run]
+        keys[run] = shared[0]
+        for key in shared[1:]:
+            parent[root(key)] = root(shared[0])
+    groups = {}
+    for run in runs:
+        groups.setdefault(root(keys[run]), []).append(run)
     return sorted(groups.values(), key=len, reverse=True)
 
 

@@ -1,9 +1,10 @@
 """DeepLab-V2 (ResNet-101 v1, ASPP) for RECALL: network, checkpoints and the training step.
 
 The network is the original's (model_resnet.py / operations_resnet.py): a ResNet-101 v1 bottleneck encoder
-without convolution biases, with frozen batch norm (statistics and scale/offset never change), dilations 2
-and 4 in blocks 3 and 4 (output stride 8), and an ASPP decoder of four 3x3 convolutions with bias (rates
-6, 12, 18, 24) whose outputs are summed and upsampled bilinearly to the input size.
+without convolution biases, batch norm always in inference mode (the moving statistics never change; scale
+and offset train at step 0, as in the original, whose step-0 var_list holds every `resnet_v1_101` variable),
+dilations 2 and 4 in blocks 3 and 4 (output stride 8), and an ASPP decoder of four 3x3 convolutions with bias
+(rates 6, 12, 18, 24) whose outputs are summed and upsampled bilinearly to the input size.
 
 Depth and width are gin-configurable (`backbone.units`, `backbone.width`) so that a small network runs
 through the same code; the default is ResNet-101.
@@ -45,24 +46,65 @@ def _channels(base, width):
     return max(1, int(base * width))
 
 
+_NATIVE_DILATION = {}  # a fact of this machine's TensorFlow build, probed once
+
+
+def native_dilated_gradients():
+    """True when this TensorFlow computes the gradient of a dilated tf.nn.conv2d natively: on GPUs, and on
+    x86 CPUs with oneDNN, which TensorFlow turns on by default only where the CPU has AVX-512 (or when
+    TF_ENABLE_ONEDNN_OPTS=1). Without it the CPU's own kernels refuse dilation rates above 1."""
+    if "ok" not in _NATIVE_DILATION:
+        if not tf.executing_eagerly():  # build_encoder / build_decoder probe first; tf.init_scope would pause
+            return True                 # the gradient tape the probe needs
+        _NATIVE_DILATION["ok"] = _dilated_gradient_runs()
+        if not _NATIVE_DILATION["ok"]:
+            logging.warning("oneDNN is off (TensorFlow turns it on by default only on CPUs with AVX-512): "
+                            "dilated convolutions run as space_to_batch + convolution, and CPU training is "
+                            "several times slower. Import onednn (or set TF_ENABLE_ONEDNN_OPTS=1) before "
+                            "TensorFlow.")
+    return _NATIVE_DILATION["ok"]
+
+
+def _dilated_gradient_runs():
+    @tf.function  # as a training step computes it: TensorFlow's eager gradient takes another path
+    def gradient(images, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch(kernel)  # a tensor, not a variable: the probe may run inside a strategy's scope
+            y = tf.nn.conv2d(images, kernel, 1, "SAME", dilations=2)
+        return tape.gradient(y, kernel)
+
+    try:
+        return gradient(tf.ones([1, 7, 7, 1]), tf.ones([3, 3, 1, 1])) is not None
+    except tf.errors.InvalidArgumentError:
+        return False
+
+
 class Conv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D computed with tf.nn.conv2d, which runs dilated convolutions natively (oneDNN on
     CPU, cuDNN on GPU). Keras' own path (tf.nn.convolution) turns a dilation into space_to_batch, which costs
-    1.1-4x per training step on this CPU (rate 2 to 24; see BENCHMARKS.md). Same variables, same results."""
+    1.1-4x per training step on an AVX-512 CPU with oneDNN (rate 2 to 24; see BENCHMARKS.md). Where
+    TensorFlow has no native dilated gradient (native_dilated_gradients), a dilated convolution runs as the
+    original's tf.nn.atrous_conv2d (space_to_batch). Same variables, same results."""
 
     def call(self, inputs):
-        outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding.upper(),
-                               dilations=self.dilation_rate)
+        if self.dilation_rate[0] > 1 and not native_dilated_gradients():
+            outputs = tf.nn.atrous_conv2d(inputs, self.kernel, self.dilation_rate[0], self.padding.upper())
+        else:
+            outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding.upper(),
+                                   dilations=self.dilation_rate)
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)
         return outputs
 
 
 def _conv_bn(x, filters, kernel, name, strides=1, dilation=1, relu=True):
-    """Convolution without bias + frozen batch norm (+ ReLU), named as the original's scope `name`."""
+    """Convolution without bias + batch norm (+ ReLU), named as the original's scope `name`.
+
+    The batch norm's gamma and beta are trainable variables (the original trains them at step 0); it runs in
+    inference mode because the Segmenter always calls the encoder with training=False."""
     x = Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding="same",
-                            use_bias=False, name=name)(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, trainable=False, name=name + "_bn")(x)
+               use_bias=False, name=name)(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x) if relu else x
 
 
@@ -89,8 +131,10 @@ def build_encoder(units=(3, 4, 23, 3), width=1.0):
 
     Returns:
       keras.Model mapping float32 [B, H, W, 3] (mean-subtracted) to float32
-      [B, ceil(H/8), ceil(W/8), int(2048 * width)]. Batch-norm layers are not trainable.
+      [B, ceil(H/8), ceil(W/8), int(2048 * width)]. Call it with training=False (inference-mode batch norm)
+      except to pretrain it: training=True normalises with batch statistics and updates the moving ones.
     """
+    native_dilated_gradients()  # probed eagerly, before any layer is traced
     units = [int(u) for u in units]
     if len(units) != 4 or min(units) < 1:
         raise ValueError(f"backbone.units must be 4 positive ints, got {units}")
@@ -116,6 +160,7 @@ def build_decoder(n_outputs, in_channels):
     Returns:
       keras.Model mapping float32 [B, h, w, in_channels] to logits float32 [B, h, w, n_outputs].
     """
+    native_dilated_gradients()
     features = keras.Input((None, None, in_channels), name="features")
     # The original's tf.get_variable default (glorot uniform) initialises the biases too.
     branches = [Conv2D(n_outputs, 3, dilation_rate=rate, padding="same", use_bias=True,
@@ -183,10 +228,12 @@ class Segmenter:
     def __call__(self, images, training=False):
         """Args: images float32 [B, H, W, 3] mean-subtracted. Returns logits float32 [B, H, W, n_outputs].
 
-        Batch norm is frozen, so `training` changes nothing in this network; it is kept for Keras habits.
+        Batch norm always runs in inference mode (moving statistics, never updated), as the original's
+        `is_training=False`, so `training` changes nothing; it is kept for Keras habits.
         """
+        del training
         images = tf.convert_to_tensor(images, tf.float32)
-        return self.decode(self.encoder(images, training=training), tf.shape(images)[1:3])
+        return self.decode(self.encoder(images, training=False), tf.shape(images)[1:3])
 
     def _predict_ids(self, images):
         return tf.gather(self._class_table, tf.argmax(self(images), axis=-1, output_type=tf.int32))
@@ -415,22 +462,57 @@ def masked_cross_entropy(logits, targets):
     return tf.reduce_sum(losses * valid), tf.reduce_sum(valid)
 
 
+MOMENTUM_RULES = ("tf1", "keras")
+
+
+class TF1Momentum(keras.optimizers.SGD):
+    """SGD with momentum updated as TF1's tf.train.MomentumOptimizer (the original's optimizer):
+
+        accum = momentum * accum + grad;   var -= lr * accum
+
+    The current rate scales the whole accumulator. Keras' SGD (`momentum_rule = "keras"`) folds each step's
+    rate into the velocity instead (v = momentum * v - lr * grad; var += v): the two agree while the rate is
+    constant and differ as it decays: with a steady gradient on the configs' schedules, by 1.6% of an update
+    at mid-decay and 52% at the last step of a one-class incremental step (where the rate nears its floor).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.momentum == 0:  # accum = grad: plain gradient descent under both rules
+            return super().update_step(gradient, variable, learning_rate)
+        learning_rate = keras.ops.cast(learning_rate, variable.dtype)
+        gradient = keras.ops.cast(gradient, variable.dtype)
+        accum = self.momentums[self._get_variable_index(variable)]
+        self.assign(accum, keras.ops.add(keras.ops.multiply(accum, keras.ops.cast(self.momentum, variable.dtype)),
+                                         gradient))
+        self.assign_sub(variable, keras.ops.multiply(accum, learning_rate))
+
+
+def make_optimizer(schedule, momentum, rule="tf1"):
+    """SGD with momentum under `rule`: "tf1" (the original's, TF1Momentum) or "keras" (keras.optimizers.SGD)."""
+    if rule not in MOMENTUM_RULES:
+        raise ValueError(f"momentum rule must be one of {MOMENTUM_RULES}, got {rule!r}")
+    return (TF1Momentum if rule == "tf1" else keras.optimizers.SGD)(learning_rate=schedule, momentum=float(momentum))
+
+
+def batch_norm_scales(encoder):
+    """The gamma and beta variables of every batch norm of `encoder` (trained at step 0 by the original)."""
+    return [v for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)
+            for v in (layer.gamma, layer.beta)]
+
+
 class Trainer:
     """One compiled SGD-momentum step of the original's loss for a Segmenter.
 
     Build it (and the Segmenter) inside `strategy.scope()` to train with a tf.distribute strategy.
-    Keras' SGD folds the rate into the velocity (v = m*v - lr*g; w += v) where TF1's MomentumOptimizer
-    scales the accumulator (a = m*a + g; w -= lr*a): the two agree while the rate is constant and differ by
-    the rate's change per step (well below 1e-3 relative with the paper's schedules) otherwise.
-
-    A Segmenter built with precision "mixed_float16" trains with dynamic loss scaling (LossScaleOptimizer).
+    The momentum update is TF1's by default (see TF1Momentum); a Segmenter built with precision
+    "mixed_float16" trains with dynamic loss scaling (LossScaleOptimizer).
 
     The step is traced once: `reset` prepares the next stage on the same network (new label map, new
     schedule, fresh optimizer state) without tracing it again.
     """
 
     def __init__(self, seg, label_map, lr_schedule, momentum=0.9, l2_decay=1e-4, train_encoder=True,
-                 jit_compile=False):
+                 jit_compile=False, train_batch_norm=True, momentum_rule="tf1"):
         """Args:
           seg: the Segmenter to train.
           label_map: 256 ints, stored label value -> target in [0, seg.n_outputs) or 255 (see make_label_map).
@@ -439,18 +521,22 @@ class Trainer:
           train_encoder: True trains encoder + decoder (step 0); False the decoder only.
           jit_compile: compile the forward and backward pass with XLA (also under a multi-replica strategy:
             the all-reductions and the update stay outside the compiled part).
+          train_batch_norm: with train_encoder, also train the batch norms' gamma and beta (the original;
+            no L2 on them); False keeps them fixed. Moving statistics never change either way.
+          momentum_rule: "tf1" (the original's MomentumOptimizer) or "keras" (Keras SGD's rule).
         """
         self.seg = seg
         self.train_encoder = bool(train_encoder)
         self.l2_decay = float(l2_decay)
         models = [seg.encoder, seg.decoder] if self.train_encoder else [seg.decoder]
-        self.variables = [v for m in models for v in m.trainable_variables]
+        fixed = set() if train_batch_norm else {id(v) for v in batch_norm_scales(seg.encoder)}
+        self.variables = [v for m in models for v in m.trainable_variables if id(v) not in fixed]
         self.kernels = [layer.kernel for m in models for layer in m.layers
                         if isinstance(layer, keras.layers.Conv2D)]
         self._label_map = tf.Variable(self._checked(label_map), trainable=False, name="label_map")
         self.schedule = _SettableSchedule(lr_schedule)
         self.loss_scaling = getattr(seg, "precision", "float32") == "mixed_float16"
-        self.optimizer = keras.optimizers.SGD(learning_rate=self.schedule, momentum=momentum)
+        self.optimizer = make_optimizer(self.schedule, momentum, momentum_rule)
         if self.loss_scaling:  # float16 gradients underflow without it; bfloat16 has float32's range.
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(self.variables)  # before the first compiled step (needed under a strategy).
@@ -490,7 +576,7 @@ class Trainer:
         features = None if self.train_encoder else tf.stop_gradient(self.seg.encoder(images))
         with tf.GradientTape() as tape:
             if self.train_encoder:
-                features = self.seg.encoder(images, training=True)
+                features = self.seg.encoder(images, training=False)  # inference-mode batch norm
             ce_sum, _ = masked_cross_entropy(self.seg.decode(features, size), targets)
             ce = tf.math.divide_no_nan(ce_sum, count)
             l2 = self.l2_loss()

@@ -21,13 +21,22 @@ current class, and
   overlapped: any other classes too, every class but the current ones relabelled background.
 A first step is the same rule with no old class. Void (255) always stays void.
 
+Record bytes, as the original's writers (which stored the files' bytes): `input` is the source file's exact
+bytes when it is a JPEG (VOC's are); another format is decoded and encoded as JPEG (quality 95). `label` is
+the source PNG's exact bytes when it is a grayscale (mode L) PNG that the protocol leaves unchanged;
+otherwise it is encoded as a single-channel PNG of class ids: VOC's own SegmentationClass labels are palette
+PNGs, which TensorFlow decodes to colours, and a relabelled label has other contents.
+
 The run is incremental: a file whose tfrecord holds as many records as its split list, and whose list holds
-the expected ids, is skipped. Every file is written to a temporary name and renamed, the tfrecord before its
-list, so an interrupted or truncated file is made again. Files are written in parallel (threads).
+the expected ids, is skipped. Every file is written to a temporary name (`*.tmp-<pid>`) and renamed, the
+tfrecord before its list, so an interrupted or truncated file is made again; temporaries that killed runs
+left under the output folder are deleted at start. `expected_records(tfrecord)` reads a file's expected
+record count from its split list. Files are written in parallel (threads).
 """
 
 import collections
 import concurrent.futures
+import io
 import os
 import threading
 
@@ -36,6 +45,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 from tqdm import tqdm
 
 import data_loader
@@ -46,6 +56,10 @@ VOID = 255
 DEFAULT_LABEL_DIRS = ("SegmentationClassAug", "SegmentationClass")
 DEFAULT_TRAIN_LIST = os.path.join("ImageSets", "Segmentation", "train.txt")
 DEFAULT_VAL_LIST = os.path.join("ImageSets", "Segmentation", "val.txt")
+# Output folders under out_dir; splits/ holds the id list of every tfrecord of the other three.
+FIRST_STEP_DIR, INCREMENTAL_DIR, VALIDATION_DIR, SPLITS_DIR = (
+    "training_first_step", "training_incremental", "validation", "splits")
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 # ---------------------------------------------------------------------------------------------- protocols
@@ -128,11 +142,11 @@ def plan_outputs(train_classes, val_classes, out_dir):
     """
     def output(folder, name, ids, lookup):
         return OutputFile(os.path.join(out_dir, folder, name + ".tfrecord"),
-                          os.path.join(out_dir, "splits", name + ".txt"), tuple(sorted(ids)), lookup)
+                          os.path.join(out_dir, SPLITS_DIR, name + ".txt"), tuple(sorted(ids)), lookup)
 
     first_groups, incremental_groups = class_groups()
-    jobs = [("training_first_step", p, g) for g in first_groups for p in FIRST_STEP_PROTOCOLS]
-    jobs += [("training_incremental", p, g) for g in incremental_groups for p in PROTOCOLS]
+    jobs = [(FIRST_STEP_DIR, p, g) for g in first_groups for p in FIRST_STEP_PROTOCOLS]
+    jobs += [(INCREMENTAL_DIR, p, g) for g in incremental_groups for p in PROTOCOLS]
     outputs = []
     for folder, protocol, group in jobs:
         ids = [i for i, c in train_classes.items() if keeps(c, group, protocol)]
@@ -140,8 +154,29 @@ def plan_outputs(train_classes, val_classes, out_dir):
                               relabel_lookup(group, protocol)))
     for k in range(1, N_CLASSES + 1):
         ids = [i for i, c in val_classes.items() if validation_class(c) == k]
-        outputs.append(output("validation", f"val_{k}", ids, np.arange(256, dtype=np.uint8)))
+        outputs.append(output(VALIDATION_DIR, f"val_{k}", ids, np.arange(256, dtype=np.uint8)))
     return outputs
+
+
+def expected_records(tfrecord_path):
+    """The record count a prepared tfrecord should hold, from its split list.
+
+    Args:
+      tfrecord_path: a file of `<out_dir>/{training_first_step,training_incremental,validation}/`.
+    Returns:
+      int: the number of ids in `<out_dir>/splits/<name>.txt`; None when the file is not one that
+      prepare_data writes or its list does not exist (the list is written after its tfrecord, so a
+      missing list also means an unfinished file).
+    """
+    folder, name = os.path.split(os.fspath(tfrecord_path))
+    if os.path.basename(folder) not in (FIRST_STEP_DIR, INCREMENTAL_DIR, VALIDATION_DIR) or \
+            not name.endswith(".tfrecord"):
+        return None
+    split = os.path.join(os.path.dirname(folder), SPLITS_DIR, name[:-len(".tfrecord")] + ".txt")
+    if not os.path.isfile(split):
+        return None
+    with open(split) as f:
+        return len(f.read().split())
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -259,15 +294,61 @@ def is_complete(out):
     return data_loader.framed_record_count(out.path) == len(out.ids)
 
 
+def image_bytes(image_path):
+    """The `input` bytes of an image: the file's own bytes when it is a JPEG, as the original's writers
+    kept them; another format (e.g. a PNG named .jpg) is decoded and encoded as JPEG, quality 95."""
+    with open(image_path, "rb") as f:
+        data = f.read()
+    if data.startswith(_JPEG_MAGIC):
+        return data
+    with Image.open(io.BytesIO(data)) as im:
+        return tf.io.encode_jpeg(np.asarray(im.convert("RGB")), quality=95).numpy()
+
+
+def label_bytes(label_path, lookup):
+    """The `label` bytes of a label file after the protocol's rewrite `lookup` (uint8 [256]).
+
+    A grayscale (mode L) PNG that the rewrite leaves unchanged keeps the file's bytes, as in the original.
+    Otherwise a single-channel PNG of class ids is encoded. This is a necessary change for VOC's palette PNGs
+    (SegmentationClass): TensorFlow decodes a palette PNG to the palette's colours, not to the class ids.
+    """
+    with Image.open(label_path) as im:
+        ids = np.asarray(im)  # palette images give their indices, i.e. the class ids
+        keep = im.format == "PNG" and im.mode == "L"
+    new = lookup[ids]
+    if keep and np.array_equal(new, ids):
+        with open(label_path, "rb") as f:
+            return f.read()
+    return tf.io.encode_png(new.astype(np.uint8)[..., None]).numpy()
+
+
+def remove_stale_temporaries(out_dir):
+    """Deletes the `*.tmp-<pid>[-<thread>]` files under out_dir whose process no longer runs (left by killed
+    runs); a live process's temporaries are kept. The naming convention is training.py's."""
+    import training  # pylint: disable=g-import-not-at-top,import-outside-toplevel  (imports Keras)
+    removed = []
+    for root, _, names in os.walk(out_dir):
+        for name in names:
+            match = training._TMP.search(name)  # pylint: disable=protected-access
+            if match and not training._pid_alive(int(match.group(1))):  # pylint: disable=protected-access
+                os.remove(os.path.join(root, name))
+                removed.append(os.path.join(root, name))
+                logging.info("removed %s, left by an interrupted run", removed[-1])
+    return removed
+
+
 def _write(out, image_dir, label_dir, progress):
     if os.path.exists(out.split_path):
         os.remove(out.split_path)  # the list is the completion mark: drop it while the file is remade
 
     def examples():
+        # The inputs were checked by read_example in the scan; here the files' bytes are stored.
         for image_id in out.ids:
-            image, label = read_example(*_paths(image_dir, label_dir, image_id))
+            image_path, label_path = _paths(image_dir, label_dir, image_id)
+            example = data_loader.serialize_example(image_bytes(image_path),
+                                                    label_bytes(label_path, out.lookup))
             progress()
-            yield data_loader.encode_example(image, out.lookup[label])
+            yield example
 
     count = data_loader.write_tfrecord(out.path, examples())
     os.makedirs(os.path.dirname(out.split_path), exist_ok=True)
@@ -293,6 +374,8 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
             val_list=DEFAULT_VAL_LIST):
     """Writes every training and validation tfrecord (and its id list) from a VOC-layout folder.
 
+    First deletes the temporaries that killed runs left under out_dir (remove_stale_temporaries).
+
     Args:
       voc_root: folder with JPEGImages/, the label folder and the id lists.
       out_dir: output folder (`data` in the project).
@@ -309,6 +392,8 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
       ValueError: empty list, or (without skip_bad) a bad example; the message names the file.
     """
     _require_dir(voc_root, "VOC root")
+    if os.path.isdir(out_dir):
+        remove_stale_temporaries(out_dir)
     image_dir = _require_dir(os.path.join(voc_root, "JPEGImages"), "image")
     label_dir = _resolve_label_dir(voc_root, label_dir)
     train_ids = _read_list(os.path.join(voc_root, train_list))

@@ -60,6 +60,9 @@ class TrainManager:
     Args (all but test_type and replay_source are gin bindings `TrainManager.<name>`):
       test_type: one of the names of TESTS, e.g. "ADD_FIVE_ONE_TIME" (15-5).
       replay_source: None, "gan" or "flickr".
+      mixed_labels_per_experiment: not the original's: False (default) names a mixed-label file as the
+        original did, shared by every setup and replay source of the same protocol and indices; True names
+        it per experiment (see get_mixed_train_paths).
       The other arguments are the bindings of SPEC.md, grouped by parameter index: test (name,
       helper_decoders_one_class, base_folder_path, validate), common (`parameters_common_index`), first step
       (`parameters_fs_index`), helpers (`parameters_helper_index`), incremental
@@ -97,7 +100,7 @@ class TrainManager:
                  mix_labels=_MISSING, lr_initial_value_incremental=_MISSING,
                  lr_final_value_incremental=_MISSING, training_steps_per_class_incremental=_MISSING,
                  decay_steps_per_class_incremental=_MISSING, interleave_ratio_old=_MISSING,
-                 interleave_ratio_new=_MISSING):
+                 interleave_ratio_new=_MISSING, mixed_labels_per_experiment=False):
         values = dict(locals())
         missing = [f"TrainManager.{b}" for b in BINDINGS if values[b] is _MISSING]
         if missing:
@@ -127,6 +130,10 @@ class TrainManager:
         self.helper_decoders_one_class = helper_decoders_one_class
         self.replay_source = replay_source
         self.validate = validate
+        if not isinstance(mixed_labels_per_experiment, bool):
+            raise ValueError(f"TrainManager.mixed_labels_per_experiment: expected True or False, got "
+                             f"{mixed_labels_per_experiment!r}")
+        self.mixed_labels_per_experiment = mixed_labels_per_experiment
         self.test_index = names.index(test_type)
         self.test_structure = TrainManager.TESTS[self.test_index][1]
 
@@ -204,14 +211,18 @@ class TrainManager:
     def get_mixed_train_paths(self):
         """Mixed-label (background-inpainted) tfrecord of every step; None for step 0.
 
-        Deliberately not the original's name (`train_{protocol}_{cls}_P{c}.{fs}.{h}.{i}`): the labels are the
-        predictions of the previous step's model, which belongs to one setup and one replay source, so the
-        name ends with the decoder's (`..._P{c}.{fs}.{h}.{i}_T{test}_S{step}_{source}`). The original's name
-        let 10-1 reuse, at class 16, labels that 15-1 had made with its own 15-class model.
+        The original's name, `mixed/train_{protocol}_{cls}_P{c}.{fs}.{h}.{i}`, holds neither the setup nor the
+        replay source, although the labels are the predictions of one setup's previous model: an existing file
+        is reused, so 10-1 trains at class 16 on labels that 15-1 made with its 15-class model (and web replay
+        on gan's), and results depend on which experiments ran before in the same folder. Kept by default;
+        `mixed_labels_per_experiment = True` ends the name with the decoder's instead
+        (`..._P{c}.{fs}.{h}.{i}_T{test}_S{step}_{source}[_1]`).
         """
         steps = self.test_structure_to_steps()
         return [None] + [self._step_file("training_incremental/mixed", self.dataset_type_incremental, s,
-                                         "_" + self._incremental_name(k)) for k, s in enumerate(steps[1:], start=1)]
+                                         "_" + (self._incremental_name(k) if self.mixed_labels_per_experiment
+                                                else "P" + self.parameter_to_str()))
+                         for k, s in enumerate(steps[1:], start=1)]
 
     def get_helper_train_paths(self):
         """Training tfrecord of every helper group."""

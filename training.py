@@ -12,6 +12,7 @@ stopped. All artifacts are written under a temporary name and renamed.
 import collections
 import contextlib
 import copy
+import io
 import os
 import re
 import shutil
@@ -39,6 +40,9 @@ PALETTE = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 1
                     [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128], [0, 64, 0], [128, 64, 0],
                     [0, 192, 0], [128, 192, 0], [0, 64, 128]] + [[224, 224, 192]] * 235, np.uint8)
 DEBUG_EVERY = 20  # every 20th labelled replay sample is also saved as image files, as the original did
+REPLAY_LABEL_INPUTS = ("raw", "mean_subtracted")
+INPUT_ORDERS = ("original", "balanced")
+ORIGINAL_BUFFER_PER_OLD_CLASS = 400  # the original's incremental shuffle buffer: 400 x (old classes) records
 
 
 def colorize(label):
@@ -112,6 +116,25 @@ class Training:
       precision: "float32", "mixed_float16" (with loss scaling) or "mixed_bfloat16": the Keras dtype policy of
         every network built; variables, checkpoints and the loss stay float32.
       log_every: steps between TensorBoard points.
+      validation_batch: images per forward pass in validation, replay labelling and label mixing (1: the
+        original; larger batches pad images of different sizes and give the same predictions).
+
+    Switches between the original's behaviour (the default) and a corrected one (README, "Behaviours of the
+    original"):
+      train_batch_norm: True (original): step 0 also trains every batch norm's gamma and beta (the original's
+        step-0 var_list holds every resnet_v1_101 variable); False keeps them at the pretrained values.
+      momentum_rule: "tf1" (original: tf.train.MomentumOptimizer, the rate scales the accumulator) or "keras"
+        (Keras SGD: the rate is folded into the velocity at every step).
+      replay_label_input: "raw" (original: replay images are labelled from raw 0..255 pixels, without the
+        mean subtraction the network was trained with) or "mean_subtracted".
+      input_order: "original": the first step and helpers shuffle whole batches of consecutive records
+        (buffer 1000 batches); an incremental step reads the replay files one after another in class order,
+        each stream shuffled with a buffer of 400 x (old classes) records, so large replay files are drawn
+        mostly from the first classes. "balanced": every stage shuffles records (buffer 1000) and reads the
+        replay files round-robin, one record of each class in turn.
+      reencode_jpeg: True (original): the images of labelled replay and mixed-label files are stored
+        re-encoded as JPEG at Pillow's default quality (75), as the original's compute_labels / mix_label
+        wrote them through image files; False keeps the source JPEG bytes.
 
     With distribute = "multi_worker", every worker runs every stage (training steps are synchronous). Only
     the chief writes into the base folder; another worker works in a scratch folder of links to the base
@@ -119,9 +142,23 @@ class Training:
     """
 
     def __init__(self, manager, require_pretrained=True, reproduce_lr_floor=True, seed=0, distribute="default",
-                 global_batch=False, jit_compile=False, log_every=10, validation_batch=1, precision="float32"):
-        if precision not in model.PRECISIONS:
-            raise ValueError(f"Training.precision: {precision!r} is not one of {model.PRECISIONS}")
+                 global_batch=False, jit_compile=False, log_every=10, validation_batch=1, precision="float32",
+                 train_batch_norm=True, momentum_rule="tf1", replay_label_input="raw", input_order="original",
+                 reencode_jpeg=True):
+        for name, value, allowed in (("precision", precision, model.PRECISIONS),
+                                     ("momentum_rule", momentum_rule, model.MOMENTUM_RULES),
+                                     ("replay_label_input", replay_label_input, REPLAY_LABEL_INPUTS),
+                                     ("input_order", input_order, INPUT_ORDERS)):
+            if value not in allowed:
+                raise ValueError(f"Training.{name}: {value!r} is not one of {allowed}")
+        for name, value in (("train_batch_norm", train_batch_norm), ("reencode_jpeg", reencode_jpeg)):
+            if not isinstance(value, bool):
+                raise ValueError(f"Training.{name}: expected True or False, got {value!r}")
+        self.reencode_jpeg = reencode_jpeg
+        self.train_batch_norm = train_batch_norm
+        self.momentum_rule = momentum_rule
+        self.replay_label_input = replay_label_input
+        self.input_order = input_order
         self.p = manager.get_parameters()
         self.require_pretrained = require_pretrained
         self.reproduce_lr_floor = reproduce_lr_floor
@@ -187,7 +224,7 @@ class Training:
         else:
             logging.warning("step 0: no pretrained encoder at %s; starting from random weights", pretrained)
         n0 = len(classes) - 1
-        dataset = self._dataset([m.get_train_paths()[0]], None, stream=0)
+        dataset = self._dataset([m.get_train_paths()[0]], None, stream=0, n_old=None)
         # As the original: N0 x steps_per_class steps; the decay runs over (N0 + 1) x decay_steps_per_class.
         self._fit(seg, "step0", classes, dataset, steps=n0 * self.p["training_steps_per_class"],
                   lr=(self.p["lr_initial_value"], self.p["lr_final_value"],
@@ -213,7 +250,7 @@ class Training:
                 continue
             seg = self._segmenter(len(classes) + 1, [0] + classes)
             model.load_encoder(seg, m.get_encoder_path())
-            dataset = self._dataset([train_path], None, stream=100 + classes[0])
+            dataset = self._dataset([train_path], None, stream=100 + classes[0], n_old=None)
             self._fit(seg, f"helper_C{classes[0]}-{classes[-1]}", [0] + classes, dataset,
                       steps=len(classes) * self.p["training_steps_per_class_helper"],
                       lr=(self.p["lr_initial_value_helper"], self.p["lr_final_value_helper"],
@@ -273,7 +310,7 @@ class Training:
             with timed("incremental training"):
                 seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
                 replay = m.get_replay_tfrecords_for_step(step) if self._uses_replay() else []
-                dataset = self._dataset([new_path], replay, stream=step)
+                dataset = self._dataset([new_path], replay, stream=step, n_old=len(old) - 1)
                 self._fit(seg, f"step{step}", old + new, dataset,
                           steps=len(new) * self.p["training_steps_per_class_incremental"],
                           lr=(self.p["lr_initial_value_incremental"], self.p["lr_final_value_incremental"],
@@ -324,13 +361,22 @@ class Training:
         b = int(self.p["batch_size"])
         return b if self.global_batch else b * self.strategy.num_replicas_in_sync
 
-    def _dataset(self, new_paths, old_paths, stream):
-        for path in list(new_paths) + list(old_paths or []):
-            check_once(path, self.n_classes)
+    def _dataset(self, new_paths, old_paths, stream, n_old):
+        """The training input of a stage; n_old: old classes (background excluded) of an incremental step,
+        None for the first step and helpers. See `input_order` for how the streams are ordered."""
+        counts = [check_once(path, self.n_classes) for path in list(new_paths) + list(old_paths or [])]
+        options = {}
+        if self.input_order == "original" and n_old is None:  # training.py _load_dataset_for_training
+            options = dict(shuffle_batches=True, buffer_size=data_loader.DEFAULT_SHUFFLE_BUFFER)
+            if min(counts) < self._batch_size():
+                raise ValueError(f"{new_paths}: {min(counts)} records, fewer than one batch of "
+                                 f"{self._batch_size()} (Training.input_order = 'original' shuffles whole batches)")
+        elif self.input_order == "original":  # train_incremental_step -> _load_interleaved_datasets
+            options = dict(sequential_files=True, buffer_size=ORIGINAL_BUFFER_PER_OLD_CLASS * max(n_old, 1))
         return data_loader.training_dataset(
             new_paths, old_paths, self.p["interleave_ratio_new"], self.p["interleave_ratio_old"],
             self._batch_size(), self.p["train_image_size"], self.p["dataset_mean"],
-            seed=self.seed * 1000 + stream, n_classes=self.n_classes)
+            seed=self.seed * 1000 + stream, n_classes=self.n_classes, **options)
 
     def _fit(self, seg, stage, classes, dataset, steps, lr, train_encoder, helper=False):
         """The one training loop of every stage: `steps` SGD updates of `seg` on `dataset`.
@@ -355,7 +401,8 @@ class Training:
         else:
             with self.strategy.scope():
                 trainer = model.Trainer(seg, label_map, schedule, self.p["momentum"], self.p["l2_decay"],
-                                        train_encoder=train_encoder, jit_compile=self.jit_compile)
+                                        train_encoder=train_encoder, jit_compile=self.jit_compile,
+                                        train_batch_norm=self.train_batch_norm, momentum_rule=self.momentum_rule)
             if reuse:
                 self._decoder_trainer = trainer
         distributed = self.strategy.num_replicas_in_sync > 1 or self.strategy != tf.distribute.get_strategy()
@@ -393,12 +440,14 @@ class Training:
         os.makedirs(debug_folder, exist_ok=True)
 
         def examples():
-            samples = _predicted(seg, source, "images", self.p["dataset_mean"], self.validation_batch)
+            # The original fed the decoded replay JPEG as raw 0..255 pixels (data_loader mode "images").
+            mean = (0.0, 0.0, 0.0) if self.replay_label_input == "raw" else self.p["dataset_mean"]
+            samples = _predicted(seg, source, "images", mean, self.validation_batch)
             for i, (raw, sample, label) in enumerate(tqdm(samples, total=count, desc=os.path.basename(output),
                                                           leave=False, disable=not PROGRESS_BARS)):
                 if i % DEBUG_EVERY == 0:
                     _save_debug(debug_folder, i, sample["rgb_input"], label)
-                yield data_loader.serialize_example(raw, _png(label))
+                yield data_loader.serialize_example(self._image_bytes(raw, sample["rgb_input"]), _png(label))
 
         n = data_loader.write_tfrecord(output, examples())
         logging.info("replay labels: %s (%d images) -> %s", source, n, output)
@@ -408,13 +457,23 @@ class Training:
         count = check_once(source, self.n_classes)
 
         def examples():
-            samples = _predicted(previous, source, "validation", self.p["dataset_mean"], self.validation_batch)
+            samples = _predicted(previous, source, "validation+", self.p["dataset_mean"], self.validation_batch)
             for raw, sample, prediction in tqdm(samples, total=count, desc="label mixing", leave=False,
                                                 disable=not PROGRESS_BARS):
-                yield data_loader.serialize_example(raw, _png(mix_labels(sample["label"], prediction)))
+                yield data_loader.serialize_example(self._image_bytes(raw, sample["rgb_input"]),
+                                                    _png(mix_labels(sample["label"], prediction)))
 
         n = data_loader.write_tfrecord(output, examples())
         logging.info("label mixing: %s (%d images) -> %s", source, n, output)
+
+    def _image_bytes(self, raw, rgb):
+        """The image bytes a labelled-replay or mixed-label record stores: the source JPEG's, or (the original)
+        its decoded pixels re-encoded at Pillow's default JPEG quality."""
+        if not self.reencode_jpeg:
+            return raw
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, format="JPEG")  # quality 75, as the original's Image.save(...jpg)
+        return buffer.getvalue()
 
         # ----------------------------------------------------------------------------------------- validation
 

@@ -5,9 +5,17 @@ or a TF2 SavedModel with the same inputs), maps every target class (VOC ids 1..2
 and writes `data/replay_images/gan/{cc}.tfrecord` (images only, JPEG, two-digit class).
 
 Class mapping, as in the paper: a classifier over the generator's classes (EfficientNet-B2 from TF-Hub for
-ImageNet) scores the training images of each target class; the class maps to the generator class with the
-highest mean confidence. The mapping (with top-5 and confidences) is written to JSON; a mapping file given
-by the user overrides it, class by class.
+ImageNet) scores every training image that contains the target class (the whole image; an image with
+several classes counts for each); the class maps to the generator class with the highest mean softmax
+confidence. The original repository holds no code for this step (its `generate_gan.py` samples all 1000
+ImageNet classes); the rule is the paper's. `--mapping_images_per_class N` caps the images scored per class
+(a faster approximation; 0, the default, scores all of them). The mapping (with top-5 and confidences) is
+written to JSON; a mapping file given by the user overrides it, class by class.
+
+Images: as the original's `im2int` (tf.image.convert_image_dtype of (x + 1) / 2 to uint8, which truncates
+after scaling by 255.5), and JPEG-encoded as the original's `matplotlib.image.imsave(... .jpg)` did, with
+Pillow at its default quality 75 (`--jpeg_quality` to change it); the record holds those JPEG bytes, as the
+original's record writer kept the bytes of its JPEG files.
 
 Module contracts (checked, with errors naming the module and the expected inputs):
 - generator: a signature (TF1 Hub: "default") with inputs `z` float [N, dim], `y` float one-hot [N, K] and
@@ -24,6 +32,7 @@ Example:
 
 import io
 import json
+import math
 import os
 import sys
 
@@ -45,6 +54,9 @@ VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
                "sheep", "sofa", "train", "tvmonitor")
 DEFAULT_MAPPING_TFRECORDS = ("data/training_first_step/train_sequential_1-20.tfrecord",)
 DEFAULT_CLASSIFIER_SIZE = 260  # EfficientNet-B2's default input size.
+# The original wrote its GAN images with matplotlib.image.imsave(".jpg"), which calls Pillow's JPEG encoder
+# without a quality: Pillow's default, 75.
+DEFAULT_JPEG_QUALITY = 75
 
 
 def _input_specs(signature):
@@ -120,12 +132,22 @@ class Generator:
           truncation: float, passed to the module.
 
         Returns:
-          float32 numpy [N, H, W, 3] in [-1, 1].
+          float32 numpy [N, H, W, 3], nominally in [-1, 1].
+
+        Raises:
+          ValueError: the module output holds NaN or Inf (naming the generator and the class).
         """
         y = tf.one_hot([class_index] * len(z), self.n_classes, dtype=self._dtypes["y"])
         out = self._sig(z=tf.constant(z, self._dtypes["z"]), y=y,
                         truncation=tf.constant(truncation, self._dtypes["truncation"]))[self._out]
-        return out.numpy().astype(np.float32)
+        out = out.numpy().astype(np.float32)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            raise ValueError("generator %r: output for generator class %d holds %d non-finite values (NaN or "
+                             "Inf) in %d of %d images; expected values in [-1, 1]"
+                             % (self.handle, class_index, int(bad.sum()),
+                                int(bad.reshape(len(out), -1).any(axis=1).sum()), len(out)))
+        return out
 
 
 class Classifier:
@@ -199,41 +221,59 @@ def iter_folder_images(folder, classes):
                     yield np.asarray(im.convert("RGB")), {c}
 
 
+def _cap(images_per_class):
+    """The per-class image cap: 0 or None means no cap (every image, the original's rule)."""
+    if images_per_class is None or images_per_class == 0:
+        return math.inf
+    if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) or images_per_class < 0:
+        raise ValueError("mapping images per class must be an int >= 0 (0 = every image), got %r"
+                         % (images_per_class,))
+    return images_per_class
+
+
 def compute_class_mapping(classifier, classes, labelled_images, n_generator_classes,
-                          images_per_class=100, batch_size=16):
+                          images_per_class=0, batch_size=16):
     """Maps each target class to the generator class of highest mean classifier confidence.
+
+    The mean is over the softmax probabilities of every image that contains the class (the original's rule),
+    or of its first `images_per_class` images when capped.
 
     Args:
       classifier: a Classifier (or any callable list of uint8 images -> [N, K or K+1] probabilities).
       classes: target class ids.
       labelled_images: iterable of (uint8 [H, W, 3], set of class ids in the image).
       n_generator_classes: K.
-      images_per_class: at most this many images are scored per class.
+      images_per_class: 0 or None (default): every image of the class is scored; N > 0: at most N.
       batch_size: classifier batch size.
 
     Returns:
       {class: {"generator_class", "top5": [{"class", "confidence"}], "n_images", "source": "classifier"}}.
     """
+    cap = _cap(images_per_class)
     sums = {c: np.zeros(n_generator_classes, np.float64) for c in classes}
     counts = {c: 0 for c in classes}  # images taken (scored or waiting in `pending`)
     pending = []  # (image, classes it counts for)
 
     def flush():
-        probs = classifier([im for im, _ in pending])
+        probs = np.asarray(classifier([im for im, _ in pending]))
         if probs.shape[1] == n_generator_classes + 1:
             probs = probs[:, 1:]  # TF-Slim style classifiers put a background class first.
         elif probs.shape[1] != n_generator_classes:
             raise ValueError("classifier outputs %d classes, the generator has %d (expected %d or %d)"
                              % (probs.shape[1], n_generator_classes, n_generator_classes,
                                 n_generator_classes + 1))
+        if not np.isfinite(probs).all():
+            raise ValueError("classifier %r: non-finite (NaN or Inf) confidences for images of classes %s"
+                             % (getattr(classifier, "handle", classifier),
+                                sorted({c for _, wanted in pending for c in wanted})))
         for p, (_, wanted) in zip(probs, pending):
             for c in wanted:
                 sums[c] += p
         pending.clear()
 
-    with tqdm(total=images_per_class * len(classes), desc="class mapping") as bar:
+    with tqdm(total=None if cap == math.inf else cap * len(classes), desc="class mapping") as bar:
         for image, present in labelled_images:
-            wanted = [c for c in classes if c in present and counts[c] < images_per_class]
+            wanted = [c for c in classes if c in present and counts[c] < cap]
             if wanted:
                 pending.append((image, wanted))
                 for c in wanted:
@@ -241,7 +281,7 @@ def compute_class_mapping(classifier, classes, labelled_images, n_generator_clas
                 bar.update(len(wanted))
             if len(pending) >= batch_size:
                 flush()
-            if all(counts[c] >= images_per_class for c in classes):
+            if all(counts[c] >= cap for c in classes):
                 break
         if pending:
             flush()
@@ -262,22 +302,36 @@ def _name(c):
     return VOC_CLASSES[c] if 0 <= c < len(VOC_CLASSES) else str(c)
 
 
+def _load_json(path, what):
+    """Parses a JSON file; ValueError naming the file when it is not valid JSON."""
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError("%s %r is not valid JSON (%s)" % (what, path, e)) from None
+
+
 def read_mapping_file(path, n_generator_classes):
     """Reads a user mapping: {"classes": {cls: {"generator_class": k}}} (our format) or {cls: k}.
 
-    Class keys are ids ("1") or VOC names ("aeroplane").
+    Class keys are ids ("1") or VOC names ("aeroplane"); values are JSON integers (not true/false, 1.5 or
+    "3").
 
     Returns:
       {class id: generator class}.
+
+    Raises:
+      FileNotFoundError: no such file. ValueError (naming the file, and the class when one is at fault): not
+      JSON, not an object, a class that is neither an id nor a VOC name, a class given twice, a value that
+      is not an int in [0, n_generator_classes).
     """
     if not os.path.exists(path):
         raise FileNotFoundError("mapping file %r not found" % path)
-    with open(path) as f:
-        data = json.load(f)
+    data = _load_json(path, "mapping file")
     entries = data.get("classes", data) if isinstance(data, dict) else None
     if not isinstance(entries, dict):
         raise ValueError("mapping file %r: expected a JSON object {class: generator class}" % path)
-    mapping = {}
+    mapping, keys = {}, {}
     for key, value in entries.items():
         c = VOC_CLASSES.index(key) if key in VOC_CLASSES else None
         if c is None:
@@ -286,10 +340,15 @@ def read_mapping_file(path, n_generator_classes):
             except ValueError:
                 raise ValueError("mapping file %r: class %r is neither an id nor a VOC class name"
                                  % (path, key)) from None
+        if c in keys:
+            raise ValueError("mapping file %r: class %d is given twice (as %r and %r)"
+                             % (path, c, keys[c], key))
+        keys[c] = key
         k = value.get("generator_class") if isinstance(value, dict) else value
-        if not isinstance(k, int) or not 0 <= k < n_generator_classes:
-            raise ValueError("mapping file %r: class %r maps to %r, expected an int in [0, %d)"
-                             % (path, key, k, n_generator_classes))
+        # bool is a subclass of int in Python: JSON true would otherwise map to generator class 1.
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n_generator_classes:
+            raise ValueError("mapping file %r: class %r maps to %s, expected an int in [0, %d)"
+                             % (path, key, json.dumps(k), n_generator_classes))
         mapping[c] = k
     return mapping
 
@@ -304,19 +363,34 @@ def _write_atomic(path, data):
 
 def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, mapping_file=None,
                     mapping_tfrecords=DEFAULT_MAPPING_TFRECORDS, mapping_folder=None,
-                    images_per_class=100, classifier_image_size=0, classifier_outputs="logits",
+                    images_per_class=0, classifier_image_size=0, classifier_outputs="logits",
                     batch_size=16):
     """Returns {class: generator class}; writes the full mapping to `mapping_output` (JSON).
 
-    Classifier entries already in `mapping_output` (same generator size) are reused; missing classes are
-    computed with the classifier; entries of the user's `mapping_file` override both.
+    Classifier entries already in `mapping_output` (same generator size) are reused, unless a classifier is
+    given and they were computed with another image cap (`images_per_class`, 0 = every image; files
+    without the field were made with the former cap of 100); missing classes are computed with the
+    classifier; entries of the user's `mapping_file` override both.
     """
+    cap = 0 if _cap(images_per_class) == math.inf else images_per_class
     entries = {}
     if os.path.exists(mapping_output):
-        with open(mapping_output) as f:
-            old = json.load(f)
+        old = _load_json(mapping_output, "mapping output")
+        if not isinstance(old, dict) or not isinstance(old.get("classes", {}), dict):
+            raise ValueError("mapping output %r: expected the JSON object this script writes; remove the "
+                             "file to recompute the mapping" % mapping_output)
+        old_cap = old.get("images_per_class", 100)  # files without the field: the former default cap
         if old.get("generator_classes") == generator.n_classes:
-            entries = {int(c): e for c, e in old.get("classes", {}).items() if e.get("source") == "classifier"}
+            entries = {int(c): e for c, e in old.get("classes", {}).items()
+                       if isinstance(e, dict) and e.get("source") == "classifier"}
+        if entries and old_cap != cap:
+            if classifier_handle:
+                logging.info("class mapping: %s was computed with %s images per class, %s asked: recomputed",
+                             mapping_output, old_cap or "all", cap or "all")
+                entries = {}
+            else:
+                logging.warning("class mapping: reused %s, computed with %s images per class (%s asked; give "
+                                "--classifier to recompute)", mapping_output, old_cap or "all", cap or "all")
     user = read_mapping_file(mapping_file, generator.n_classes) if mapping_file else {}
     todo = [c for c in classes if c not in entries and c not in user]
     if todo:
@@ -339,7 +413,7 @@ def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, 
     for c, k in user.items():
         entries[c] = {"generator_class": k, "source": "user"}
     doc = {"generator": str(generator.handle), "generator_classes": generator.n_classes,
-           "classifier": classifier_handle or None,
+           "classifier": classifier_handle or None, "images_per_class": cap,
            "classes": {str(c): dict(entries[c], name=_name(c)) for c in sorted(entries)}}
     _write_atomic(mapping_output, json.dumps(doc, indent=1).encode())
     return {c: entries[c]["generator_class"] for c in classes}
@@ -371,21 +445,28 @@ def sample_images(generator, generator_class, n, truncation=1.0, seed=0, batch_s
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         z = truncation * truncated_normal(rng, (m, generator.z_dim))
-        images = (generator(z, generator_class, truncation) + 1.0) * 127.5
+        images = (generator(z, generator_class, truncation) + 1.0) / 2.0  # [0, 1]
         if image_size and images.shape[1:3] != (image_size, image_size):
             images = tf.image.resize(images, [image_size, image_size], antialias=True).numpy()
-        yield from np.clip(np.round(images), 0, 255).astype(np.uint8)
+        yield from to_uint8(images)
 
 
-def _jpeg_bytes(image):
+def to_uint8(images):
+    """float [..] in [0, 1] -> uint8, as the original's im2int (tf.image.convert_image_dtype: scale by
+    255.5, then truncate); values outside [0, 1] are clipped first."""
+    return np.minimum(np.floor(np.clip(images, 0.0, 1.0) * 255.5), 255).astype(np.uint8)
+
+
+def jpeg_bytes(image, quality=DEFAULT_JPEG_QUALITY):
+    """uint8 [H, W, 3] -> JPEG file bytes, with Pillow's encoder (as the original, through matplotlib)."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=95)
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
 def generate(generator_handle, classes=tuple(range(1, 21)), output_dir="data/replay_images/gan",
              images_per_class=500, batch_size=8, truncation=1.0, seed=0, image_size=512, jpeg_dir=None,
-             mapping_output=None, **mapping_kwargs):
+             mapping_output=None, jpeg_quality=DEFAULT_JPEG_QUALITY, **mapping_kwargs):
     """Writes `output_dir/{cc}.tfrecord` for every class (skipping complete ones).
 
     Args:
@@ -394,10 +475,12 @@ def generate(generator_handle, classes=tuple(range(1, 21)), output_dir="data/rep
       output_dir: folder of the per-class tfrecords.
       images_per_class, batch_size, truncation, seed, image_size: see sample_images (the seed of class c
         is (seed, c), so a resumed run writes the same images).
-      jpeg_dir: if set, also writes jpeg_dir/{cc}/{i:04d}.jpg for inspection.
+      jpeg_dir: if set, also writes jpeg_dir/{cc}/{i:04d}.jpg (the same bytes as the record) for inspection.
       mapping_output: mapping JSON path (default output_dir/class_mapping.json).
+      jpeg_quality: JPEG quality of the images (Pillow); the original's was Pillow's default, 75.
       **mapping_kwargs: classifier_handle, mapping_file, mapping_tfrecords, mapping_folder,
-        images_per_class (as mapping_images_per_class), classifier_image_size, classifier_outputs.
+        images_per_class (as mapping_images_per_class; 0 = every image), classifier_image_size,
+        classifier_outputs.
 
     Returns:
       {class: generator class}.
@@ -419,45 +502,56 @@ def generate(generator_handle, classes=tuple(range(1, 21)), output_dir="data/rep
             images = sample_images(generator, mapping[c], images_per_class, truncation, (seed, c), batch_size,
                                    image_size)
             for i, image in enumerate(tqdm(images, total=images_per_class, desc="class %02d" % c)):
+                data = jpeg_bytes(image, jpeg_quality)
                 if jpeg_dir:
-                    _write_atomic(os.path.join(jpeg_dir, "%02d" % c, "%04d.jpg" % i), _jpeg_bytes(image))
-                yield data_loader.encode_example(image, None)
+                    _write_atomic(os.path.join(jpeg_dir, "%02d" % c, "%04d.jpg" % i), data)
+                yield data_loader.serialize_example(data)
 
-        count = data_loader.write_tfrecord(path, examples())
+        try:
+            count = data_loader.write_tfrecord(path, examples())
+        except ValueError as e:
+            raise ValueError("class %d (%s): %s; nothing written to %s" % (c, _name(c), e, path)) from e
         logging.info("class %d (%s): wrote %d images of generator class %d to %s", c, _name(c), count,
                      mapping[c], path)
     return mapping
 
 
-def define_flags():
+def define_flags(flag_values=flags.FLAGS):
     """Defines the command-line flags (only when run as a script, so importing defines none)."""
-    flags.DEFINE_string("generator", None, "Generator: local directory or TF-Hub handle.")
-    flags.DEFINE_string("classifier", None, "Classifier over the generator's classes (for the mapping).")
-    flags.DEFINE_list("classes", [str(c) for c in range(1, 21)], "Target class ids.")
-    flags.DEFINE_integer("images_per_class", 500, "Images generated per class.")
-    flags.DEFINE_integer("batch_size", 8, "Generator and classifier batch size.")
-    flags.DEFINE_float("truncation", 1.0, "Truncation (z scale and module input).")
-    flags.DEFINE_integer("seed", 0, "Sampling seed (class c uses (seed, c)).")
-    flags.DEFINE_integer("image_size", 512, "Output side in pixels (0 = generator's size).")
-    flags.DEFINE_string("output_dir", "data/replay_images/gan", "Folder of {cc}.tfrecord.")
-    flags.DEFINE_string("jpeg_dir", None, "Optional folder of JPEGs ({cc}/{i}.jpg) for inspection.")
-    flags.DEFINE_string("mapping_output", None, "Mapping JSON (default output_dir/class_mapping.json).")
-    flags.DEFINE_string("mapping_file", None, "User mapping JSON {class: generator class}; overrides.")
+    fv = dict(flag_values=flag_values)
+    flags.DEFINE_string("generator", None, "Generator: local directory or TF-Hub handle.", **fv)
+    flags.DEFINE_string("classifier", None, "Classifier over the generator's classes (for the mapping).",
+                        **fv)
+    flags.DEFINE_list("classes", [str(c) for c in range(1, 21)], "Target class ids.", **fv)
+    flags.DEFINE_integer("images_per_class", 500, "Images generated per class.", **fv)
+    flags.DEFINE_integer("batch_size", 8, "Generator and classifier batch size.", **fv)
+    flags.DEFINE_float("truncation", 1.0, "Truncation (z scale and module input).", **fv)
+    flags.DEFINE_integer("seed", 0, "Sampling seed (class c uses (seed, c)).", **fv)
+    flags.DEFINE_integer("image_size", 512, "Output side in pixels (0 = generator's size).", **fv)
+    flags.DEFINE_integer("jpeg_quality", DEFAULT_JPEG_QUALITY, "JPEG quality of the images (Pillow); 75 is "
+                         "the original's (Pillow's default through matplotlib.image.imsave).", lower_bound=1,
+                         upper_bound=100, **fv)
+    flags.DEFINE_string("output_dir", "data/replay_images/gan", "Folder of {cc}.tfrecord.", **fv)
+    flags.DEFINE_string("jpeg_dir", None, "Optional folder of JPEGs ({cc}/{i}.jpg) for inspection.", **fv)
+    flags.DEFINE_string("mapping_output", None, "Mapping JSON (default output_dir/class_mapping.json).", **fv)
+    flags.DEFINE_string("mapping_file", None, "User mapping JSON {class: generator class}; overrides.", **fv)
     flags.DEFINE_list("mapping_tfrecords", list(DEFAULT_MAPPING_TFRECORDS),
-                      "Labelled training tfrecords scored by the classifier.")
-    flags.DEFINE_string("mapping_folder", None, "Instead of tfrecords: folder/{cc}/*.jpg per class.")
-    flags.DEFINE_integer("mapping_images_per_class", 100, "Images scored per class.")
-    flags.DEFINE_integer("classifier_image_size", 0, "Classifier input side (0 = module's, else 260).")
+                      "Labelled training tfrecords scored by the classifier.", **fv)
+    flags.DEFINE_string("mapping_folder", None, "Instead of tfrecords: folder/{cc}/*.jpg per class.", **fv)
+    flags.DEFINE_integer("mapping_images_per_class", 0, "Images scored per class for the mapping: 0 = every "
+                         "training image that contains the class (the original's rule); N > 0 = only the "
+                         "first N (faster, approximate).", lower_bound=0, **fv)
+    flags.DEFINE_integer("classifier_image_size", 0, "Classifier input side (0 = module's, else 260).", **fv)
     flags.DEFINE_enum("classifier_outputs", "logits", ["logits", "probabilities"],
-                      "What the classifier outputs.")
-    flags.mark_flag_as_required("generator")
+                      "What the classifier outputs.", **fv)
+    flags.mark_flag_as_required("generator", flag_values=flag_values)
 
 
 def main(argv):
     del argv
     f = flags.FLAGS
     generate(f.generator, [int(c) for c in f.classes], f.output_dir, f.images_per_class, f.batch_size,
-             f.truncation, f.seed, f.image_size, f.jpeg_dir, f.mapping_output,
+             f.truncation, f.seed, f.image_size, f.jpeg_dir, f.mapping_output, f.jpeg_quality,
              classifier_handle=f.classifier, mapping_file=f.mapping_file,
              mapping_tfrecords=f.mapping_tfrecords, mapping_folder=f.mapping_folder,
              mapping_images_per_class=f.mapping_images_per_class,

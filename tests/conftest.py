@@ -8,6 +8,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import onednn  # noqa: E402,F401  (before TensorFlow: oneDNN kernels on every x86 CPU, as main.py)
 
 # Gin bindings of a tiny experiment: the same code as the paper's, a small network on 32x32 images.
 TINY_BINDINGS = [

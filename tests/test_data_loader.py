@@ -140,6 +140,45 @@ def test_blend_gives_exact_ratio(tmp_path, ratio_new, ratio_old):
         assert kinds == [1] * ratio_new + [2] * ratio_old
 
 
+def _replay_classes(tmp_path, sequential_files, n_classes=6, per_class=30, buffer_size=40, samples=24):
+    """The classes of the first `samples` replay samples, replay files of `per_class` records per class."""
+    old = [_constant_file(tmp_path / f"old_{c:02d}.tfrecord", c, n=per_class, h=8, w=8)
+           for c in range(1, n_classes + 1)]
+    ds = dl.training_dataset(None, old, 0, 4, batch_size=4, train_image_size=8, dataset_mean=MEAN, seed=3,
+                             buffer_size=buffer_size, sequential_files=sequential_files)
+    return [int(l.flat[0]) for _, labels in ds.take(samples // 4) for l in labels.numpy()]
+
+
+def test_replay_stream_in_the_original_order(tmp_path):
+    """The original (files one after another, record shuffle buffer B): the i-th sample is one of the first
+    B + i records of the stream, i.e. of class 1 + (B + i - 1) // per_class at most. Here B = 40 and 30
+    records a class: the first 24 samples come from classes 1-3 only, most from the first two."""
+    classes = _replay_classes(tmp_path, sequential_files=True)
+    for i, c in enumerate(classes):  # the rule, simulated independently of tf.data
+        assert 1 <= c <= 1 + (40 + i - 1) // 30, (i, c, classes)
+    assert set(classes) <= {1, 2, 3} and classes.count(1) + classes.count(2) >= 20
+
+
+def test_replay_stream_balanced(tmp_path):
+    """The switch: files round-robin, so the first samples hold every class."""
+    classes = _replay_classes(tmp_path, sequential_files=False)
+    assert set(classes) == set(range(1, 7))
+
+
+def test_batches_shuffled_whole(tmp_path):
+    """The original's first step and helpers: batches of consecutive records, shuffled as wholes."""
+    path = _write(tmp_path / "new.tfrecord",
+                  [dl.encode_example(_image(8, 8, i), np.full((8, 8), i, np.uint8)) for i in range(12)])
+    ds = dl.training_dataset(path, None, 4, 4, batch_size=3, train_image_size=8, dataset_mean=MEAN, seed=0,
+                             shuffle_batches=True)
+    batches = [tuple(int(l.flat[0]) for l in labels.numpy()) for _, labels in ds.take(8)]
+    groups = {(0, 1, 2), (3, 4, 5), (6, 7, 8), (9, 10, 11)}
+    assert set(batches[:4]) == groups and set(batches[4:]) == groups  # every epoch: the same groups
+    assert batches[:4] != sorted(batches[:4]) or batches[4:] != sorted(batches[4:])  # in shuffled order
+    with pytest.raises(ValueError, match="new samples only"):
+        dl.training_dataset(path, [path], 4, 4, batch_size=3, train_image_size=8, shuffle_batches=True)
+
+
 def test_no_old_paths_means_new_only(tmp_path):
     new = _constant_file(tmp_path / "new.tfrecord", 1)
     ds = dl.training_dataset(new, None, 2, 2, batch_size=2, train_image_size=8, seed=0)

@@ -5,11 +5,13 @@ scores an image by the distance of its mean colour to each PROTO[k]. Training im
 painted in PROTO[EXPECTED[c]], so the mapping must recover EXPECTED, and the generated images of class c
 must have the colour PROTO[EXPECTED[c]] (checks that the one-hot y reaches the module).
 """
+import io
 import json
 import os
 import subprocess
 import sys
 
+from absl import flags
 import numpy as np
 from PIL import Image
 import pytest
@@ -273,3 +275,141 @@ def test_command_line(models, tmp_path):
     assert [len(_read_images(str(out / n))) for n in ("01.tfrecord", "02.tfrecord")] == [3, 3]
     assert _read_images(str(out / "01.tfrecord"))[0].shape == (12, 12, 3)
     assert sorted(os.listdir(tmp_path / "j" / "02")) == ["0000.jpg", "0001.jpg", "0002.jpg"]
+
+
+# ------------------------------------------------------------------------------ class mapping over all images
+
+def _write_class_record(path, colours_by_class):
+    """A labelled tfrecord: for each (class, colours), one 8x8 image per colour, in order."""
+    rng = np.random.default_rng(0)
+    examples = []
+    for c, colours in colours_by_class:
+        for colour in colours:
+            label = np.full((8, 8), c, np.uint8)
+            examples.append(data_loader.encode_example(_class_image(rng, colour, size=8), label))
+    data_loader.write_tfrecord(path, examples)
+    return path
+
+
+def test_mapping_scores_every_image_by_default(models, tmp_path):
+    """Class 1 has 250 images: the first 100 look like generator class 4, the other 150 like class 5. The
+    original's rule (mean over every image of the class) gives 5; a cap of 100 images would give 4."""
+    gen, cls = models["tf2"]
+    record = _write_class_record(str(tmp_path / "train.tfrecord"),
+                                 [(1, [PROTO[4]] * 100 + [PROTO[5]] * 150), (2, [PROTO[0]] * 3)])
+    out = str(tmp_path / "gan")
+    kwargs = dict(classes=[1, 2], output_dir=out, images_per_class=1, image_size=8, classifier_handle=cls,
+                  mapping_tfrecords=[record])
+    assert generate_gan.generate(gen, **kwargs) == {1: 5, 2: 0}
+    with open(os.path.join(out, "class_mapping.json")) as f:
+        doc = json.load(f)
+    assert doc["images_per_class"] == 0
+    assert doc["classes"]["1"]["n_images"] == 250 and doc["classes"]["2"]["n_images"] == 3
+    top = {t["class"]: t["confidence"] for t in doc["classes"]["1"]["top5"]}
+    assert abs(top[5] - 0.6) < 0.02 and abs(top[4] - 0.4) < 0.02  # mean of softmax confidences
+
+    # The cap is a switch; a mapping computed with another cap is recomputed when a classifier is given.
+    capped = generate_gan.generate(gen, mapping_images_per_class=100, **kwargs)
+    assert capped == {1: 4, 2: 0}
+    with open(os.path.join(out, "class_mapping.json")) as f:
+        doc = json.load(f)
+    assert doc["images_per_class"] == 100 and doc["classes"]["1"]["n_images"] == 100
+
+    # Defaults of the function and of the command line: no cap.
+    images = [(np.tile(PROTO[4] * 255, (8, 8, 1)).astype(np.uint8), {1})] * 120
+    counts = []
+    mapping = generate_gan.compute_class_mapping(
+        lambda ims: counts.append(len(ims)) or np.eye(K)[[4] * len(ims)], [1], images, K)
+    assert mapping[1]["n_images"] == 120 and sum(counts) == 120
+    flag_values = flags.FlagValues()
+    generate_gan.define_flags(flag_values)
+    flag_values(["generate_gan.py", "--generator=g"])
+    assert flag_values.mapping_images_per_class == 0 and flag_values.jpeg_quality == 75
+    assert "0 = every" in flag_values["mapping_images_per_class"].help
+    with pytest.raises(ValueError, match="images per class"):
+        generate_gan.compute_class_mapping(lambda ims: None, [1], images, K, images_per_class=-1)
+
+
+# ------------------------------------------------------------------------------ images as the original's
+
+def test_images_quantized_and_encoded_as_the_original(models, tmp_path):
+    # im2int: tf.image.convert_image_dtype scales by 255.5 and truncates (0.5 -> 127, not 128).
+    assert generate_gan.to_uint8(np.array([-0.1, 0.0, 0.5, 0.999, 1.0, 1.2])).tolist() == [0, 0, 127, 255,
+                                                                                            255, 255]
+    gen, _ = models["tf2"]
+    user = tmp_path / "user.json"
+    user.write_text(json.dumps({"1": 3}))
+    out, jpegs = tmp_path / "gan", tmp_path / "jpeg"
+    generate_gan.generate(gen, classes=[1], output_dir=str(out), images_per_class=2, image_size=16,
+                          jpeg_dir=str(jpegs), mapping_file=str(user))
+    reference = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(reference, format="JPEG")  # Pillow's default
+    reference = Image.open(reference)
+    for i, raw in enumerate(tf.data.TFRecordDataset(str(out / "01.tfrecord"))):
+        data = tf.train.Example.FromString(raw.numpy()).features.feature["input"].bytes_list.value[0]
+        assert data == (jpegs / "01" / ("%04d.jpg" % i)).read_bytes()  # the record holds the file's bytes
+        image = Image.open(io.BytesIO(data))
+        assert image.format == "JPEG" and image.quantization == reference.quantization  # quality 75
+
+
+# ------------------------------------------------------------------------------ hostile input
+
+@pytest.mark.parametrize("value", [True, False, 1.5, "3", None, [1], {"generator_class": True},
+                                   {"generator_class": 2.0}])
+def test_mapping_file_rejects_non_integers(tmp_path, value):
+    path = tmp_path / "user.json"
+    path.write_text(json.dumps({"2": 1, "bird": value}))
+    with pytest.raises(ValueError, match=r"user\.json.*class 'bird' maps to .*expected an int"):
+        generate_gan.read_mapping_file(str(path), K)
+
+
+def test_mapping_file_other_errors(models, tmp_path):
+    path = tmp_path / "user.json"
+    path.write_text('{"1": 3,')
+    with pytest.raises(ValueError, match=r"mapping file .*user\.json.* is not valid JSON"):
+        generate_gan.read_mapping_file(str(path), K)
+    path.write_text('{"1": 3, "aeroplane": 2}')
+    with pytest.raises(ValueError, match=r"user\.json.*class 1 is given twice"):
+        generate_gan.read_mapping_file(str(path), K)
+    path.write_text('{"1": 3, "cat": 1, "dog": 0}')
+    assert generate_gan.read_mapping_file(str(path), K) == {1: 3, 8: 1, 12: 0}
+    # A damaged mapping output of an earlier run is named too.
+    gen, _ = models["tf2"]
+    out = tmp_path / "gan"
+    out.mkdir()
+    (out / "class_mapping.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"mapping output .*class_mapping\.json.* is not valid JSON"):
+        generate_gan.generate(gen, classes=[1], output_dir=str(out), mapping_file=str(path))
+
+
+def _save_bad_generator(path):
+    """Generator class 2 outputs NaN, class 3 Inf, the others a grey image."""
+
+    class Gen(tf.Module):
+
+        @tf.function(input_signature=[tf.TensorSpec([None, Z_DIM], tf.float32, name="z"),
+                                      tf.TensorSpec([None, K], tf.float32, name="y"),
+                                      tf.TensorSpec([], tf.float32, name="truncation")])
+        def generate(self, z, y, truncation):
+            del truncation
+            shape = [tf.shape(z)[0], GEN_SIZE, GEN_SIZE, 3]
+            k = tf.reshape(tf.argmax(y, axis=1), [-1, 1, 1, 1])
+            out = tf.where(k == 2, np.nan, tf.where(k == 3, np.inf, tf.zeros(shape)))
+            return {"default": out}
+
+    gen = Gen()
+    tf.saved_model.save(gen, path, signatures={"serving_default": gen.generate})
+    return path
+
+
+@pytest.mark.parametrize("generator_class", [2, 3])
+def test_non_finite_generator_output_fails_naming_generator_and_class(tmp_path, generator_class):
+    gen = _save_bad_generator(str(tmp_path / "bad_gen"))
+    user = tmp_path / "user.json"
+    user.write_text(json.dumps({"1": 0, "4": generator_class}))
+    out = tmp_path / "gan"
+    with pytest.raises(ValueError, match=r"class 4 \(boat\): generator '.*bad_gen': output for generator "
+                                         r"class %d holds \d+ non-finite" % generator_class):
+        generate_gan.generate(gen, classes=[1, 4], output_dir=str(out), images_per_class=3, batch_size=2,
+                              image_size=0, mapping_file=str(user))
+    assert sorted(n for n in os.listdir(out) if n != "class_mapping.json") == ["01.tfrecord"]

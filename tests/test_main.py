@@ -33,18 +33,22 @@ def test_plan_rejects_unknown_names(args, match):
         main.plan(*args, CONFIG_DIR)
 
 
-def test_share_groups_keep_each_first_step_in_one_process():
+def test_share_groups_keep_each_shared_artifact_in_one_process():
     """DISJOINT, SEQUENTIAL and FINE_TUNING_DISJOINT share a first step (the same parameter indices: step 0,
-    helpers, labelled replay) by setup; OVERLAPPED has its own; biggest group first, plan order inside."""
+    helpers, labelled replay) by setup; with the original's mixed-label names, the setups of one protocol
+    share their mixed labels too (class 20's file of 19-1 is 10-1's), so they form one group. With per-
+    experiment mixed labels, the groups are the first steps. Biggest group first, plan order inside."""
     runs = main.plan(["JOINT", "DISJOINT", "SEQUENTIAL", "OVERLAPPED", "FINE_TUNING_DISJOINT"],
                      ["ADD_ONE_ONE_TIME", "ADD_ONE_TEN_TIMES"], ["gan", "flickr"], CONFIG_DIR)
+    setups = ["ADD_ONE_ONE_TIME", "ADD_ONE_TEN_TIMES"]
+    shared = lambda ts: ([(c, t, s) for s in ("gan", "flickr") for c in ("DISJOINT", "SEQUENTIAL") for t in ts]
+                         + [("FINE_TUNING_DISJOINT", t, "gan") for t in ts])
+    overlapped = lambda ts: [("OVERLAPPED", t, s) for s in ("gan", "flickr") for t in ts]
     groups = main.share_groups(runs, CONFIG_DIR)
     assert sorted(r for g in groups for r in g) == sorted(runs)
-    shared = lambda t: [("DISJOINT", t, "gan"), ("SEQUENTIAL", t, "gan"), ("DISJOINT", t, "flickr"),
-                        ("SEQUENTIAL", t, "flickr"), ("FINE_TUNING_DISJOINT", t, "gan")]
-    assert groups == [shared("ADD_ONE_ONE_TIME"), shared("ADD_ONE_TEN_TIMES"),
-                      [("OVERLAPPED", "ADD_ONE_ONE_TIME", "gan"), ("OVERLAPPED", "ADD_ONE_ONE_TIME", "flickr")],
-                      [("OVERLAPPED", "ADD_ONE_TEN_TIMES", "gan"), ("OVERLAPPED", "ADD_ONE_TEN_TIMES", "flickr")],
+    assert groups == [shared(setups), overlapped(setups), [("JOINT", "JOINT", None)]]
+    groups = main.share_groups(runs, CONFIG_DIR, params=["TrainManager.mixed_labels_per_experiment = True"])
+    assert groups == [shared(setups[:1]), shared(setups[1:]), overlapped(setups[:1]), overlapped(setups[1:]),
                       [("JOINT", "JOINT", None)]]
 
 

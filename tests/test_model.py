@@ -73,24 +73,32 @@ def test_default_backbone_is_resnet_101(clean_gin):
     assert "resnet_v1_101/block3/unit_24/bottleneck_v1/conv1/weights" not in names
 
 
-def test_frozen_batch_norm_in_a_full_step():
+@pytest.mark.parametrize("train_batch_norm", [True, False])
+def test_batch_norm_in_a_full_step(train_batch_norm):
+    """Moving statistics never change and batch norm runs in inference mode; gamma and beta train at step 0
+    by default (the original's var_list) and stay fixed with train_batch_norm=False."""
     seg = _tiny()
-    bn = [v for layer in seg.encoder.layers if isinstance(layer, keras.layers.BatchNormalization)
-          for v in layer.weights]
-    assert len(bn) == 4 * (1 + 3 * 4 + 4)
-    trainable = {id(v) for v in seg.encoder.trainable_variables}
-    assert not any(id(v) in trainable for v in bn)
-    for v in bn:  # Non-trivial statistics, so that a training-mode batch norm would change the outputs.
+    layers = [layer for layer in seg.encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(layers) == 1 + 3 * 4 + 4
+    stats = [v for layer in layers for v in (layer.moving_mean, layer.moving_variance)]
+    scales = model.batch_norm_scales(seg.encoder)
+    assert len(scales) == 2 * len(layers)
+    for v in stats + scales:  # Non-trivial statistics, so that a training-mode batch norm would change outputs.
         v.assign(np.random.uniform(0.5, 1.5, v.shape).astype(np.float32))
     images, labels = _batch()
-    before_bn, before_kernels = _values(bn), _values(seg.encoder.trainable_variables)
+    before_stats, before_scales = _values(stats), _values(scales)
+    kernels = [layer.kernel for layer in seg.encoder.layers if isinstance(layer, keras.layers.Conv2D)]
+    before_kernels = _values(kernels)
     logits_before = seg(images).numpy()
     np.testing.assert_allclose(seg(images, training=True).numpy(), logits_before, rtol=1e-5, atol=1e-5)
-    _trainer(seg, train_encoder=True).train_step(images, labels)
-    for a, b in zip(before_bn, _values(bn)):
+    trainer = model.Trainer(seg, model.make_label_map(list(range(16))), 1e-2, train_encoder=True,
+                            train_batch_norm=train_batch_norm)
+    trainer.train_step(images, labels)
+    for a, b in zip(before_stats, _values(stats)):
         np.testing.assert_array_equal(a, b)
-    after_kernels = _values(seg.encoder.trainable_variables)
-    assert all(not np.array_equal(a, b) for a, b in zip(before_kernels, after_kernels))
+    changed = [not np.array_equal(a, b) for a, b in zip(before_scales, _values(scales))]
+    assert all(changed) if train_batch_norm else not any(changed)
+    assert all(not np.array_equal(a, b) for a, b in zip(before_kernels, _values(kernels)))
 
 
 def test_decoder_only_step_leaves_encoder_bit_identical():

@@ -342,3 +342,84 @@ def test_command_line(tmp_path):
     missing = subprocess.run([sys.executable, os.path.join(project, "prepare_data.py")], capture_output=True,
                              text=True, cwd=project)
     assert missing.returncode != 0 and "voc_root" in missing.stderr
+
+
+def _features(path):
+    """[(input bytes, label bytes)] of a tfrecord."""
+    out = []
+    for raw in tf.data.TFRecordDataset(path):
+        feature = tf.train.Example.FromString(raw.numpy()).features.feature
+        out.append((feature["input"].bytes_list.value[0], feature["label"].bytes_list.value[0]))
+    return out
+
+
+def _file_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_records_keep_the_source_bytes(prepared):
+    root, out, _ = prepared
+    checked_kept = checked_relabelled = 0
+    for rel in EXPECTED_FILES:
+        for image_id, (image, label) in zip(read_split(out, rel), _features(os.path.join(out, rel))):
+            assert image == _file_bytes(os.path.join(root, "JPEGImages", image_id + ".jpg")), (rel, image_id)
+            source_label = _file_bytes(os.path.join(root, "SegmentationClassAug", image_id + ".png"))
+            want = _label(TRAIN[image_id] if image_id in TRAIN else VAL[image_id])
+            if rel.startswith("validation/") or "_sequential_" in rel:  # labels unchanged: the file's bytes
+                assert label == source_label, (rel, image_id)
+                checked_kept += 1
+            decoded = tf.io.decode_png(label, channels=1).numpy()[..., 0]
+            if not np.array_equal(decoded, want):  # relabelled by the protocol: a new class-id PNG
+                assert label != source_label and "_sequential_" not in rel
+                checked_relabelled += 1
+    assert checked_kept > 50 and checked_relabelled > 10
+
+
+def test_palette_labels_and_non_jpeg_images_are_converted(tmp_path):
+    root = make_voc(str(tmp_path / "voc"), train={"a_1": [1], "d_16": [16]}, val={"v_20": [20]},
+                    label_dir="SegmentationClass", palette=True)
+    Image.fromarray(np.tile(_colour("d_16"), (H, W, 1))).save(os.path.join(root, "JPEGImages", "d_16.jpg"),
+                                                              format="PNG")  # a PNG named .jpg
+    prepare_data.prepare(root, str(tmp_path / "data"), workers=1)
+    [(image, label)] = _features(str(tmp_path / "data/training_incremental/train_sequential_16.tfrecord"))
+    source = os.path.join(root, "SegmentationClass", "d_16.png")
+    # TensorFlow decodes the palette PNG to colours, hence the conversion to class ids.
+    assert not np.array_equal(tf.io.decode_png(_file_bytes(source), channels=1).numpy()[..., 0], _label([16]))
+    assert np.array_equal(tf.io.decode_png(label, channels=1).numpy()[..., 0], _label([16]))
+    assert image.startswith(b"\xff\xd8\xff")
+    assert np.abs(tf.io.decode_jpeg(image).numpy().astype(int) - _colour("d_16")).max() <= 8
+
+
+def test_stale_temporaries_removed_live_ones_kept(tmp_path):
+    root = make_voc(str(tmp_path / "voc"), train={"a_1": [1], "h_20": [20]}, val={"v_1": [1]})
+    out = tmp_path / "data"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = [out / "training_incremental" / f"train_sequential_20.tfrecord.tmp-{dead_pid}",
+             out / "splits" / f"train_sequential_20.txt.tmp-{dead_pid}-140245",
+             out / "elsewhere" / f"x.tmp-{dead_pid}"]
+    live = [out / "validation" / f"other.tfrecord.tmp-{os.getppid()}", out / f"mine.tmp-{os.getpid()}"]
+    for path in stale + live:
+        os.makedirs(path.parent, exist_ok=True)
+        path.write_bytes(b"\0" * 1000)
+    prepare_data.prepare(root, str(out), workers=1)
+    assert [p for p in stale if p.exists()] == []
+    assert all(p.exists() for p in live)
+    assert read_split(str(out), "training_incremental/train_sequential_20.tfrecord") == ["h_20"]
+
+
+def test_expected_records(prepared, tmp_path):
+    _, out, summary = prepared
+    for path, n in summary["files"].items():
+        assert prepare_data.expected_records(path) == n, path
+        assert prepare_data.expected_records(path) == len(read_records(path)), path
+    rel = os.path.relpath(os.path.join(out, "validation/val_3.tfrecord"))
+    assert prepare_data.expected_records(rel) == 1
+    assert prepare_data.expected_records(os.path.join(out, "validation/val_99.tfrecord")) is None
+    assert prepare_data.expected_records(os.path.join(out, "replay_images/gan/01.tfrecord")) is None
+    assert prepare_data.expected_records(os.path.join(out, "training_incremental/mixed/"
+                                                           "train_disjoint_16-20_P1.0.0.2.tfrecord")) is None
+    no_list = str(tmp_path / "training_first_step/train_sequential_1-10.tfrecord")
+    assert prepare_data.expected_records(no_list) is None

@@ -73,9 +73,14 @@ def expected(config, test_index, source, one_class=False):
         helper_size=helper_size,
         train=[f"./data/training_first_step/train_{fs_type}_{grp(steps[0])}.tfrecord"] +
               [f"./data/training_incremental/train_{inc_type}_{grp(s)}.tfrecord" for s in steps[1:]],
-        # Not the original's name: ours names the setup, step and source whose model made the labels.
-        mixed=[None] + [f"./data/training_incremental/mixed/train_{inc_type}_{grp(s)}_P{c}.{fs}.{h}.{i}"
-                        f"_T{test_index}_S{k}_{source}{suffix}.tfrecord" for k, s in enumerate(steps[1:], start=1)],
+        # The original's name: protocol, classes and parameter indices only (shared by setups and sources).
+        mixed=[None] + [f"./data/training_incremental/mixed/train_{inc_type}_{grp(s)}_P{c}.{fs}.{h}.{i}.tfrecord"
+                        for s in steps[1:]],
+        # TrainManager.mixed_labels_per_experiment = True: named after the setup, step and source whose model
+        # made the labels.
+        mixed_own=[None] + [f"./data/training_incremental/mixed/train_{inc_type}_{grp(s)}_P{c}.{fs}.{h}.{i}"
+                            f"_T{test_index}_S{k}_{source}{suffix}.tfrecord"
+                            for k, s in enumerate(steps[1:], start=1)],
         helper_train=[f"./data/training_incremental/train_{helper_type}_{grp(g)}.tfrecord" for g in helpers],
         val=[[f"./data/validation/val_{k}.tfrecord" for k in range(1, s[-1] + 1)] for s in steps],
         results=f"./outputs/{result_name}" + suffix + ".txt",
@@ -105,6 +110,8 @@ def test_every_setup_and_source(config):
         assert m.get_helper_size() == e["helper_size"], where
         assert m.get_train_paths() == e["train"], where
         assert m.get_mixed_train_paths() == e["mixed"], where
+        own = make(config, test_type, source, "TrainManager.mixed_labels_per_experiment = True")
+        assert own.get_mixed_train_paths() == e["mixed_own"], where
         assert m.get_helper_train_paths() == e["helper_train"], where
         assert m.get_val_paths() == e["val"], where
         assert m.get_validation_file_path() == e["results"], where

@@ -1,5 +1,6 @@
 """A tiny RECALL experiment end to end: stages, artifacts, frozen encoder, label mixing, results, resume."""
 import glob
+import io
 import shutil
 import os
 import signal
@@ -11,6 +12,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import data_loader
 import metrics
@@ -49,7 +51,11 @@ def test_experiment_end_to_end(copy_base, monkeypatch):
     assert m.get_helpers_classes() == [[11, 12, 13, 14, 15]]
     assert m.check_labels_no_helper() and m.check_labels_helper()
     assert all(m.exists_mixed_tfrecord(s) for s in (1, 2))
-    assert os.path.exists(os.path.splitext(m.get_validation_file_path())[0] + ".gin")
+    with open(os.path.splitext(m.get_validation_file_path())[0] + ".gin") as f:
+        operative = f.read()  # every switch between the original's behaviour and ours is recorded
+    for binding in ('Training.train_batch_norm = True', "Training.momentum_rule = 'tf1'",
+                    "Training.replay_label_input = 'raw'", "Training.input_order = 'original'"):
+        assert binding in operative, binding
     assert glob.glob(os.path.join(m.get_replay_folder(), "debug", "*", "rgb_labels", "0.png"))
 
     # Helper and incremental decoders trained on a frozen encoder: bit-identical to the step-0 encoder.
@@ -112,6 +118,59 @@ def test_missing_replay_images_name_the_file(copy_base):
     os.remove(copy_base / "data" / "replay_images" / "gan" / "03.tfrecord")
     with pytest.raises(FileNotFoundError, match="replay_images/gan/03.tfrecord"):
         training.Training(manager(copy_base)).train()
+
+
+@pytest.mark.parametrize("original", [True, False])
+def test_replay_labels_inputs_and_stored_images(copy_base, original):
+    """The original labels replay images from raw 0..255 pixels and stores them re-encoded as Pillow JPEGs of
+    quality 75; the switches subtract the mean first and keep the source bytes."""
+    m = manager(copy_base)
+    t = (training.Training(m) if original else
+         training.Training(m, replay_label_input="mean_subtracted", reencode_jpeg=False))
+    seg = model.Segmenter(21)
+    source = str(copy_base / "data" / "replay_images" / "gan" / "01.tfrecord")
+    output = str(copy_base / "labelled.tfrecord")
+    t._label_replay(seg, source, output, str(copy_base / "debug"))
+    labels = [s["label"].numpy() for s in data_loader.load_tfrecord(output, "validation")]
+    images = np.stack([s["rgb_input"].numpy() for s in data_loader.load_tfrecord(source, "images")])
+    raw = seg.predict_ids(images.astype(np.float32)).numpy()
+    subtracted = seg.predict_ids(images - np.float32(data_loader.DEFAULT_MEAN)).numpy()
+    assert not np.array_equal(raw, subtracted)  # the two inputs label differently, so the test can tell
+    np.testing.assert_array_equal(np.stack(labels), raw if original else subtracted)
+
+    def jpegs(path):
+        return [tf.train.Example.FromString(r.numpy()).features.feature["input"].bytes_list.value[0]
+                for r in tf.data.TFRecordDataset(path)]
+
+    def pillow_75(image):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=75)
+        return buffer.getvalue()
+
+    expected = [pillow_75(image) for image in images] if original else jpegs(source)
+    assert jpegs(output) == expected and expected != jpegs(source) if original else jpegs(output) == expected
+
+
+@pytest.mark.parametrize("input_order", ["original", "balanced"])
+def test_input_order_of_each_stage(copy_base, monkeypatch, input_order):
+    """The original's incremental streams read the replay files in class order through a buffer of
+    400 x (old classes) records; its first step and helpers shuffle whole batches. The switch balances."""
+    calls = []
+    real = data_loader.training_dataset
+    order = ("shuffle_batches", "buffer_size", "sequential_files")
+    monkeypatch.setattr(data_loader, "training_dataset", lambda *args, **kwargs: (
+        calls.append((args[1], {k: v for k, v in kwargs.items() if k in order})), real(*args, **kwargs))[1])
+    m = manager(copy_base)
+    training.Training(m, input_order=input_order).train()
+    first, helper, step1, step2 = calls
+    assert not first[0] and not helper[0] and step1[0] and step2[0]  # replay files in steps 1 and 2 only
+    if input_order == "original":
+        assert first[1] == helper[1] == {"shuffle_batches": True, "buffer_size": 1000}
+        assert step1[1] == {"sequential_files": True, "buffer_size": 400 * 10}
+        assert step2[1] == {"sequential_files": True, "buffer_size": 400 * 15}
+        assert step2[0] == m.get_replay_output_paths()[:15]  # classes 1..15 in order
+    else:
+        assert all(kwargs == {} for _, kwargs in calls)
 
 
 def test_bad_strategy_name():

@@ -1,0 +1,135 @@
+"""The original's behaviours on the embedded benchmark: each switch of the README's table "Behaviours of the
+original" against the default (the original's behaviour), on the experiments it affects, in one run.
+
+    python bench_fidelity.py [--base embedded] [--folder /tmp/bench_fidelity] [--jobs 2]
+
+Needs the built embedded benchmark (`python main.py` builds it under ./embedded). Every setting runs the
+multi-step setups 15-1 and 10-1 of DISJOINT (gan and web replay) and, where the switch changes them too,
+FINE_TUNING_DISJOINT, in a folder of its own that links to <base>'s data and pretrained encoder (nothing of
+<base> is written; labelled replay, mixed labels and checkpoints are the setting's own). Prints, and writes
+to <folder>/fidelity.md, the final-step mIoU over all classes (background excluded, %) of every experiment
+under every setting, and each switch's difference to the default.
+"""
+import os
+import shutil
+import time
+from concurrent import futures
+import multiprocessing
+
+import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import gin
+from absl import app, flags, logging
+
+import main
+import results
+import training
+
+flags.DEFINE_string("base", "embedded", "the built embedded benchmark")
+flags.DEFINE_string("folder", "/tmp/bench_fidelity", "scratch folder, one sub-folder per setting")
+flags.DEFINE_integer("jobs", 2, "settings run at once, one process each")
+flags.DEFINE_list("settings", None, "names of SETTINGS to run (default: all)")
+FLAGS = flags.FLAGS
+
+SETUPS = ["ADD_ONE_FIVE_TIMES", "ADD_ONE_TEN_TIMES"]
+RECALL = [("DISJOINT", t, s) for s in ("gan", "flickr") for t in SETUPS]
+FINE_TUNING = [("FINE_TUNING_DISJOINT", t, "gan") for t in SETUPS]
+# name -> (gin bindings, experiments it affects)
+SETTINGS = {
+    "default (original)": ([], RECALL + FINE_TUNING),
+    "train_batch_norm = False": (["Training.train_batch_norm = False"], RECALL + FINE_TUNING),
+    "momentum_rule = keras": (['Training.momentum_rule = "keras"'], RECALL + FINE_TUNING),
+    "input_order = balanced": (['Training.input_order = "balanced"'], RECALL + FINE_TUNING),
+    "replay_label_input = mean_subtracted": (['Training.replay_label_input = "mean_subtracted"'], RECALL),
+    "mixed batches (4 new + 4 replay)": (["TrainManager.interleave_ratio_new = 4",
+                                          "TrainManager.interleave_ratio_old = 4"], RECALL),
+}
+
+
+def _slug(name):
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def link_base(base, folder):
+    """A folder of links to <base>'s prepared data and pretrained encoder; the experiments' own outputs
+    (labelled replay, mixed labels, checkpoints, results) are left out."""
+    shutil.copytree(os.path.join(base, "data"), os.path.join(folder, "data"), copy_function=os.symlink,
+                    ignore=shutil.ignore_patterns("mixed", "replay_images_and_labels", "*.tmp-*"),
+                    dirs_exist_ok=True)
+    encoders = os.path.join(folder, "checkpoints", "encoders")
+    os.makedirs(encoders, exist_ok=True)
+    source = os.path.join(base, "checkpoints", "encoders")
+    for name in os.listdir(source):
+        if name.startswith("pretrained") and not os.path.exists(os.path.join(encoders, name)):
+            os.symlink(os.path.abspath(os.path.join(source, name)), os.path.join(encoders, name))
+
+
+def run_setting(name, folder):
+    """Runs the setting's experiments in `folder` (one process). Returns (failures, seconds)."""
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
+    training.PROGRESS_BARS = False
+    bindings, runs = SETTINGS[name]
+    params = [f'TrainManager.base_folder_path = "{folder}"'] + bindings
+    extra = [os.path.join("config", "embedded", "embedded.gin")]
+    start = time.time()
+    failures = main.sweep(runs, "config", extra, params, os.path.join("config", "embedded"), jobs=1)
+    return failures, time.time() - start
+
+
+def table(folders):
+    """Markdown: a row per experiment, a column per setting (mIoU all, %), and the switches' differences."""
+    names = list(folders)
+    values = {}
+    for name, folder in folders.items():
+        for row in results.summary_rows(results.read_experiments(os.path.join(folder, "outputs"))):
+            values[(row["config"], row["setup"], row["replay_source"], name)] = row["miou_all"]
+    keys = sorted({k[:3] for k in values}, key=lambda k: (k[0].startswith("FINE"), k[2], k[1]))
+    default = names[0]
+    lines = ["| experiment | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key in keys:
+        cells = []
+        for name in names:
+            v = values.get(key + (name,))
+            base = values.get(key + (default,))
+            if v is None:
+                cells.append("")
+            elif name == default or base is None:
+                cells.append(f"{v:.1f}")
+            else:
+                cells.append(f"{v:.1f} ({v - base:+.1f})")
+        label = f"{key[0]} {key[1]} {key[2] if key[2] != 'none' else ''}".strip()
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(argv):
+    del argv
+    names = FLAGS.settings or list(SETTINGS)
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        raise app.UsageError(f"--settings: unknown {unknown}; expected some of {list(SETTINGS)}")
+    if not os.path.exists(os.path.join(FLAGS.base, "data", "validation", "val_1.tfrecord")):
+        raise app.UsageError(f"--base {FLAGS.base!r} holds no built embedded benchmark: run python main.py first")
+    folders = {name: os.path.abspath(os.path.join(FLAGS.folder, _slug(name))) for name in names}
+    for folder in folders.values():
+        link_base(FLAGS.base, folder)
+    gin.clear_config()
+    start = time.time()
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(FLAGS.jobs, mp_context=context) as pool:
+        done = {name: pool.submit(run_setting, name, folders[name]) for name in names}
+        for name, future in done.items():
+            failures, seconds = future.result()
+            logging.info("setting %r: %d experiments in %.1f s, %d failed", name, len(SETTINGS[name][1]),
+                         seconds, len(failures))
+            for failure in failures:
+                logging.error("FAILED: %s", failure)
+    text = table(folders)
+    print(text)
+    with open(os.path.join(FLAGS.folder, "fidelity.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    logging.info("time: %.1f s in all, %d processes", time.time() - start, FLAGS.jobs)
+
+
+if __name__ == "__main__":
+    app.run(run)
