@@ -46,26 +46,33 @@ def _channels(base, width):
     return max(1, int(base * width))
 
 
-_NATIVE_DILATION = {}  # a fact of this machine's TensorFlow build, probed once
+_NATIVE_DILATION = {}  # compute dtype -> a fact of this machine's TensorFlow build, probed once
 
 
-def native_dilated_gradients():
-    """True when this TensorFlow computes the gradient of a dilated tf.nn.conv2d natively: on GPUs, and on
-    x86 CPUs with oneDNN, which TensorFlow turns on by default only where the CPU has AVX-512 (or when
-    TF_ENABLE_ONEDNN_OPTS=1). Without it the CPU's own kernels refuse dilation rates above 1."""
-    if "ok" not in _NATIVE_DILATION:
+def native_dilated_gradients(dtype="float32"):
+    """True when this TensorFlow computes the gradient of a dilated tf.nn.conv2d in `dtype` natively: on GPUs,
+    and on x86 CPUs with oneDNN (see onednn.py; bfloat16 needs a CPU with AVX512-BF16). TensorFlow's generic
+    CPU kernels refuse dilation rates above 1."""
+    dtype = tf.as_dtype(dtype).name
+    if dtype not in _NATIVE_DILATION:
         if not tf.executing_eagerly():  # build_encoder / build_decoder probe first; tf.init_scope would pause
             return True                 # the gradient tape the probe needs
-        _NATIVE_DILATION["ok"] = _dilated_gradient_runs()
-        if not _NATIVE_DILATION["ok"]:
-            logging.warning("oneDNN is off (TensorFlow turns it on by default only on CPUs with AVX-512): "
-                            "dilated convolutions run as space_to_batch + convolution, and CPU training is "
-                            "several times slower. Import onednn (or set TF_ENABLE_ONEDNN_OPTS=1) before "
-                            "TensorFlow.")
-    return _NATIVE_DILATION["ok"]
+        _NATIVE_DILATION[dtype] = _dilated_gradient_runs(dtype)
+        if not _NATIVE_DILATION[dtype]:
+            logging.warning("no native %s dilated-convolution gradient here (oneDNN off, or no AVX512-BF16 for "
+                            "bfloat16): dilated convolutions run as space_to_batch + convolution; without "
+                            "oneDNN CPU training is several times slower (import onednn, or set "
+                            "TF_ENABLE_ONEDNN_OPTS=1, before TensorFlow).", dtype)
+    return _NATIVE_DILATION[dtype]
 
 
-def _dilated_gradient_runs():
+def _probe_dilation():
+    """Probes (eagerly, before any layer is traced) float32 and the compute dtype of the current policy."""
+    for dtype in {"float32", keras.config.dtype_policy().compute_dtype}:
+        native_dilated_gradients(dtype)
+
+
+def _dilated_gradient_runs(dtype):
     @tf.function  # as a training step computes it: TensorFlow's eager gradient takes another path
     def gradient(images, kernel):
         with tf.GradientTape() as tape:
@@ -74,7 +81,7 @@ def _dilated_gradient_runs():
         return tape.gradient(y, kernel)
 
     try:
-        return gradient(tf.ones([1, 7, 7, 1]), tf.ones([3, 3, 1, 1])) is not None
+        return gradient(tf.ones([1, 7, 7, 1], dtype), tf.ones([3, 3, 1, 1], dtype)) is not None
     except tf.errors.InvalidArgumentError:
         return False
 
@@ -87,7 +94,7 @@ class Conv2D(keras.layers.Conv2D):
     original's tf.nn.atrous_conv2d (space_to_batch). Same variables, same results."""
 
     def call(self, inputs):
-        if self.dilation_rate[0] > 1 and not native_dilated_gradients():
+        if self.dilation_rate[0] > 1 and not native_dilated_gradients(self.compute_dtype):
             outputs = tf.nn.atrous_conv2d(inputs, self.kernel, self.dilation_rate[0], self.padding.upper())
         else:
             outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding.upper(),
@@ -134,7 +141,7 @@ def build_encoder(units=(3, 4, 23, 3), width=1.0):
       [B, ceil(H/8), ceil(W/8), int(2048 * width)]. Call it with training=False (inference-mode batch norm)
       except to pretrain it: training=True normalises with batch statistics and updates the moving ones.
     """
-    native_dilated_gradients()  # probed eagerly, before any layer is traced
+    _probe_dilation()  # eagerly, before any layer is traced
     units = [int(u) for u in units]
     if len(units) != 4 or min(units) < 1:
         raise ValueError(f"backbone.units must be 4 positive ints, got {units}")
@@ -160,7 +167,7 @@ def build_decoder(n_outputs, in_channels):
     Returns:
       keras.Model mapping float32 [B, h, w, in_channels] to logits float32 [B, h, w, n_outputs].
     """
-    native_dilated_gradients()
+    _probe_dilation()
     features = keras.Input((None, None, in_channels), name="features")
     # The original's tf.get_variable default (glorot uniform) initialises the biases too.
     branches = [Conv2D(n_outputs, 3, dilation_rate=rate, padding="same", use_bias=True,

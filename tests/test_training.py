@@ -44,7 +44,26 @@ def test_experiment_end_to_end(copy_base, monkeypatch):
     real_save = model.save_decoder
     monkeypatch.setattr(model, "save_decoder",
                         lambda seg, path: (saved.append((path, seg.encoder.get_weights())), real_save(seg, path)))
+    inputs = []  # (replay files, how the streams are ordered) of every stage's training input
+    real_dataset = data_loader.training_dataset
+    order = ("shuffle_batches", "buffer_size", "sequential_files")
+    monkeypatch.setattr(data_loader, "training_dataset", lambda *args, **kwargs: (
+        inputs.append((args[1], {k: v for k, v in kwargs.items() if k in order})), real_dataset(*args, **kwargs))[1])
     training.Training(m).train()
+
+    # The original's input order: the first step and helpers shuffle whole batches; an incremental step reads
+    # the replay files in class order through a buffer of 400 x (old classes) records.
+    first, helper, step1, step2 = inputs
+    assert not first[0] and not helper[0] and step1[0] and step2[0]  # replay files in steps 1 and 2 only
+    assert first[1] == helper[1] == {"shuffle_batches": True, "buffer_size": 1000}
+    assert step1[1] == {"sequential_files": True, "buffer_size": 400 * 10}
+    assert step2[1] == {"sequential_files": True, "buffer_size": 400 * 15}
+    assert step2[0] == m.get_replay_output_paths()[:15]  # classes 1..15 in order
+    inputs.clear()  # the switch: data_loader's defaults (records shuffled, buffer 1000, files round-robin)
+    balanced = training.Training(m, input_order="balanced")
+    balanced._dataset(m.get_train_paths()[:1], None, stream=0, n_old=None)
+    balanced._dataset(m.get_mixed_train_paths()[2:], m.get_replay_output_paths()[:15], stream=2, n_old=15)
+    assert [kwargs for _, kwargs in inputs] == [{}, {}]
 
     # Every artifact exists.
     assert m.check_encoder() and m.check_decoders() and m.check_helpers()
@@ -149,28 +168,6 @@ def test_replay_labels_inputs_and_stored_images(copy_base, original):
 
     expected = [pillow_75(image) for image in images] if original else jpegs(source)
     assert jpegs(output) == expected and expected != jpegs(source) if original else jpegs(output) == expected
-
-
-@pytest.mark.parametrize("input_order", ["original", "balanced"])
-def test_input_order_of_each_stage(copy_base, monkeypatch, input_order):
-    """The original's incremental streams read the replay files in class order through a buffer of
-    400 x (old classes) records; its first step and helpers shuffle whole batches. The switch balances."""
-    calls = []
-    real = data_loader.training_dataset
-    order = ("shuffle_batches", "buffer_size", "sequential_files")
-    monkeypatch.setattr(data_loader, "training_dataset", lambda *args, **kwargs: (
-        calls.append((args[1], {k: v for k, v in kwargs.items() if k in order})), real(*args, **kwargs))[1])
-    m = manager(copy_base)
-    training.Training(m, input_order=input_order).train()
-    first, helper, step1, step2 = calls
-    assert not first[0] and not helper[0] and step1[0] and step2[0]  # replay files in steps 1 and 2 only
-    if input_order == "original":
-        assert first[1] == helper[1] == {"shuffle_batches": True, "buffer_size": 1000}
-        assert step1[1] == {"sequential_files": True, "buffer_size": 400 * 10}
-        assert step2[1] == {"sequential_files": True, "buffer_size": 400 * 15}
-        assert step2[0] == m.get_replay_output_paths()[:15]  # classes 1..15 in order
-    else:
-        assert all(kwargs == {} for _, kwargs in calls)
 
 
 def test_bad_strategy_name():
