@@ -3,9 +3,12 @@ original" against the default (the original's behaviour), on the experiments it 
 
     python bench_fidelity.py [--base embedded] [--folder /tmp/bench_fidelity] [--jobs 2]
 
+(--jobs, main.py's flag: settings run at once, one process each; default 2.)
+
 Needs the built embedded benchmark (`python main.py` builds it under ./embedded). Every setting runs the
-longest setup, 10-1, of DISJOINT (gan, then web replay, as the sweep orders them) and, where the switch
-changes it too, FINE_TUNING_DISJOINT, in a folder of its own that links to <base>'s data and pretrained encoder (nothing of
+longest setup, 10-1, of DISJOINT with gan replay (and web replay after it, as the sweep orders them, where
+the switch is about what the two share) and, where the switch changes it too, FINE_TUNING_DISJOINT, in a
+folder of its own that links to <base>'s data and pretrained encoder (nothing of
 <base> is written; labelled replay, mixed labels and checkpoints are the setting's own). Prints, and writes
 to <folder>/fidelity.md, the final-step mIoU over all classes (background excluded, %) of every experiment
 under every setting, and each switch's difference to the default.
@@ -13,8 +16,6 @@ under every setting, and each switch's difference to the default.
 import os
 import shutil
 import time
-from concurrent import futures
-import multiprocessing
 
 import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
 import gin
@@ -23,26 +24,27 @@ from absl import app, flags, logging
 import main
 import results
 import training
+import workers
 
 flags.DEFINE_string("base", "embedded", "the built embedded benchmark")
 flags.DEFINE_string("folder", "/tmp/bench_fidelity", "scratch folder, one sub-folder per setting")
-flags.DEFINE_integer("jobs", 2, "settings run at once, one process each")
 flags.DEFINE_list("settings", None, "names of SETTINGS to run (default: all)")
 FLAGS = flags.FLAGS
 
 SETUPS = ["ADD_ONE_TEN_TIMES"]
-RECALL = [("DISJOINT", t, s) for s in ("gan", "flickr") for t in SETUPS]
+RECALL = [("DISJOINT", t, "gan") for t in SETUPS]
+BOTH_SOURCES = RECALL + [("DISJOINT", t, "flickr") for t in SETUPS]
 FINE_TUNING = [("FINE_TUNING_DISJOINT", t, "gan") for t in SETUPS]
 # name -> (gin bindings, experiments it affects)
 SETTINGS = {
-    "default (original)": ([], RECALL + FINE_TUNING),
+    "default (original)": ([], BOTH_SOURCES + FINE_TUNING),
     "train_batch_norm = False": (["Training.train_batch_norm = False"], RECALL + FINE_TUNING),
     "momentum_rule = keras": (['Training.momentum_rule = "keras"'], RECALL + FINE_TUNING),
     "input_order = balanced": (['Training.input_order = "balanced"'], RECALL + FINE_TUNING),
     "reproduce_lr_floor = False": (["Training.reproduce_lr_floor = False"], RECALL),
     "replay_label_input = mean_subtracted": (['Training.replay_label_input = "mean_subtracted"'], RECALL),
     "reencode_jpeg = False": (["Training.reencode_jpeg = False"], RECALL + FINE_TUNING),
-    "mixed_labels_per_experiment = True": (["TrainManager.mixed_labels_per_experiment = True"], RECALL),
+    "mixed_labels_per_experiment = True": (["TrainManager.mixed_labels_per_experiment = True"], BOTH_SOURCES),
     "mixed batches (4 new + 4 replay)": (["TrainManager.interleave_ratio_new = 4",
                                           "TrainManager.interleave_ratio_old = 4"], RECALL),
 }
@@ -55,6 +57,7 @@ def _slug(name):
 def link_base(base, folder):
     """A folder of links to <base>'s prepared data and pretrained encoder; the experiments' own outputs
     (labelled replay, mixed labels, checkpoints, results) are left out."""
+    base = os.path.abspath(base)  # the links' targets
     shutil.copytree(os.path.join(base, "data"), os.path.join(folder, "data"), copy_function=os.symlink,
                     ignore=shutil.ignore_patterns("mixed", "replay_images_and_labels", "*.tmp-*"),
                     dirs_exist_ok=True)
@@ -118,8 +121,8 @@ def run(argv):
         link_base(FLAGS.base, folder)
     gin.clear_config()
     start = time.time()
-    context = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(FLAGS.jobs, mp_context=context) as pool:
+    jobs = FLAGS.jobs or 2
+    with workers.worker_pool(jobs) as pool:
         done = {name: pool.submit(run_setting, name, folders[name]) for name in names}
         for name, future in done.items():
             failures, seconds = future.result()
@@ -131,7 +134,7 @@ def run(argv):
     print(text)
     with open(os.path.join(FLAGS.folder, "fidelity.md"), "w", encoding="utf-8") as f:
         f.write(text)
-    logging.info("time: %.1f s in all, %d processes", time.time() - start, FLAGS.jobs)
+    logging.info("time: %.1f s in all, %d processes", time.time() - start, jobs)
 
 
 if __name__ == "__main__":

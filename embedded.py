@@ -39,12 +39,10 @@ import hashlib
 import io
 import itertools
 import json
-import multiprocessing
 import os
 import shutil
 import sys
 import time
-from concurrent import futures
 
 from absl import app
 from absl import flags
@@ -55,6 +53,7 @@ from PIL import Image
 from tqdm import tqdm
 
 import data_loader
+import workers
 import world
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -722,7 +721,7 @@ def build(base="embedded", seed=0, parallel=False, **sizes):
         logging.info("embedded %s: built in %.1f s", name, report["seconds"])
         timings[name] = report["seconds"]
 
-    with futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with workers.worker_pool(1) as pool:
         for name in PHASES:
             t0 = time.time()
             done = doc["phases"].get(name)

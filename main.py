@@ -9,7 +9,6 @@ Without it, it builds the embedded VOC-like benchmark under ./embedded once (wor
 the same sweep there with config/embedded/embedded.gin on top of each config: a small network, small
 images and few steps, so the whole method runs on a laptop CPU in minutes.
 """
-import multiprocessing
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from absl import app, flags, logging
 import embedded  # the world generator and replay builders; registers the embedded.* gin bindings
 import results
 import training  # registers Training's gin bindings
+import workers
 from train_manager import TrainManager
 
 TEST_TYPES = [name for name, _ in TrainManager.TESTS if name != "JOINT"]
@@ -135,8 +135,7 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
     groups = share_groups(runs, config_dir, extra_files, params, overrides_dir)
     number = {run: k for k, run in numbered}
     failures = []
-    context = multiprocessing.get_context("spawn")  # a fresh TensorFlow in each process
-    with futures.ProcessPoolExecutor(min(jobs, len(groups)), mp_context=context) as pool:
+    with workers.worker_pool(min(jobs, len(groups))) as pool:
         done = [pool.submit(_sweep_process, [(number[r], r) for r in group], len(runs), config_dir,
                             list(extra_files), list(params), overrides_dir) for group in groups]
         for group, future in zip(groups, done):
