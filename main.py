@@ -195,6 +195,32 @@ def voc_data_present(base="."):
     return os.path.exists(os.path.join(base, "data", "validation", "val_1.tfrecord"))
 
 
+def checked_plan(extra_files, params):
+    """The sweep's experiments from the flags, every flag checked first: an unknown config, setup or source,
+    a selection that runs nothing, a missing gin file or a gin binding that does not parse (each binding is
+    tried alone, so the error names it) is an absl usage error (exit status 2), before any work."""
+    try:
+        runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
+    except ValueError as e:
+        raise app.UsageError(str(e), exitcode=2) from None
+    if not runs:
+        raise app.UsageError(f"nothing to run: --configs {FLAGS.configs} with --test_type {FLAGS.test_type} "
+                             f"selects no experiment (JOINT runs only with --configs JOINT; the other configs "
+                             f"need a setup other than JOINT)", exitcode=2)
+    missing = [f for f in extra_files if not os.path.exists(f)]
+    if missing:
+        raise app.UsageError(f"--gin_file: not found: {missing}", exitcode=2)
+    config = os.path.join(FLAGS.config_dir, runs[0][0] + ".gin")
+    for binding in params:
+        try:
+            gin.clear_config()
+            gin.parse_config_files_and_bindings([config] + extra_files, [binding])
+        except Exception as e:  # pylint: disable=broad-except  (gin raises several kinds)
+            raise app.UsageError(f"--gin_param {binding!r}: {e}", exitcode=2) from None
+    gin.clear_config()
+    return runs
+
+
 def main(argv):
     del argv
     benchmark = FLAGS.benchmark
@@ -202,10 +228,12 @@ def main(argv):
         benchmark = "voc" if voc_data_present() else "embedded"
     extra_files, base, overrides_dir = list(FLAGS.gin_file), ".", None
     jobs = FLAGS.jobs or default_jobs(benchmark)
-    timings = {}
     if benchmark == "embedded":
         overrides_dir = os.path.join(FLAGS.config_dir, "embedded")
         extra_files = [os.path.join(overrides_dir, "embedded.gin")] + extra_files
+    runs = checked_plan(extra_files, FLAGS.gin_param)  # before any work: flag errors take a second
+    timings = {}
+    if benchmark == "embedded":
         gin.clear_config()
         gin.parse_config_files_and_bindings(extra_files, FLAGS.gin_param)
         base = gin.query_parameter("TrainManager.base_folder_path")
@@ -214,7 +242,6 @@ def main(argv):
         built = embedded.build(base, parallel=jobs > 1)
         timings.update({f"embedded build: {k}": v for k, v in built.items()})
         timings["embedded build"] = time.time() - start
-    runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
     start = time.time()
     failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir, jobs)
     timings["experiments"] = time.time() - start

@@ -174,6 +174,23 @@ def test_default_path_from_an_empty_folder(tmp_path):
     assert not (tmp_path / "data").exists()  # the embedded benchmark never writes into ./data
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--configs", "DISJOINT", "--test_type", "JOINT"], "nothing to run"),
+    (["--configs", "DISJOINT,TYPO"], "unknown config(s) ['TYPO']"),
+    (["--gin_param", "TrainManager.batch_size = 8", "--gin_param", "TrainManager.batch_siz = 3"],
+     "--gin_param 'TrainManager.batch_siz = 3'"),
+])
+def test_flag_errors_stop_before_any_work(tmp_path, flags, message):
+    """A user error in the flags: a clean message and exit status 2, and nothing built or written."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--config_dir", CONFIG_DIR] + flags,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert os.listdir(tmp_path) == []  # no embedded build started
+
+
 def test_default_jobs(monkeypatch):
     """Two processes only for the embedded benchmark on a CPU with 2+ cores, without TF_CONFIG."""
     monkeypatch.delenv("TF_CONFIG", raising=False)
