@@ -177,7 +177,10 @@ def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_
 
 def run_experiment(files, params, test_type, replay_source):
     """Parses the gin files and bindings afresh and runs one experiment (Training(manager).train())."""
-    manager = _manager(files, params, test_type, replay_source)
+    try:
+        manager = _manager(files, params, test_type, replay_source)
+    except ValueError as e:
+        raise ValueError(f"gin files {files}: {e}") from None
     training.Training(manager).train()
     return manager
 
@@ -195,7 +198,7 @@ def voc_data_present(base="."):
     return os.path.exists(os.path.join(base, "data", "validation", "val_1.tfrecord"))
 
 
-def checked_plan(extra_files, params):
+def checked_plan(extra_files, params, overrides_dir=None):
     """The sweep's experiments from the flags, every flag checked first: an unknown config, setup or source,
     a selection that runs nothing, a missing gin file or a gin binding that does not parse (each binding is
     tried alone, so the error names it) is an absl usage error (exit status 2), before any work."""
@@ -217,6 +220,12 @@ def checked_plan(extra_files, params):
             gin.parse_config_files_and_bindings([config] + extra_files, [binding])
         except Exception as e:  # pylint: disable=broad-except  (gin raises several kinds)
             raise app.UsageError(f"--gin_param {binding!r}: {e}", exitcode=2) from None
+    for config, test_type, source in runs:  # every experiment's bindings (TrainManager checks their values)
+        files = experiment_gin_files(config, FLAGS.config_dir, extra_files, overrides_dir)
+        try:
+            _manager(files, params, test_type, source)
+        except ValueError as e:
+            raise app.UsageError(f"{config} {test_type} {source} (gin files {files}): {e}", exitcode=2) from None
     gin.clear_config()
     return runs
 
@@ -231,7 +240,7 @@ def main(argv):
     if benchmark == "embedded":
         overrides_dir = os.path.join(FLAGS.config_dir, "embedded")
         extra_files = [os.path.join(overrides_dir, "embedded.gin")] + extra_files
-    runs = checked_plan(extra_files, FLAGS.gin_param)  # before any work: flag errors take a second
+    runs = checked_plan(extra_files, FLAGS.gin_param, overrides_dir)  # before any work
     timings = {}
     if benchmark == "embedded":
         gin.clear_config()

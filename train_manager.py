@@ -115,6 +115,7 @@ class TrainManager:
         _check_choice("dataset_type_first_step", dataset_type_first_step, FIRST_STEP_PROTOCOLS)
         _check_choice("dataset_type_helpers", dataset_type_helpers, PROTOCOLS)
         _check_choice("dataset_type_incremental", dataset_type_incremental, PROTOCOLS)
+        _check_values(values)
 
         self.test_name = test_name
         self.test_type = test_type
@@ -463,6 +464,58 @@ class TrainManager:
             return "joint"
         s = self.test_structure
         return "-".join(map(str, s)) if len(s) == 3 else f"{s[0]}-{s[1]}"
+
+
+# binding -> (kind, lower bound, upper bound or None); the bounds are inclusive.
+_RANGES = {
+    **{name: ("int", 0, None) for name in ("parameters_common_index", "parameters_fs_index",
+                                            "parameters_helper_index", "parameters_incremental_index",
+                                            "start_decay_step", "interleave_ratio_old", "interleave_ratio_new")},
+    **{name: ("int", 1, None) for name in ("batch_size", "train_image_size", "training_steps_per_class",
+                                            "decay_steps_per_class", "training_steps_per_class_helper",
+                                            "decay_steps_per_class_helper", "training_steps_per_class_incremental",
+                                            "decay_steps_per_class_incremental")},
+    "n_classes": ("int", 2, 255),
+    **{name: ("number", 0.0, None) for name in ("lr_final_value", "lr_final_value_helper",
+                                                 "lr_final_value_incremental", "l2_decay", "decay_power")},
+    **{name: ("positive", 0.0, None) for name in ("lr_initial_value", "lr_initial_value_helper",
+                                                   "lr_initial_value_incremental")},
+    "momentum": ("number", 0.0, 1.0),
+    **{name: ("bool", None, None) for name in ("helper_decoders_one_class", "validate", "mix_labels")},
+}
+
+
+def _check_values(values):
+    """Every binding's type and range, so that a typo (a negative step count, a batch of 0, a rate of 0)
+    fails here, naming the binding, instead of training nothing and writing an untrained checkpoint."""
+    problems = []
+    for name, (kind, low, high) in _RANGES.items():
+        value = values[name]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == "bool":
+            ok = isinstance(value, bool)
+            expected = "True or False"
+        elif kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (
+                high is None or value <= high)
+            expected = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+        else:
+            ok = number and value >= low and (high is None or value <= high) and (kind != "positive" or value > 0)
+            expected = ("a number > 0" if kind == "positive" else
+                        f"a number >= {low}" + (f" and <= {high}" if high is not None else ""))
+        if not ok:
+            problems.append(f"TrainManager.{name} = {value!r}: expected {expected}")
+    mean = values["dataset_mean"]
+    if not (isinstance(mean, (list, tuple)) and len(mean) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean)):
+        problems.append(f"TrainManager.dataset_mean = {mean!r}: expected 3 numbers (one per channel)")
+    if not problems and values["interleave_ratio_old"] + values["interleave_ratio_new"] == 0:
+        problems.append("TrainManager.interleave_ratio_old and interleave_ratio_new are both 0: an incremental "
+                        "step would have no training data")
+    if not isinstance(values["test_name"], str) or not values["test_name"]:
+        problems.append(f"TrainManager.test_name = {values['test_name']!r}: expected a non-empty string")
+    if problems:
+        raise ValueError("TrainManager: bad binding(s):\n  " + "\n  ".join(problems))
 
 
 def _check_choice(binding, value, valid):

@@ -179,6 +179,8 @@ def test_default_path_from_an_empty_folder(tmp_path):
     (["--configs", "DISJOINT,TYPO"], "unknown config(s) ['TYPO']"),
     (["--gin_param", "TrainManager.batch_size = 8", "--gin_param", "TrainManager.batch_siz = 3"],
      "--gin_param 'TrainManager.batch_siz = 3'"),
+    (["--configs", "FINE_TUNING", "--test_type", "ADD_ONE_ONE_TIME", "--gin_param",
+      "TrainManager.training_steps_per_class = -3"], "training_steps_per_class = -3: expected an integer >= 1"),
 ])
 def test_flag_errors_stop_before_any_work(tmp_path, flags, message):
     """A user error in the flags: a clean message and exit status 2, and nothing built or written."""

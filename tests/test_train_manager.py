@@ -253,3 +253,27 @@ def test_checks_and_find_step_see_only_complete_artifacts(tmp_path):
     assert m.exists_mixed_tfrecord(1)
     with pytest.raises(ValueError, match="step 3 out of range 1..2"):
         m.get_new_classes_for_incremental_step(3)
+
+
+@pytest.mark.parametrize("binding, expected", [
+    ("TrainManager.training_steps_per_class = -3", "training_steps_per_class = -3: expected an integer >= 1"),
+    ("TrainManager.training_steps_per_class_incremental = 0", "training_steps_per_class_incremental = 0"),
+    ("TrainManager.decay_steps_per_class_helper = 2.5", "decay_steps_per_class_helper = 2.5"),
+    ("TrainManager.batch_size = 0", "batch_size = 0: expected an integer >= 1"),
+    ("TrainManager.train_image_size = 0", "train_image_size = 0"),
+    ("TrainManager.lr_initial_value = 0", "lr_initial_value = 0: expected a number > 0"),
+    ("TrainManager.lr_final_value_incremental = -1e-6", "lr_final_value_incremental = -1e-06"),
+    ("TrainManager.interleave_ratio_old = -1", "interleave_ratio_old = -1"),
+    ("TrainManager.dataset_mean = [1, 2]", "dataset_mean = [1, 2]: expected 3 numbers"),
+    ("TrainManager.n_classes = 300", "n_classes = 300: expected an integer >= 2 and <= 255"),
+    ("TrainManager.momentum = 1.5", "momentum = 1.5"),
+    ("TrainManager.validate = 'yes'", "validate = 'yes': expected True or False"),
+    ("TrainManager.parameters_fs_index = -1", "parameters_fs_index = -1"),
+])
+def test_bad_binding_values_name_the_binding(binding, expected):
+    """A value that would train nothing or nonsense fails at once, naming the binding."""
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        make("DISJOINT", "ADD_ONE_ONE_TIME", "gan", binding)
+    with pytest.raises(ValueError, match="both 0"):
+        make("DISJOINT", "ADD_ONE_ONE_TIME", "gan", "TrainManager.interleave_ratio_old = 0",
+             "TrainManager.interleave_ratio_new = 0")
