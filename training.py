@@ -32,6 +32,7 @@ from tqdm import tqdm
 import data_loader
 import metrics
 import model
+import prepare_data
 from train_manager import checkpoint_exists
 
 # VOC colour map (the original's), for the coloured labels saved for inspection.
@@ -190,6 +191,9 @@ class Training:
         logging.info("experiment %s (%s, %s)", m.get_validation_file_name(), m.short_name(), m.replay_source)
         if self.chief:
             remove_stale_temporaries(m.base_folder_path)
+        if m.get_validate():  # a bad validation file fails now, not after step 0 has trained
+            for path in sorted({p for paths in m.get_val_paths() for p in paths}):
+                check_once(path, self.n_classes, allow_empty=True)  # val_k may hold no image (tiny worlds)
         self.first_step()
         with timed("helpers"):
             self.helpers()
@@ -596,7 +600,7 @@ def _pid_alive(pid):
     return True
 
 
-def check_once(path, n_classes, require_labels=True):
+def check_once(path, n_classes, require_labels=True, allow_empty=False):
     """Checks every record of a tfrecord once per process (and again when the file changes), so that a bad
     record fails with its file and index before training instead of deep inside tf.data."""
     if not os.path.exists(path):
@@ -604,9 +608,15 @@ def check_once(path, n_classes, require_labels=True):
                                 f"the replay with gan/generate_gan.py or flickr/download_flickr.py)")
     key = (path, os.path.getmtime(path), os.path.getsize(path))
     if key not in _CHECKED:
-        _CHECKED[key] = data_loader.check_tfrecord(path, n_classes, require_labels)
-        if _CHECKED[key] == 0:
+        count = data_loader.check_tfrecord(path, n_classes, require_labels)
+        if count == 0 and not allow_empty:
             raise ValueError(f"tfrecord {path} holds no record")
+        expected = prepare_data.expected_records(path)  # a file cut at a record boundary reads cleanly
+        if expected is not None and count != expected:
+            raise ValueError(f"tfrecord {path} holds {count} records, but its split list (data/splits/) names "
+                             f"{expected} images: the file is incomplete or stale; delete it and run "
+                             f"prepare_data.py again")
+        _CHECKED[key] = count
     return _CHECKED[key]
 
 

@@ -3,6 +3,7 @@ import glob
 import io
 import shutil
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,6 +169,25 @@ def test_replay_labels_inputs_and_stored_images(copy_base, original):
 
     expected = [pillow_75(image) for image in images] if original else jpegs(source)
     assert jpegs(output) == expected and expected != jpegs(source) if original else jpegs(output) == expected
+
+
+def test_short_training_file_and_corrupt_validation_file_fail_before_training(copy_base):
+    """A training tfrecord cut at a record boundary reads cleanly: its split list tells. A corrupt validation
+    file fails before step 0 trains."""
+    m = manager(copy_base)
+    path = m.get_train_paths()[0]
+    records = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+    data_loader.write_tfrecord(path, records[:len(records) // 4])
+    with pytest.raises(ValueError, match=f"{re.escape(path)} holds {len(records) // 4} records, but its split "
+                                         f"list .* names {len(records)}"):
+        training.Training(m).train()
+    data_loader.write_tfrecord(path, records)
+    with open(m.get_val_paths()[0][2], "r+b") as f:
+        f.seek(30)
+        f.write(b"garbage")
+    with pytest.raises(ValueError, match=re.escape(m.get_val_paths()[0][2])):
+        training.Training(m).train()
+    assert not checkpoint_exists(m.get_encoder_path())  # nothing trained
 
 
 def test_bad_strategy_name():
