@@ -131,8 +131,10 @@ class Training:
       input_order: "original": the first step and helpers shuffle whole batches of consecutive records
         (buffer 1000 batches); an incremental step reads the replay files one after another in class order,
         each stream shuffled with a buffer of 400 x (old classes) records, so large replay files are drawn
-        mostly from the first classes. "balanced": every stage shuffles records (buffer 1000) and reads the
-        replay files round-robin, one record of each class in turn.
+        mostly from the first classes; an incremental step without replay (ratio_old 0) is batched by
+        interleave_ratio_new, not batch_size (the same in the paper's configs: 4 and 4). "balanced": every
+        stage shuffles records (buffer 1000), reads the replay files round-robin, one record of each class in
+        turn, and batches by batch_size.
       reencode_jpeg: True (original): the images of labelled replay and mixed-label files are stored
         re-encoded as JPEG at Pillow's default quality (75), as the original's compute_labels / mix_label
         wrote them through image files; False keeps the source JPEG bytes.
@@ -361,15 +363,15 @@ class Training:
             self._main_holds = (encoder_path, decoder_path)
         return self._main
 
-    def _batch_size(self):
-        b = int(self.p["batch_size"])
+    def _batch_size(self, per_replica=None):
+        b = int(self.p["batch_size"] if per_replica is None else per_replica)
         return b if self.global_batch else b * self.strategy.num_replicas_in_sync
 
     def _dataset(self, new_paths, old_paths, stream, n_old):
         """The training input of a stage; n_old: old classes (background excluded) of an incremental step,
         None for the first step and helpers. See `input_order` for how the streams are ordered."""
         counts = [check_once(path, self.n_classes) for path in list(new_paths) + list(old_paths or [])]
-        options = {}
+        batch, options = self._batch_size(), {}
         if self.input_order == "original" and n_old is None:  # training.py _load_dataset_for_training
             options = dict(shuffle_batches=True, buffer_size=data_loader.DEFAULT_SHUFFLE_BUFFER)
             if min(counts) < self._batch_size():
@@ -377,9 +379,11 @@ class Training:
                                  f"{self._batch_size()} (Training.input_order = 'original' shuffles whole batches)")
         elif self.input_order == "original":  # train_incremental_step -> _load_interleaved_datasets
             options = dict(sequential_files=True, buffer_size=ORIGINAL_BUFFER_PER_OLD_CLASS * max(n_old, 1))
+            if not (old_paths and self.p["interleave_ratio_old"] > 0):  # interleave_datasets batches a single
+                batch = self._batch_size(self.p["interleave_ratio_new"])  # stream by its ratio, not batch_size
         return data_loader.training_dataset(
             new_paths, old_paths, self.p["interleave_ratio_new"], self.p["interleave_ratio_old"],
-            self._batch_size(), self.p["train_image_size"], self.p["dataset_mean"],
+            batch, self.p["train_image_size"], self.p["dataset_mean"],
             seed=self.seed * 1000 + stream, n_classes=self.n_classes, **options)
 
     def _fit(self, seg, stage, classes, dataset, steps, lr, train_encoder, helper=False):

@@ -120,9 +120,16 @@ def test_mix_labels_rule():
     np.testing.assert_array_equal(training.mix_labels(label, prediction), [[7, 8, 3], [5, 2, 3]])
 
 
-def test_fine_tuning_uses_no_replay(copy_base):
+def test_fine_tuning_uses_no_replay(copy_base, monkeypatch):
+    """No helpers, no labelling; the incremental step, one stream of new samples, is batched by
+    interleave_ratio_new (4) rather than batch_size (8), as the original's interleave_datasets did."""
+    batches = []
+    real = data_loader.training_dataset
+    monkeypatch.setattr(data_loader, "training_dataset",
+                        lambda *args, **kwargs: (batches.append(args[4]), real(*args, **kwargs))[1])
     m = manager(copy_base, config="FINE_TUNING", test_type="ADD_ONE_ONE_TIME")
     training.Training(m).train()
+    assert batches == [8, 4]  # step 0 by batch_size, step 1 by the ratio
     assert m.check_decoders()
     assert not os.path.exists(m.get_replay_folder())  # no labelling without replay
     assert [b["step"] for b in metrics.parse_results_file(m.get_validation_file_path())] == [0, 1]
