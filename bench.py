@@ -8,7 +8,7 @@ Each row builds a Segmenter with 21 outputs, runs one step to trace (and compile
 times --steps more steps on random mean-subtracted images and labels; the table gives the median.
 """
 
-import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
 import statistics
 import time
 

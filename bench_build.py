@@ -5,7 +5,7 @@ with --jobs 2), alternating in one job, and checks that both pretrain the same e
 
 Each build starts from an empty folder with config/embedded/embedded.gin's settings (a few minutes each).
 """
-import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
 import os
 import shutil
 import time

@@ -7,7 +7,7 @@ Shapes: DeepLab-V2 at 321x321, batch 4 (41x41 features): block-3/4 convolutions 
 rates 2 and 4, forward + weight gradient) and the ASPP branches (2048 -> 21, rates 6 and 24);
 and the embedded network's ASPP at 64x64 (8x8x512 features, batch 8, forward).
 """
-import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
 import time
 
 import tensorflow as tf

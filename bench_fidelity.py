@@ -17,14 +17,13 @@ import os
 import shutil
 import time
 
-import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # first: oneDNN kernels before TensorFlow loads; worker processes
 import gin
 from absl import app, flags, logging
 
 import main
 import results
 import training
-import workers
 
 flags.DEFINE_string("base", "embedded", "the built embedded benchmark")
 flags.DEFINE_string("folder", "/tmp/bench_fidelity", "scratch folder, one sub-folder per setting")
@@ -122,7 +121,7 @@ def run(argv):
     gin.clear_config()
     start = time.time()
     jobs = FLAGS.jobs or 2
-    with workers.worker_pool(jobs) as pool:
+    with runtime.worker_pool(jobs) as pool:
         done = {name: pool.submit(run_setting, name, folders[name]) for name in names}
         for name, future in done.items():
             failures, seconds = future.result()

@@ -8,7 +8,7 @@ Without --tfrecord, records of random shapes at 500x375 (the size of most VOC im
 temporary folder first; that time is not counted.
 """
 
-import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
 import os
 import tempfile
 import time

@@ -24,7 +24,7 @@ need no gradient): about 3x forward for encoder+decoder; encoder forward + 2x de
 alone. Batch norm, ReLU, additions, upsampling and the loss are left out (well under 1% of the FLOPs).
 """
 
-import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
 import collections
 import glob
 import os

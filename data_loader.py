@@ -26,6 +26,8 @@ from absl import logging
 from PIL import Image
 from tqdm import tqdm
 
+import artifacts
+
 DEFAULT_MEAN = (104.00698793, 116.66876762, 122.67891434)
 IGNORE_LABEL = 255
 MODES = ("training", "validation", "validation+", "images")
@@ -97,20 +99,12 @@ def write_tfrecord(path, examples):
     Returns:
       int: the number of records written.
     """
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
     count = 0
-    try:
+    with artifacts.atomic_path(path, fsync=True) as tmp:
         with tf.io.TFRecordWriter(tmp) as writer:
             for example in examples:
                 writer.write(example)
                 count += 1
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return count
 
 

@@ -33,7 +33,7 @@ settings than the recorded ones are an error: delete the folder to rebuild. Ever
 seed: the same seed gives the same bytes.
 """
 
-import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # first: oneDNN kernels before TensorFlow loads; worker processes
 import dataclasses
 import hashlib
 import io
@@ -41,7 +41,6 @@ import itertools
 import json
 import os
 import shutil
-import sys
 import time
 
 from absl import app
@@ -52,8 +51,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+import artifacts
 import data_loader
-import workers
 import world
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -163,14 +162,6 @@ def _json_safe(value):
 # ------------------------------------------------------------------------------------------ settings file
 
 
-def _write_json(path, doc):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def _open_settings(base, cfg):
     """Reads <base>/world_settings.json (or starts it); raises ValueError when it holds other settings."""
     path = os.path.join(base, SETTINGS_FILE)
@@ -191,7 +182,7 @@ def _open_settings(base, cfg):
         return doc
     os.makedirs(base, exist_ok=True)
     doc = dict(wanted, phases={})
-    _write_json(path, doc)
+    artifacts.write_json(path, doc)
     return doc
 
 
@@ -202,22 +193,11 @@ def _replay_complete(folder, n):
     return all(data_loader.framed_record_count(os.path.join(folder, f"{c:02d}.tfrecord")) == n for c in CLASSES)
 
 
-def _save_model_atomic(module, path, signatures):
-    """tf.saved_model.save into a temporary folder beside `path`, then renamed (replacing an old one)."""
+def _save_model(module, path, signatures):
+    """tf.saved_model.save into a temporary folder, renamed to `path` when complete (replacing an old one)."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tmp = f"{path}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tf.saved_model.save(module, tmp, signatures=signatures)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
-
-
-def _import_tool(folder, name):
-    """Imports gan/generate_gan.py or flickr/download_flickr.py (scripts, not packages)."""
-    path = os.path.join(ROOT, folder)
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    return __import__(name)
+    with artifacts.atomic_path(path) as tmp:
+        tf.saved_model.save(module, tmp, signatures=signatures)
 
 
 # ------------------------------------------------------------------------------------------ generator classes
@@ -339,7 +319,7 @@ def build_generator(cfg, path):
     """Renders the bank and saves the generator SavedModel at `path` (signature "default")."""
     bank = render_bank(cfg, 3, cfg.bank_per_class, "generator bank")
     module = make_generator_module(bank, cfg.seed)
-    _save_model_atomic(module, path, {"default": module.generate})
+    _save_model(module, path, {"default": module.generate})
     return {"classes": cfg.generator_classes, "bank_per_class": cfg.bank_per_class,
             "megabytes": round(bank.nbytes / 2 ** 20, 1)}
 
@@ -434,7 +414,7 @@ def build_classifier(cfg, path):
             return {"logits": self.model(_features(images), training=False)}
 
     module = Classifier()
-    _save_model_atomic(module, path, {"serving_default": module.classify})
+    _save_model(module, path, {"serving_default": module.classify})
     return {"input_size": size, "train_images": int(len(labels)), "steps": cfg.classifier_steps,
             "final_loss": round(loss, 4)}
 
@@ -504,7 +484,7 @@ def pretrain_encoder(cfg, path):
 
 def build_gan_replay(cfg, base):
     """Runs gan/generate_gan.generate with the embedded generator and classifier; reports the mapping."""
-    generate_gan = _import_tool("gan", "generate_gan")
+    from gan import generate_gan  # pylint: disable=g-import-not-at-top  (TensorFlow Hub)
     out_dir = os.path.join(base, "data", "replay_images", "gan")
     mapping = generate_gan.generate(
         os.path.join(base, "models", "generator"), CLASSES, out_dir, images_per_class=cfg.replay_per_class,
@@ -565,16 +545,13 @@ def _write_web_class(cfg, folder, class_id, keyword):
         buf = io.BytesIO()
         Image.fromarray(image).save(buf, format="JPEG", quality=90)
         data, name = buf.getvalue(), f"{i:04d}.jpg"
-        tmp = os.path.join(folder, f"{name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, os.path.join(folder, name))
+        artifacts.write_bytes(os.path.join(folder, name), data)
         entries.append({"file": name, "photo_id": f"embedded-{class_id:02d}-{i:04d}", "owner": "embedded",
                         "owner_name": "embedded world", "license": "0",
                         "url": f"embedded://web/{class_id:02d}/{name}",
                         "sha1": hashlib.sha1(data).hexdigest(), "content": content, "shown_class": shown})
     manifest = {"class": class_id, "keyword": keyword, "next_page": 2, "images": entries, "rejected": {}}
-    _write_json(os.path.join(folder, WEB_MANIFEST), manifest)
+    artifacts.write_json(os.path.join(folder, WEB_MANIFEST), manifest)
 
 
 def _web_class_complete(folder, n):
@@ -588,7 +565,7 @@ def _web_class_complete(folder, n):
 
 def build_web_replay(cfg, base):
     """Writes the web folders (skipping complete classes) and turns them into the flickr replay tfrecords."""
-    download_flickr = _import_tool("flickr", "download_flickr")
+    from flickr import download_flickr  # pylint: disable=g-import-not-at-top  (flickrapi)
     assert download_flickr.MANIFEST == WEB_MANIFEST, download_flickr.MANIFEST
     web_dir = os.path.join(base, "web")
     out_dir = os.path.join(base, "data", "replay_images", "flickr")
@@ -717,11 +694,11 @@ def build(base="embedded", seed=0, parallel=False, **sizes):
 
     def record(name, report):
         doc["phases"][name] = _json_safe(report)
-        _write_json(path, doc)
+        artifacts.write_json(path, doc)
         logging.info("embedded %s: built in %.1f s", name, report["seconds"])
         timings[name] = report["seconds"]
 
-    with workers.worker_pool(1) as pool:
+    with runtime.worker_pool(1) as pool:
         for name in PHASES:
             t0 = time.time()
             done = doc["phases"].get(name)

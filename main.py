@@ -13,9 +13,8 @@ import os
 import sys
 import time
 import traceback
-from concurrent import futures
 
-import onednn  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # first: oneDNN kernels before TensorFlow loads; worker processes
 import gin
 import tensorflow as tf
 from absl import app, flags, logging
@@ -23,7 +22,6 @@ from absl import app, flags, logging
 import embedded  # the world generator and replay builders; registers the embedded.* gin bindings
 import results
 import training  # registers Training's gin bindings
-import workers
 from train_manager import TrainManager
 
 TEST_TYPES = [name for name, _ in TrainManager.TESTS if name != "JOINT"]
@@ -135,7 +133,7 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
     groups = share_groups(runs, config_dir, extra_files, params, overrides_dir)
     number = {run: k for k, run in numbered}
     failures = []
-    with workers.worker_pool(min(jobs, len(groups))) as pool:
+    with runtime.worker_pool(min(jobs, len(groups))) as pool:
         done = [pool.submit(_sweep_process, [(number[r], r) for r in group], len(runs), config_dir,
                             list(extra_files), list(params), overrides_dir) for group in groups]
         for group, future in zip(groups, done):
@@ -268,5 +266,10 @@ def main(argv):
         sys.exit(1)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script `recall`."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -17,6 +17,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
+import artifacts
+
 _HEADER_LEFT = "#" * 33 + " VALIDATION RESULTS OF STEP "
 _HEADER_RIGHT = "#" * 36
 _HEADER_RE = re.compile(r"^#+ VALIDATION RESULTS OF STEP (\d+)#+$")
@@ -161,17 +163,11 @@ def append_results_block(path, block):
       path: the results file (created with its folder if missing).
       block: text from format_results_block.
     """
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
     old = ""
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             old = f.read()
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(old + block)
-    os.replace(tmp, path)
+    artifacts.write_text(path, old + block, fsync=True)
 
 
 def _parse_list(text, where):

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from train_manager import CHECKPOINT_SUFFIX  # one definition of our checkpoint files' suffix
+from artifacts import CHECKPOINT_SUFFIX, atomic_path
 
 ENCODER_SCOPE = "resnet_v1_101"
 DECODER_SCOPE = "decoder"
@@ -51,7 +51,7 @@ _NATIVE_DILATION = {}  # compute dtype -> a fact of this machine's TensorFlow bu
 
 def native_dilated_gradients(dtype="float32"):
     """True when this TensorFlow computes the gradient of a dilated tf.nn.conv2d in `dtype` natively: on GPUs,
-    and on x86 CPUs with oneDNN (see onednn.py; bfloat16 needs a CPU with AVX512-BF16). TensorFlow's generic
+    and on x86 CPUs with oneDNN (see runtime.py; bfloat16 needs a CPU with AVX512-BF16). TensorFlow's generic
     CPU kernels refuse dilation rates above 1."""
     dtype = tf.as_dtype(dtype).name
     if dtype not in _NATIVE_DILATION:
@@ -61,7 +61,7 @@ def native_dilated_gradients(dtype="float32"):
         if not _NATIVE_DILATION[dtype]:
             logging.warning("no native %s dilated-convolution gradient here (oneDNN off, or no AVX512-BF16 for "
                             "bfloat16): dilated convolutions run as space_to_batch + convolution; without "
-                            "oneDNN CPU training is several times slower (import onednn, or set "
+                            "oneDNN CPU training is several times slower (import runtime, or set "
                             "TF_ENABLE_ONEDNN_OPTS=1, before TensorFlow).", dtype)
     return _NATIVE_DILATION[dtype]
 
@@ -318,19 +318,11 @@ def _weights_file(path):
 
 def _save(pairs, path, what):
     final = _weights_file(path)
-    folder = os.path.dirname(final)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    tmp = f"{final}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(final, fsync=True) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = "RECALL-TF2 weights, datasets named as the original's TF1 variables"
             for var, name in pairs:
                 f.create_dataset(name, data=var.numpy())
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     logging.info("Saved the %s to %s", what, final)
 
 

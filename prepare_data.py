@@ -48,6 +48,7 @@ from PIL import Image
 import tensorflow as tf
 from tqdm import tqdm
 
+import artifacts
 import data_loader
 from train_manager import FIRST_STEP_PROTOCOLS, PROTOCOLS, TrainManager, class_range_str
 
@@ -322,21 +323,6 @@ def label_bytes(label_path, lookup):
     return tf.io.encode_png(new.astype(np.uint8)[..., None]).numpy()
 
 
-def remove_stale_temporaries(out_dir):
-    """Deletes the `*.tmp-<pid>[-<thread>]` files under out_dir whose process no longer runs (left by killed
-    runs); a live process's temporaries are kept. The naming convention is training.py's."""
-    import training  # pylint: disable=g-import-not-at-top,import-outside-toplevel  (imports Keras)
-    removed = []
-    for root, _, names in os.walk(out_dir):
-        for name in names:
-            match = training._TMP.search(name)  # pylint: disable=protected-access
-            if match and not training._pid_alive(int(match.group(1))):  # pylint: disable=protected-access
-                os.remove(os.path.join(root, name))
-                removed.append(os.path.join(root, name))
-                logging.info("removed %s, left by an interrupted run", removed[-1])
-    return removed
-
-
 def _write(out, image_dir, label_dir, progress):
     if os.path.exists(out.split_path):
         os.remove(out.split_path)  # the list is the completion mark: drop it while the file is remade
@@ -351,11 +337,7 @@ def _write(out, image_dir, label_dir, progress):
             yield example
 
     count = data_loader.write_tfrecord(out.path, examples())
-    os.makedirs(os.path.dirname(out.split_path), exist_ok=True)
-    tmp = f"{out.split_path}.tmp-{os.getpid()}-{threading.get_ident()}"
-    with open(tmp, "w") as f:
-        f.write("".join(i + "\n" for i in out.ids))
-    os.replace(tmp, out.split_path)
+    artifacts.write_text(out.split_path, "".join(i + "\n" for i in out.ids), fsync=True)
     if not out.ids:
         logging.warning("%s holds no image.", out.path)
     return count
@@ -393,7 +375,7 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
     """
     _require_dir(voc_root, "VOC root")
     if os.path.isdir(out_dir):
-        remove_stale_temporaries(out_dir)
+        artifacts.remove_stale_temporaries(out_dir)
     image_dir = _require_dir(os.path.join(voc_root, "JPEGImages"), "image")
     label_dir = _resolve_label_dir(voc_root, label_dir)
     train_ids = _read_list(os.path.join(voc_root, train_list))
@@ -455,6 +437,11 @@ def main(argv):
             FLAGS.val_list)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script `recall-prepare-data`."""
     flags.mark_flag_as_required("voc_root")
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

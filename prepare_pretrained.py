@@ -239,5 +239,10 @@ def main(argv):
     prepare(FLAGS.out, FLAGS.weights, FLAGS.channel_order, FLAGS.overwrite)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script `recall-prepare-pretrained`."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -12,6 +12,7 @@ import re
 
 from absl import app, flags, logging
 
+import artifacts
 import metrics
 from train_manager import TrainManager
 
@@ -90,13 +91,6 @@ def _fmt(v):
                                                                               else str(v))
 
 
-def _write(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_csv(rows, path):
     import io
     buffer = io.StringIO()
@@ -104,7 +98,7 @@ def write_csv(rows, path):
     writer.writeheader()
     for r in rows:
         writer.writerow({k: _fmt(r[k]) for k in COLUMNS})
-    _write(path, buffer.getvalue())
+    artifacts.write_text(path, buffer.getvalue())
 
 
 def markdown_table(rows):
@@ -180,8 +174,8 @@ def plot(experiments, folder):
         ax1.legend(fontsize=6)
         fig.tight_layout()
         out = os.path.join(folder, f"miou_{setup}.png")
-        fig.savefig(f"{out}.tmp-{os.getpid()}", dpi=90, format="png")
-        os.replace(f"{out}.tmp-{os.getpid()}", out)
+        with artifacts.atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
         plt.close(fig)
 
 
@@ -194,9 +188,9 @@ def summarize(outputs):
         logging.warning("no results files in %s", outputs)
         return rows
     write_csv(rows, os.path.join(outputs, "summary.csv"))
-    _write(os.path.join(outputs, "summary.md"), markdown_table(rows))
-    _write(os.path.join(outputs, "summary.tex"), latex_table(rows, experiments))
-    _write(os.path.join(outputs, "recall_vs_finetuning.md"), recall_vs_finetuning(rows))
+    artifacts.write_text(os.path.join(outputs, "summary.md"), markdown_table(rows))
+    artifacts.write_text(os.path.join(outputs, "summary.tex"), latex_table(rows, experiments))
+    artifacts.write_text(os.path.join(outputs, "recall_vs_finetuning.md"), recall_vs_finetuning(rows))
     plot(experiments, os.path.join(outputs, "plots"))
     logging.info("summary of %d experiments written to %s", len(rows), outputs)
     return rows
@@ -207,6 +201,11 @@ def main(_):
     print(markdown_table(rows))
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script `recall-results`."""
     flags.DEFINE_string("outputs", "outputs", "folder of the results files")
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

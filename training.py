@@ -14,7 +14,6 @@ import contextlib
 import copy
 import io
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -30,10 +29,10 @@ from PIL import Image
 from tqdm import tqdm
 
 import data_loader
+import artifacts
 import metrics
 import model
 import prepare_data
-from train_manager import checkpoint_exists
 
 # VOC colour map (the original's), for the coloured labels saved for inspection.
 PALETTE = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
@@ -192,7 +191,8 @@ class Training:
         m = self.manager
         logging.info("experiment %s (%s, %s)", m.get_validation_file_name(), m.short_name(), m.replay_source)
         if self.chief:
-            remove_stale_temporaries(m.base_folder_path)
+            artifacts.remove_stale_temporaries(*(os.path.join(m.base_folder_path, f)
+                                                  for f in ("checkpoints", "data", "outputs")))
         if m.get_validate():  # a bad validation file fails now, not after step 0 has trained
             for path in sorted({p for paths in m.get_val_paths() for p in paths}):
                 check_once(path, self.n_classes, allow_empty=True)  # val_k may hold no image (tiny worlds)
@@ -202,14 +202,14 @@ class Training:
         with timed("replay labelling"):
             self.replay_labels()
         self.incremental_steps()
-        _write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
+        artifacts.write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
 
     def first_step(self):
         """Step 0: encoder + decoder on classes 0..N0, from the pretrained encoder."""
         m = self.manager
         encoder_path, decoder_path = m.get_encoder_path(), m.get_decoder_paths()[0]
         classes = list(range(m.get_encoder_number() + 1))
-        if m.check_encoder() and checkpoint_exists(decoder_path):
+        if m.check_encoder() and artifacts.checkpoint_exists(decoder_path):
             logging.info("step 0: reused %s and %s (complete checkpoints)", encoder_path, decoder_path)
         else:
             with timed("step 0"):
@@ -220,7 +220,7 @@ class Training:
         m = self.manager
         seg = self._segmenter(self.n_classes)
         pretrained = m.get_encoder_pretrained_path()
-        if checkpoint_exists(pretrained):
+        if artifacts.checkpoint_exists(pretrained):
             model.load_encoder(seg, pretrained)
         elif self.require_pretrained:
             raise FileNotFoundError(
@@ -251,7 +251,7 @@ class Training:
             return
         for classes, out_path, train_path in zip(m.get_helpers_classes(), m.get_helper_out_paths(),
                                                  m.get_helper_train_paths()):
-            if checkpoint_exists(out_path):
+            if artifacts.checkpoint_exists(out_path):
                 logging.info("helper %s: reused %s", classes, out_path)
                 continue
             seg = self._segmenter(len(classes) + 1, [0] + classes)
@@ -490,7 +490,7 @@ class Training:
         m = self.manager
         if not m.get_validate() or step in _steps_in(self.results_file):
             return
-        if step > 0 and not checkpoint_exists(m.get_decoder_paths()[step]):
+        if step > 0 and not artifacts.checkpoint_exists(m.get_decoder_paths()[step]):
             return
         self._validate(self._load(self.n_classes, None, m.get_decoder_paths()[step]), step)
 
@@ -572,7 +572,7 @@ def _worker_view(manager, task_id):
         source = os.path.join(os.path.abspath(manager.base_folder_path), folder)
         if os.path.isdir(source):
             shutil.copytree(source, os.path.join(scratch, folder), copy_function=os.symlink,
-                            ignore=shutil.ignore_patterns("*.tmp-*", "debug", "tensorboard"))
+                            ignore=shutil.ignore_patterns(*artifacts.IGNORE_TEMPORARIES, "debug", "tensorboard"))
     weakref.finalize(view, shutil.rmtree, scratch, ignore_errors=True)
     logging.info("worker %s: writes go to the scratch folder %s (the chief writes the artifacts)", task_id,
                  scratch)
@@ -580,28 +580,6 @@ def _worker_view(manager, task_id):
 
 
 _CHECKED = {}
-_TMP = re.compile(r"\.tmp-(\d+)(-\d+)?$")
-
-
-def remove_stale_temporaries(base):
-    """Deletes what killed runs left half-written: `*.tmp-<pid>` files of processes that no longer run."""
-    for folder in ("checkpoints", "data", "outputs"):
-        for root, _, files in os.walk(os.path.join(base, folder)):
-            for name in files:
-                match = _TMP.search(name)
-                if match and not _pid_alive(int(match.group(1))):
-                    os.remove(os.path.join(root, name))
-                    logging.info("removed %s, left by an interrupted run", os.path.join(root, name))
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_once(path, n_classes, require_labels=True, allow_empty=False):
@@ -670,11 +648,3 @@ def _steps_in(results_file):
     if not os.path.exists(results_file):
         return set()
     return {b["step"] for b in metrics.parse_results_file(results_file)}
-
-
-def _write_text(path, text):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -39,6 +39,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+import artifacts
+
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
                "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
                "sheep", "sofa", "train", "tvmonitor")
@@ -388,16 +390,8 @@ def render_scene(primary_class, rng, config=None):
 
 
 def _atomic_save(pil_image, path, **kwargs):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    pil_image.save(tmp, format=kwargs.pop("format"), **kwargs)
-    os.replace(tmp, path)
-
-
-def _atomic_text(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with artifacts.atomic_path(path) as tmp:
+        pil_image.save(tmp, **kwargs)
 
 
 def image_ids(split, count):
@@ -454,11 +448,11 @@ def generate_world(root, seed=0, image_size=64, train_per_class=100, val_per_cla
                          quality=cfg.jpeg_quality, subsampling=0)
             _atomic_save(Image.fromarray(label, mode="L"), os.path.join(label_dir, image_id + ".png"),
                          format="PNG")
-        _atomic_text(os.path.join(list_dir, split + ".txt"), "".join(i + "\n" for i in ids))
+        artifacts.write_text(os.path.join(list_dir, split + ".txt"), "".join(i + "\n" for i in ids))
         counts[split] = len(ids)
     meta = {"settings": settings, "counts": counts,
             "classes": {CLASS_NAMES[c]: describe_class(c) for c in range(1, N_CLASSES + 1)}}
-    _atomic_text(meta_path, json.dumps(meta, indent=1) + "\n")
+    artifacts.write_json(meta_path, meta)
     logging.info("World written to %s: %d train, %d val images of %dx%d in %.1f s.", root, counts["train"],
                  counts["val"], image_size, image_size, time.time() - start)
     return {**meta, "reused": False}

@@ -34,7 +34,6 @@ import logging as std_logging
 import os
 import socket
 import ssl
-import sys
 import threading
 import time
 import urllib.parse
@@ -49,8 +48,8 @@ import flickrapi
 import requests
 from tqdm import tqdm
 
-# The scripts live in gan/ and flickr/; data_loader.py lives in the project root.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import artifacts
+
 
 # Search keyword of each VOC class (SPEC.md, "Replay generation").
 KEYWORDS = {1: "airplane", 2: "bicycle", 3: "bird", 4: "boat", 5: "bottle", 6: "bus", 7: "car",
@@ -473,21 +472,14 @@ def _load_manifest(folder, class_id, keyword):
     return manifest
 
 
-def _write_atomic(path, data):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _save_manifest(folder, manifest):
-    _write_atomic(os.path.join(folder, MANIFEST), json.dumps(manifest, indent=1).encode())
+    artifacts.write_bytes(os.path.join(folder, MANIFEST), json.dumps(manifest, indent=1).encode())
 
 
 def _accept(folder, manifest, pid, photo, data, sha1):
     """Writes the next image file, then records it in the manifest at once (a kill loses nothing kept)."""
     name = "%04d.jpg" % len(manifest["images"])
-    _write_atomic(os.path.join(folder, name), data)
+    artifacts.write_bytes(os.path.join(folder, name), data)
     manifest["images"].append({"file": name, "photo_id": pid, "owner": photo.get("owner"),
                                "owner_name": photo.get("ownername"), "license": photo.get("license"),
                                "url": photo["url_c"], "sha1": sha1})
@@ -740,6 +732,11 @@ def main(argv):
         raise app.UsageError(str(e), exitcode=2)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script `recall-download-flickr`."""
     define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -34,7 +34,6 @@ import io
 import json
 import math
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -45,9 +44,8 @@ import tensorflow as tf
 import tensorflow_hub as hub
 from tqdm import tqdm
 
-# The scripts live in gan/ and flickr/; data_loader.py lives in the project root.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data_loader  # pylint: disable=g-import-not-at-top,wrong-import-position
+import artifacts
+import data_loader
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
                "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -353,14 +351,6 @@ def read_mapping_file(path, n_generator_classes):
     return mapping
 
 
-def _write_atomic(path, data):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, mapping_file=None,
                     mapping_tfrecords=DEFAULT_MAPPING_TFRECORDS, mapping_folder=None,
                     images_per_class=0, classifier_image_size=0, classifier_outputs="logits",
@@ -415,7 +405,7 @@ def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, 
     doc = {"generator": str(generator.handle), "generator_classes": generator.n_classes,
            "classifier": classifier_handle or None, "images_per_class": cap,
            "classes": {str(c): dict(entries[c], name=_name(c)) for c in sorted(entries)}}
-    _write_atomic(mapping_output, json.dumps(doc, indent=1).encode())
+    artifacts.write_bytes(mapping_output, json.dumps(doc, indent=1).encode())
     return {c: entries[c]["generator_class"] for c in classes}
 
 
@@ -504,7 +494,7 @@ def generate(generator_handle, classes=tuple(range(1, 21)), output_dir="data/rep
             for i, image in enumerate(tqdm(images, total=images_per_class, desc="class %02d" % c)):
                 data = jpeg_bytes(image, jpeg_quality)
                 if jpeg_dir:
-                    _write_atomic(os.path.join(jpeg_dir, "%02d" % c, "%04d.jpg" % i), data)
+                    artifacts.write_bytes(os.path.join(jpeg_dir, "%02d" % c, "%04d.jpg" % i), data)
                 yield data_loader.serialize_example(data)
 
         try:
@@ -558,6 +548,11 @@ def main(argv):
              classifier_image_size=f.classifier_image_size, classifier_outputs=f.classifier_outputs)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script `recall-generate-gan`."""
     define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,14 +1,14 @@
 """Shared fixtures: a tiny generated VOC-like world, prepared into every tfrecord, with replay images."""
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
+import runtime  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU, as main.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import onednn  # noqa: E402,F401  (before TensorFlow: oneDNN kernels on every x86 CPU, as main.py)
+TESTS = os.path.join(ROOT, "tests")  # a test subprocess works here, so that it imports the tests' modules
 
 # Gin bindings of a tiny experiment: the same code as the paper's, a small network on 32x32 images.
 TINY_BINDINGS = [

@@ -25,14 +25,13 @@ from tensorflow.core.util import event_pb2
 
 import metrics
 import training
-from conftest import ROOT
+from conftest import TESTS
 
 TIMEOUT = 240  # seconds per run; a run takes about 10-30 s on 2 CPU cores
 RTOL = 1e-5
 
 _PRELUDE = """
 import sys
-sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
 import keras
 from test_training import manager
 import training
@@ -40,7 +39,7 @@ def run(base, distribute):
     for config in ("DISJOINT", "FINE_TUNING"):
         keras.utils.set_random_seed(0)  # the same initial weights in every run
         m = manager(base, config=config, test_type="ADD_FIVE_ONE_TIME",
-                    extra=[f"Training.distribute = {{distribute!r}}", "Training.global_batch = True",
+                    extra=[f"Training.distribute = {distribute!r}", "Training.global_batch = True",
                            "Training.log_every = 1"])
         training.Training(m).train()
 """
@@ -56,10 +55,6 @@ run(sys.argv[2], "mirrored")
 _WORKER = _PRELUDE + """
 run(sys.argv[1], "multi_worker")
 """
-
-
-def _script(body):
-    return body.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
 
 
 def _wait(procs, logs):
@@ -84,7 +79,7 @@ def _wait(procs, logs):
 def _start(code, args, log, env=None):
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-c", code] + [str(a) for a in args], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
+                                stderr=subprocess.STDOUT, env=env, cwd=TESTS)
 
 
 def _free_port():
@@ -148,7 +143,7 @@ def one_device_and_mirrored(tiny_data, tmp_path_factory):
     for base in bases:
         shutil.copytree(tiny_data, base)
     log = root / "run.log"
-    _wait([_start(_script(_ONE_DEVICE_AND_MIRRORED), bases, log)], [log])
+    _wait([_start(_ONE_DEVICE_AND_MIRRORED, bases, log)], [log])
     return bases
 
 
@@ -169,7 +164,7 @@ def test_two_workers_write_one_set_of_artifacts(one_device_and_mirrored, tiny_da
         env = dict(os.environ, TMPDIR=str(scratch), TF_CONFIG=json.dumps(
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
         logs.append(tmp_path / f"worker{index}.log")
-        procs.append(_start(_script(_WORKER), [base], logs[-1], env))
+        procs.append(_start(_WORKER, [base], logs[-1], env))
     _wait(procs, logs)
 
     # One set of artifacts, the same files as the one-device run; one TensorBoard log per training stage.

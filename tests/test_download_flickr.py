@@ -33,9 +33,8 @@ from PIL import Image
 from PIL import ImageFile
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "flickr"))
-import download_flickr  # pylint: disable=wrong-import-position
+from conftest import ROOT
+from flickr import download_flickr
 
 KEY, SECRET = "test-key-0123", "S3cr3t-value-4f9d"
 CAP = 100_000  # max_bytes in the tests

@@ -6,22 +6,19 @@ short classifier training still tells the classes apart; the default build uses 
 import json
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "gan"))
-sys.path.insert(0, os.path.join(ROOT, "flickr"))
-import data_loader  # pylint: disable=wrong-import-position
-import download_flickr  # pylint: disable=wrong-import-position
-import embedded  # pylint: disable=wrong-import-position
-import gin  # pylint: disable=wrong-import-position
-import model  # pylint: disable=wrong-import-position  (registers the backbone binding)
-import generate_gan  # pylint: disable=wrong-import-position
+import gin
+
+import data_loader
+import embedded
+from flickr import download_flickr
+from gan import generate_gan
+import model  # registers the backbone binding
 
 SIZES = dict(image_size=48, train_per_class=6, val_per_class=2, replay_per_class=10, generator_classes=24,
              bank_per_class=4, classifier_images_per_class=64, classifier_steps=600,

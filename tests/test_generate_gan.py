@@ -17,10 +17,9 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "gan"))
-import data_loader  # pylint: disable=wrong-import-position
-import generate_gan  # pylint: disable=wrong-import-position
+from conftest import ROOT
+import data_loader
+from gan import generate_gan
 
 K, Z_DIM, GEN_SIZE = 6, 8, 16
 PROTO = np.array([[0.1, 0.8, 0.1], [0.9, 0.9, 0.1], [0.5, 0.5, 0.5], [0.1, 0.9, 0.9],

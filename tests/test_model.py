@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import model  # pylint: disable=wrong-import-position
+import model
 
 WIDTH = 1 / 16
 BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -355,10 +354,9 @@ def test_predict_ids_maps_helper_outputs_to_global_ids():
 
 
 _DISTRIBUTED = r"""
-import sys, numpy as np, tensorflow as tf, gin
+import runtime, numpy as np, tensorflow as tf, gin
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
 import model
 gin.parse_config("backbone.units = [1, 1, 1, 1]\nbackbone.width = 0.0625")
 rng = np.random.default_rng(0)
@@ -387,7 +385,6 @@ print("OK")
 
 
 def test_mirrored_strategy_step_matches_a_single_device_step():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", _DISTRIBUTED, root], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", _DISTRIBUTED], capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

@@ -8,7 +8,6 @@ mixed_float16 runs with XLA here: TensorFlow's CPU kernels have no float16 gradi
 """
 
 import os
-import sys
 
 import gin
 import keras
@@ -16,11 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import model  # pylint: disable=wrong-import-position
-import training  # pylint: disable=wrong-import-position
-from train_manager import TrainManager  # pylint: disable=wrong-import-position
+from conftest import ROOT
+import model
+import training
+from train_manager import TrainManager
 
 STEPS = 4
 

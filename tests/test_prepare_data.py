@@ -11,6 +11,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+import artifacts
 import prepare_data
 
 H, W = 6, 8
@@ -394,19 +395,17 @@ def test_palette_labels_and_non_jpeg_images_are_converted(tmp_path):
 def test_stale_temporaries_removed_live_ones_kept(tmp_path):
     root = make_voc(str(tmp_path / "voc"), train={"a_1": [1], "h_20": [20]}, val={"v_1": [1]})
     out = tmp_path / "data"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
-    dead_pid = int(dead.stdout)
-    stale = [out / "training_incremental" / f"train_sequential_20.tfrecord.tmp-{dead_pid}",
-             out / "splits" / f"train_sequential_20.txt.tmp-{dead_pid}-140245",
-             out / "elsewhere" / f"x.tmp-{dead_pid}"]
-    live = [out / "validation" / f"other.tfrecord.tmp-{os.getppid()}", out / f"mine.tmp-{os.getpid()}"]
-    for path in stale + live:
+    stale = [out / "training_incremental" / "train_sequential_20.tfrecord.tmp-1-0",
+             out / "splits" / "train_sequential_20.txt.tmp-1-1"]
+    for path in stale:
         os.makedirs(path.parent, exist_ok=True)
         path.write_bytes(b"\0" * 1000)
-    prepare_data.prepare(root, str(out), workers=1)
+    live = out / "validation" / "other.tfrecord"
+    with artifacts.atomic_path(str(live)) as tmp:  # a writer still at work: its temporary is kept
+        open(tmp, "wb").close()
+        prepare_data.prepare(root, str(out), workers=1)
+        assert os.path.exists(tmp)
     assert [p for p in stale if p.exists()] == []
-    assert all(p.exists() for p in live)
     assert read_split(str(out), "training_incremental/train_sequential_20.tfrecord") == ["h_20"]
 
 

@@ -15,16 +15,14 @@ moves (its input, 18, is even).
 """
 
 import os
-import sys
 
 import h5py
 import keras
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import model  # pylint: disable=wrong-import-position
-import prepare_pretrained as pp  # pylint: disable=wrong-import-position
+import model
+import prepare_pretrained as pp
 
 TOLERANCE = 1e-4
 # (Keras layer, our layer, our sub-sampling): stem, end of block2 (stride 8 in both), end of block3 and block4.

@@ -15,12 +15,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import artifacts
 import data_loader
 import metrics
 import model
 import training
-from conftest import ROOT, TINY_BINDINGS
-from train_manager import TrainManager, checkpoint_exists
+from conftest import ROOT, TESTS, TINY_BINDINGS
+from train_manager import TrainManager
 
 SETUP = "ADD_FIVE_TWO_TIMES"  # 10-5-5: a helper (11-15), label mixing at both steps, replay of 15 classes
 
@@ -194,7 +195,7 @@ def test_short_training_file_and_corrupt_validation_file_fail_before_training(co
         f.write(b"garbage")
     with pytest.raises(ValueError, match=re.escape(m.get_val_paths()[0][2])):
         training.Training(m).train()
-    assert not checkpoint_exists(m.get_encoder_path())  # nothing trained
+    assert not artifacts.checkpoint_exists(m.get_encoder_path())  # nothing trained
 
 
 def test_bad_strategy_name():
@@ -204,7 +205,6 @@ def test_bad_strategy_name():
 
 
 RUN = """
-import sys; sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
 from test_training import manager
 import training
 training.Training(manager({base!r})).train()
@@ -213,8 +213,9 @@ training.Training(manager({base!r})).train()
 
 def _run(base, kill_when=None):
     """Runs the experiment in a subprocess; with kill_when, SIGKILLs it as soon as that file exists."""
-    code = RUN.format(root=ROOT, tests=os.path.join(ROOT, "tests"), base=str(base))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    code = RUN.format(base=str(base))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=TESTS)
     if kill_when is None:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()[-3000:]

@@ -7,13 +7,10 @@ import time
 
 import pytest
 
-from conftest import ROOT
-
-TESTS = os.path.dirname(os.path.abspath(__file__))
+from conftest import TESTS
 PARENT = """
-import sys; sys.path[:0] = [{root!r}, {tests!r}]
-import workers, test_workers
-with workers.worker_pool(2) as pool:
+import runtime, test_workers
+with runtime.worker_pool(2) as pool:
     done = [pool.submit(test_workers.sleeper, {folder!r}) for _ in range(2)]
     print(sum(f.result() for f in done))
 """
@@ -37,7 +34,7 @@ def _alive(pid):
 
 
 def _start(tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", PARENT.format(root=ROOT, tests=TESTS, folder=str(tmp_path))],
+    parent = subprocess.Popen([sys.executable, "-c", PARENT.format(folder=str(tmp_path))], cwd=TESTS,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while len(os.listdir(tmp_path)) < 2 and time.time() < deadline and parent.poll() is None:

@@ -1,0 +1,125 @@
+"""The on-disk conventions: how an artifact is written so that existing means complete.
+
+Every artifact (checkpoint, tfrecord, split list, results file, image, SavedModel folder) is written to a
+temporary name beside its final one, `<final>.tmp-<pid>-<n>`, and renamed when complete. While a writer
+works it holds an exclusive lock on `<temporary>.lock`; a temporary whose lock nobody holds was left by a
+killed run and `remove_stale_temporaries` deletes it (the kernel releases a killed process's locks, so no
+process-id guess is involved).
+
+Checkpoints: ours are HDF5 weight files `<extension-less path>` + CHECKPOINT_SUFFIX (model.py writes them);
+the original's TF1 checkpoints (`<path>.index` + `<path>.data-00000-of-00001`) are recognised too.
+"""
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import re
+import shutil
+import time
+
+from absl import logging
+
+CHECKPOINT_SUFFIX = ".weights.h5"
+TF1_INDEX_SUFFIX = ".index"
+
+TEMPORARY = re.compile(r"\.tmp-\d+-\d+$")
+LOCK_SUFFIX = ".lock"
+IGNORE_TEMPORARIES = ("*.tmp-*",)  # shutil.ignore_patterns arguments that skip temporaries and their locks
+_COUNTER = itertools.count()
+_ORPHAN_LOCK_AGE = 3600  # seconds; a younger lock without its temporary may belong to a writer starting up
+
+
+def checkpoint_exists(path):
+    """True when a complete checkpoint is stored at `path` (extension-less, as TrainManager gives it).
+
+    Ours are renamed into place when complete. The original's TF1 checkpoints are recognised by their index
+    file, which the TF1 saver writes after the data file.
+    """
+    return os.path.exists(path + CHECKPOINT_SUFFIX) or os.path.exists(path + TF1_INDEX_SUFFIX)
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path, fsync=False):
+    """Yields a temporary path beside `path` to write a file or a folder to; renames it to `path` when the
+    block ends without an exception (replacing an old file or folder), and removes it otherwise.
+
+    Args:
+      path: the final path; its folder is created if missing.
+      fsync: flush the written file to disk before the rename (for files other runs resume from).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}-{next(_COUNTER)}"
+    with open(tmp + LOCK_SUFFIX, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield tmp
+            if fsync and os.path.isfile(tmp):
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            if os.path.isdir(tmp) and os.path.isdir(path):
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            _remove(tmp)
+            os.remove(tmp + LOCK_SUFFIX)
+
+
+def write_bytes(path, data, fsync=False):
+    """Writes `data` to `path` atomically."""
+    with atomic_path(path, fsync) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def write_text(path, text, fsync=False):
+    """Writes `text` (UTF-8, newlines as given) to `path` atomically."""
+    write_bytes(path, text.encode("utf-8"), fsync)
+
+
+def write_json(path, doc):
+    """Writes `doc` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def _held(lock_path):
+    """True when a live writer holds the lock file (False when it is missing or free)."""
+    try:
+        with open(lock_path) as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_temporaries(*folders):
+    """Deletes the temporaries (files or folders) under `folders` that killed runs left, with their lock
+    files; a live writer's temporaries are kept. Returns the removed paths."""
+    removed = []
+    for top in folders:
+        for root, dirs, files in os.walk(top):
+            for name in sorted(dirs + files):
+                path = os.path.join(root, name)
+                if TEMPORARY.search(name) and not _held(path + LOCK_SUFFIX):
+                    _remove(path)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path + LOCK_SUFFIX)
+                    removed.append(path)
+                    logging.info("removed %s, left by an interrupted run", path)
+                elif (name.endswith(LOCK_SUFFIX) and TEMPORARY.search(name[:-len(LOCK_SUFFIX)])
+                      and os.path.exists(path) and not os.path.lexists(path[:-len(LOCK_SUFFIX)])
+                      and time.time() - os.path.getmtime(path) > _ORPHAN_LOCK_AGE and not _held(path)):
+                    os.remove(path)  # a writer killed before it made its temporary
+            dirs[:] = [d for d in dirs if not TEMPORARY.search(d)]
+    return removed

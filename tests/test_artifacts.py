@@ -1,0 +1,81 @@
+"""artifacts.py: atomic writes, and the removal of what killed writers left (by lock, not by process id)."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import artifacts
+
+
+def test_write_replaces_atomically_and_leaves_nothing_else(tmp_path):
+    path = tmp_path / "deep" / "results.txt"
+    artifacts.write_text(str(path), "one\n")
+    artifacts.write_text(str(path), "two\n", fsync=True)
+    assert path.read_text() == "two\n"
+    assert os.listdir(path.parent) == ["results.txt"]
+
+
+def test_error_removes_the_temporary_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "model.weights.h5"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with artifacts.atomic_path(str(path)) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"half")
+            raise RuntimeError("disk full")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["model.weights.h5"]
+
+
+def test_a_folder_replaces_a_folder(tmp_path):
+    path = tmp_path / "generator"
+    for content in ("first", "second"):
+        with artifacts.atomic_path(str(path)) as tmp:
+            os.makedirs(tmp)
+            (open(os.path.join(tmp, content), "w")).close()
+    assert os.listdir(path) == ["second"]
+    assert os.listdir(tmp_path) == ["generator"]
+
+
+WRITER = """
+import sys, time
+import artifacts
+with artifacts.atomic_path(sys.argv[1]) as tmp:
+    open(tmp, "w").close()
+    print(tmp, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_stale_temporaries_go_live_ones_stay(tmp_path):
+    """A killed writer's temporary (its lock is free) is removed with its lock file; a running writer's
+    temporary stays, whatever its process id says; so do finished files."""
+    killed = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "a" / "killed.tfrecord")],
+                              stdout=subprocess.PIPE, text=True)
+    running = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "b" / "running.tfrecord")],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        killed_tmp, running_tmp = killed.stdout.readline().strip(), running.stdout.readline().strip()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        stale_folder = tmp_path / "c" / "generator.tmp-4-2"  # a SavedModel folder left without its lock file
+        os.makedirs(stale_folder / "variables")
+        (tmp_path / "c" / "done.tfrecord").write_bytes(b"x")
+        removed = artifacts.remove_stale_temporaries(str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"))
+        assert sorted(removed) == sorted([killed_tmp, str(stale_folder)])
+        assert os.listdir(tmp_path / "a") == []
+        assert os.path.exists(running_tmp) and os.path.exists(running_tmp + artifacts.LOCK_SUFFIX)
+        assert os.listdir(tmp_path / "c") == ["done.tfrecord"]
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_checkpoint_exists_only_when_complete(tmp_path):
+    path = str(tmp_path / "step0")
+    open(path + artifacts.CHECKPOINT_SUFFIX + ".tmp-9-0", "w").close()
+    assert not artifacts.checkpoint_exists(path)
+    open(path + ".index", "w").close()  # the original's TF1 checkpoint
+    assert artifacts.checkpoint_exists(path)
