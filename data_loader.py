@@ -29,7 +29,10 @@ from tqdm import tqdm
 import artifacts
 
 DEFAULT_MEAN = (104.00698793, 116.66876762, 122.67891434)
-IGNORE_LABEL = 255
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor")  # class id -> Pascal VOC name
+VOID = 255  # the label of void pixels (object borders, unlabelled): ignored by the loss and the metrics
 MODES = ("training", "validation", "validation+", "images")
 DEFAULT_SHUFFLE_BUFFER = 1000
 
@@ -46,6 +49,25 @@ def _bytes_feature(value):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
+def voc_palette():
+    """The Pascal VOC colour map: uint8 [256, 3] (void, 255, is light grey (224, 224, 192))."""
+    palette = np.zeros((256, 3), np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette[i] = (r, g, b)
+    return palette
+
+
+def colorize(label):
+    """uint8 [H, W] class ids -> uint8 [H, W, 3] VOC colours, for label images saved for inspection."""
+    return voc_palette()[np.asarray(label, np.uint8)]
+
+
 def serialize_example(image_bytes, label_bytes=None):
     """Builds one record from already-encoded files.
 
@@ -59,7 +81,8 @@ def serialize_example(image_bytes, label_bytes=None):
     feature = {"input": _bytes_feature(image_bytes)}
     if label_bytes is not None:
         feature["label"] = _bytes_feature(label_bytes)
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: else the feature map's order, and so the bytes, vary between processes (hash seeds)
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def encode_example(image, label=None, quality=95):
@@ -282,10 +305,10 @@ def _check_label_values(where, image_hw, label, n_classes):
         raise ValueError(f"{where}: label size {tuple(label.shape[:2])} differs from image size "
                          f"{tuple(image_hw)}")
     if n_classes is not None:
-        bad = np.unique(label[(label >= n_classes) & (label != IGNORE_LABEL)])
+        bad = np.unique(label[(label >= n_classes) & (label != VOID)])
         if bad.size:
             raise ValueError(f"{where}: label values {bad.tolist()} are neither a class id below "
-                             f"{n_classes} nor {IGNORE_LABEL}")
+                             f"{n_classes} nor {VOID}")
 
 
 def check_tfrecord(path, n_classes=None, require_labels=True):
@@ -313,7 +336,7 @@ def check_tfrecord(path, n_classes=None, require_labels=True):
 
         def label_stats():
             label = tf.io.decode_png(ex["label"], channels=1)
-            bad = (tf.cast(label, tf.int32) >= n_cls) & (label != IGNORE_LABEL) if n_cls >= 0 else \
+            bad = (tf.cast(label, tf.int32) >= n_cls) & (label != VOID) if n_cls >= 0 else \
                 tf.zeros_like(label, tf.bool)
             return tf.shape(label)[:2], tf.reduce_any(bad)
 
@@ -386,7 +409,7 @@ def _decode(file, index, raw, with_label, n_classes):
         ["label size differs from image size in", file, "record", index,
          "image", tf.shape(image)[:2], "label", tf.shape(label)[:2]])]
     if n_classes is not None:
-        bad = (tf.cast(label, tf.int32) >= n_classes) & (label != IGNORE_LABEL)
+        bad = (tf.cast(label, tf.int32) >= n_classes) & (label != VOID)
         checks.append(tf.debugging.Assert(
             tf.logical_not(tf.reduce_any(bad)),
             ["label value neither below", n_classes, "nor 255 in", file, "record", index,
@@ -434,7 +457,7 @@ def augment(image, label, size, seed):
     pad_h = tf.maximum(size - new_hw[0], 0)
     pad_w = tf.maximum(size - new_hw[1], 0)
     image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=0.0)
-    label = tf.pad(label, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=IGNORE_LABEL)
+    label = tf.pad(label, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=VOID)
     top = tf.random.stateless_uniform([], seeds[2], 0, new_hw[0] + pad_h - size + 1, dtype=tf.int32)
     left = tf.random.stateless_uniform([], seeds[3], 0, new_hw[1] + pad_w - size + 1, dtype=tf.int32)
     image = tf.ensure_shape(image[top:top + size, left:left + size], [size, size, 3])

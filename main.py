@@ -16,13 +16,13 @@ import traceback
 
 import runtime  # first: oneDNN kernels before TensorFlow loads; worker processes
 import gin
-import tensorflow as tf
 from absl import app, flags, logging
 
-import embedded  # the world generator and replay builders; registers the embedded.* gin bindings
-import results
-import training  # registers Training's gin bindings
 from train_manager import TrainManager
+
+# TensorFlow and the modules that import it (training, results, embedded_benchmark) are imported where they
+# are used, after the flags' checks (checked_plan): a typo in a flag fails in a second, not after TensorFlow
+# has loaded.
 
 TEST_TYPES = [name for name, _ in TrainManager.TESTS if name != "JOINT"]
 RECALL_CONFIGS = ["OVERLAPPED", "DISJOINT", "SEQUENTIAL"]
@@ -38,7 +38,8 @@ flags.DEFINE_list("replay_source", ["gan", "flickr"], "replay sources of the REC
 flags.DEFINE_enum("benchmark", "auto", ["auto", "voc", "embedded"],
                   "voc: prepared data under ./data; embedded: the generated benchmark under ./embedded; "
                   "auto: voc when ./data/validation/val_1.tfrecord exists, else embedded")
-flags.DEFINE_string("config_dir", "config", "folder of the configs")
+flags.DEFINE_string("config_dir", os.path.join(os.path.dirname(os.path.abspath(__file__)), "config"),
+                    "folder of the configs (default: the project's config/)")
 flags.DEFINE_integer("jobs", None, "processes that run the experiments, one group sharing a first step at a "
                      "time each (see sweep); above 1, the embedded build pretrains its encoder in a second "
                      "process; default: 2 for the embedded benchmark on a machine with 2 or more cores and no "
@@ -116,7 +117,7 @@ def share_groups(runs, config_dir, extra_files=(), params=(), overrides_dir=None
     return sorted(groups.values(), key=len, reverse=True)
 
 
-def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=1):
+def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=1, context=None):
     """Runs every experiment of `runs`; one that fails is logged and the others go on.
 
     Args:
@@ -125,11 +126,15 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
         is parsed right after the first of extra_files (the embedded benchmark: config/embedded/JOINT.gin).
       jobs: with more than 1, the groups of share_groups run in up to `jobs` processes at a time (each with
         TensorFlow's default threads, so that an experiment computes what it computes in a serial sweep).
+      context: the training.Context that collects the experiments' times (those of the processes are added
+        to it); None: the process's default one.
 
     Returns the list of failures as (config, test_type, replay_source, error text)."""
+    import training  # pylint: disable=import-outside-toplevel  (see the imports)
+    context = context or training.default_context()
     numbered = list(enumerate(runs, 1))
     if jobs <= 1:
-        return _sweep_numbered(numbered, len(runs), config_dir, extra_files, params, overrides_dir)
+        return _sweep_numbered(numbered, len(runs), config_dir, extra_files, params, overrides_dir, context)
     groups = share_groups(runs, config_dir, extra_files, params, overrides_dir)
     number = {run: k for k, run in numbered}
     failures = []
@@ -143,29 +148,31 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
                 logging.error("the process of %s died: %r", group, e)
                 group_failures, times = [run + (f"{type(e).__name__}: {e}",) for run in group], {}
             failures += group_failures
-            training.TIMES.update(times)
+            context.times.update(times)
     return sorted(failures, key=lambda f: number[f[:3]])
 
 
 def _sweep_process(numbered, total, config_dir, extra_files, params, overrides_dir):
-    """One process of a parallel sweep: its experiments one after the other. Returns (failures, TIMES)."""
+    """One group of a parallel sweep, in a worker process: its experiments one after the other, without
+    progress bars (the bars of parallel processes would overwrite each other). Returns (failures, times of
+    this group)."""
+    import training  # pylint: disable=import-outside-toplevel  (see the imports)
     logging.use_absl_handler()  # the log format of the main process (app.run installs it there)
     logging.set_verbosity(logging.INFO)
-    training.PROGRESS_BARS = False  # the bars of parallel processes would overwrite each other
-    training.TIMES.clear()  # a process runs several groups: report this group's times only
+    context = training.Context(progress_bars=False)
     start = time.time()
-    failures = _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir)
+    failures = _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir, context)
     logging.info("experiments %s (one first step) done in %.1f s", [k for k, _ in numbered], time.time() - start)
-    return failures, dict(training.TIMES)
+    return failures, dict(context.times)
 
 
-def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir):
+def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir, context):
     failures = []
     for k, (config, test_type, source) in numbered:
         logging.info("experiment %d/%d: %s %s %s", k, total, config, test_type, source)
         try:
             run_experiment(experiment_gin_files(config, config_dir, extra_files, overrides_dir), params,
-                           test_type, source)
+                           test_type, source, context)
         except Exception as e:  # pylint: disable=broad-except
             logging.error("experiment %s %s %s failed: %s\n%s", config, test_type, source, e,
                           traceback.format_exc())
@@ -173,13 +180,14 @@ def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_
     return failures
 
 
-def run_experiment(files, params, test_type, replay_source):
+def run_experiment(files, params, test_type, replay_source, context=None):
     """Parses the gin files and bindings afresh and runs one experiment (Training(manager).train())."""
     try:
         manager = _manager(files, params, test_type, replay_source)
     except ValueError as e:
         raise ValueError(f"gin files {files}: {e}") from None
-    training.Training(manager).train()
+    import training  # pylint: disable=import-outside-toplevel  (see the imports)
+    training.Training(manager, context=context).train()
     return manager
 
 
@@ -187,6 +195,7 @@ def default_jobs(benchmark):
     """2 for the embedded benchmark on a CPU, where the small network keeps only part of the cores busy; more
     would not pay (the biggest group of experiments sharing a first step holds half of the sweep's training).
     1 for real VOC, a GPU or a multi-worker run (TF_CONFIG)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the imports)
     if benchmark != "embedded" or "TF_CONFIG" in os.environ or tf.config.list_physical_devices("GPU"):
         return 1
     return min(2, os.cpu_count() or 1)
@@ -204,6 +213,9 @@ def checked_plan(extra_files, params, overrides_dir=None):
         runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
     except ValueError as e:
         raise app.UsageError(str(e), exitcode=2) from None
+    # The gin bindings of Training.*, backbone.* and embedded.* exist once their modules are imported.
+    import embedded_benchmark  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    import training  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
     if not runs:
         raise app.UsageError(f"nothing to run: --configs {FLAGS.configs} with --test_type {FLAGS.test_type} "
                              f"selects no experiment (JOINT runs only with --configs JOINT; the other configs "
@@ -234,11 +246,14 @@ def main(argv):
     if benchmark == "auto":
         benchmark = "voc" if voc_data_present() else "embedded"
     extra_files, base, overrides_dir = list(FLAGS.gin_file), ".", None
-    jobs = FLAGS.jobs or default_jobs(benchmark)
     if benchmark == "embedded":
         overrides_dir = os.path.join(FLAGS.config_dir, "embedded")
         extra_files = [os.path.join(overrides_dir, "embedded.gin")] + extra_files
     runs = checked_plan(extra_files, FLAGS.gin_param, overrides_dir)  # before any work
+    import embedded_benchmark  # pylint: disable=import-outside-toplevel  (see the imports)
+    import results  # pylint: disable=import-outside-toplevel
+    import training  # pylint: disable=import-outside-toplevel
+    jobs = FLAGS.jobs or default_jobs(benchmark)
     timings = {}
     if benchmark == "embedded":
         gin.clear_config()
@@ -246,18 +261,19 @@ def main(argv):
         base = gin.query_parameter("TrainManager.base_folder_path")
         logging.info("no prepared data under ./data: running the embedded benchmark under %s", base)
         start = time.time()
-        built = embedded.build(base, parallel=jobs > 1)
+        built = embedded_benchmark.build(base, parallel=jobs > 1)
         timings.update({f"embedded build: {k}": v for k, v in built.items()})
         timings["embedded build"] = time.time() - start
     start = time.time()
-    failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir, jobs)
+    context = training.Context()
+    failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir, jobs, context)
     timings["experiments"] = time.time() - start
-    if training.chief_process():  # other workers of a multi-worker run leave the summary to the chief
+    if context.chief_process():  # other workers of a multi-worker run leave the summary to the chief
         rows = results.summarize(os.path.join(base, "outputs"))
         print(results.markdown_table(rows))
         print(results.recall_vs_finetuning(rows))
     summed = f" (summed over {jobs} processes)" if jobs > 1 else ""
-    timings.update({f"experiments: {k}{summed}": v for k, v in sorted(training.TIMES.items())})
+    timings.update({f"experiments: {k}{summed}": v for k, v in sorted(context.times.items())})
     for phase, seconds in timings.items():
         logging.info("time: %s %.1f s", phase, seconds)
     if failures:

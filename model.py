@@ -26,11 +26,11 @@ import numpy as np
 import tensorflow as tf
 
 from artifacts import CHECKPOINT_SUFFIX, atomic_path
+from data_loader import VOID
 
 ENCODER_SCOPE = "resnet_v1_101"
 DECODER_SCOPE = "decoder"
 ASPP_RATES = (6, 12, 18, 24)
-IGNORE_LABEL = 255
 BN_EPSILON = 1e-3  # TF-Slim batch_norm default, used by the original.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -89,7 +89,7 @@ def _dilated_gradient_runs(dtype):
 class Conv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D computed with tf.nn.conv2d, which runs dilated convolutions natively (oneDNN on
     CPU, cuDNN on GPU). Keras' own path (tf.nn.convolution) turns a dilation into space_to_batch, which costs
-    1.1-4x per training step on an AVX-512 CPU with oneDNN (rate 2 to 24; see BENCHMARKS.md). Where
+    1.1-4x per training step on an AVX-512 CPU with oneDNN (rate 2 to 24; see benchmarks/BENCHMARKS.md). Where
     TensorFlow has no native dilated gradient (native_dilated_gradients), a dilated convolution runs as the
     original's tf.nn.atrous_conv2d (space_to_batch). Same variables, same results."""
 
@@ -388,9 +388,9 @@ def make_label_map(class_ids, helper=False):
     Returns:
       np.ndarray int32 [256]: stored value -> target index in [0, len(class_ids)) or 255.
     """
-    label_map = np.full(256, 0 if helper else IGNORE_LABEL, np.int32)
+    label_map = np.full(256, 0 if helper else VOID, np.int32)
     for index, class_id in enumerate(class_ids):
-        if not 0 <= int(class_id) < IGNORE_LABEL:
+        if not 0 <= int(class_id) < VOID:
             raise ValueError(f"class id {class_id} in {list(class_ids)} should be in [0, 255)")
         label_map[int(class_id)] = index
     return label_map
@@ -455,7 +455,7 @@ def masked_cross_entropy(logits, targets):
     Args: logits float32 [B, H, W, C]; targets int32 [B, H, W] in [0, C) or 255.
     Returns: (sum of the losses, number of counted pixels), both float32 scalars.
     """
-    valid = tf.not_equal(targets, IGNORE_LABEL)
+    valid = tf.not_equal(targets, VOID)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(valid, targets, 0), logits=logits)
     valid = tf.cast(valid, tf.float32)
     return tf.reduce_sum(losses * valid), tf.reduce_sum(valid)
@@ -547,7 +547,7 @@ class Trainer:
 
     def _checked(self, label_map):
         label_map = np.asarray(label_map)
-        bad = [int(v) for v in np.unique(label_map) if not (0 <= v < self.seg.n_outputs or v == IGNORE_LABEL)]
+        bad = [int(v) for v in np.unique(label_map) if not (0 <= v < self.seg.n_outputs or v == VOID)]
         if label_map.shape != (256,) or bad:
             raise ValueError(f"label_map should hold 256 values in [0, {self.seg.n_outputs}) or 255; got shape "
                              f"{label_map.shape}, bad values {bad}")
@@ -596,7 +596,7 @@ class Trainer:
         targets = tf.gather(self._label_map, labels)
         # Mean over the valid pixels of all replicas.
         count = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
-                               tf.reduce_sum(tf.cast(tf.not_equal(targets, IGNORE_LABEL), tf.float32)))
+                               tf.reduce_sum(tf.cast(tf.not_equal(targets, VOID), tf.float32)))
         lr = self.optimizer.learning_rate  # the rate this update uses (schedule at the current iteration).
         grads, ce, l2 = self._gradients(images, targets, count, ctx.num_replicas_in_sync)
         if self.loss_scaling and ctx.num_replicas_in_sync > 1:

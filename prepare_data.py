@@ -13,7 +13,7 @@ Output under `--out_dir` (names as TrainManager asks for them):
   validation/val_{i}.tfrecord   the validation images whose highest class is i (labels unchanged)
   splits/<same base name>.txt   the image ids of every file, one per line
 
-Protocols (`keeps` and `relabel_lookup`, joined in `protocol_rule`): a step learns the classes
+Protocols (`keeps` and `relabel_lookup`): a step learns the classes
 `first..last`; the old classes are 1..first-1. An image enters the step's file when it holds at least one
 current class, and
   sequential: only background, void, old and current classes (labels kept);
@@ -53,7 +53,6 @@ import data_loader
 from train_manager import FIRST_STEP_PROTOCOLS, PROTOCOLS, TrainManager, class_range_str
 
 N_CLASSES = 20
-VOID = 255
 DEFAULT_LABEL_DIRS = ("SegmentationClassAug", "SegmentationClass")
 DEFAULT_TRAIN_LIST = os.path.join("ImageSets", "Segmentation", "train.txt")
 DEFAULT_VAL_LIST = os.path.join("ImageSets", "Segmentation", "val.txt")
@@ -95,15 +94,8 @@ def relabel_lookup(step_classes, protocol):
     if protocol == "disjoint":
         lookup[1:step_classes[0]] = 0
     elif protocol == "overlapped":
-        lookup[[c for c in range(1, VOID) if c not in step_classes]] = 0
+        lookup[[c for c in range(1, data_loader.VOID) if c not in step_classes]] = 0
     return lookup
-
-
-def protocol_rule(image_classes, step_classes, protocol):
-    """The whole protocol for one image: None when it is left out, else its label lookup (uint8 [256])."""
-    if not keeps(image_classes, step_classes, protocol):
-        return None
-    return relabel_lookup(step_classes, protocol)
 
 
 def validation_class(image_classes):
@@ -251,10 +243,10 @@ def read_example(image_path, label_path):
         raise BadExampleError("size_mismatch", f"{label_path}: label size {label.shape[1]}x{label.shape[0]} "
                               f"differs from image {image_path} size {image.shape[1]}x{image.shape[0]}")
     values = np.unique(label)
-    bad = [int(v) for v in values if not (0 <= v <= N_CLASSES or v == VOID)]
+    bad = [int(v) for v in values if not (0 <= v <= N_CLASSES or v == data_loader.VOID)]
     if bad:
         raise BadExampleError("label_value", f"{label_path}: label values {bad[:10]} are neither "
-                              f"0..{N_CLASSES} nor {VOID}")
+                              f"0..{N_CLASSES} nor {data_loader.VOID}")
     return image, label.astype(np.uint8)
 
 
@@ -420,26 +412,31 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
     return summary
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("voc_root", None, "Folder in Pascal VOC 2012 layout (JPEGImages/, labels, ImageSets/).")
-flags.DEFINE_string("label_dir", None, "Label folder under voc_root; default SegmentationClassAug, else "
-                    "SegmentationClass.")
-flags.DEFINE_string("out_dir", "data", "Output folder.")
-flags.DEFINE_string("train_list", DEFAULT_TRAIN_LIST, "Training id list, relative to voc_root.")
-flags.DEFINE_string("val_list", DEFAULT_VAL_LIST, "Validation id list, relative to voc_root.")
-flags.DEFINE_bool("skip_bad", False, "Skip and count bad examples instead of stopping at the first.")
-flags.DEFINE_integer("workers", 2, "Reading/writing threads.")
+def define_flags():
+    """The command line's flags (defined only when run as a script: importing this module defines none)."""
+    flags.DEFINE_string("voc_root", None, "Folder in Pascal VOC 2012 layout (JPEGImages/, labels, ImageSets/).",
+                        required=True)
+    flags.DEFINE_string("label_dir", None, "Label folder under voc_root; default SegmentationClassAug, else "
+                        "SegmentationClass.")
+    flags.DEFINE_string("output_dir", "data", "Output folder.")
+    flags.DEFINE_alias("out_dir", "output_dir")  # the flag's name before 2026-12
+    flags.DEFINE_string("train_list", DEFAULT_TRAIN_LIST, "Training id list, relative to voc_root.")
+    flags.DEFINE_string("val_list", DEFAULT_VAL_LIST, "Validation id list, relative to voc_root.")
+    flags.DEFINE_bool("skip_bad", False, "Skip and count bad examples instead of stopping at the first.")
+    flags.DEFINE_integer("workers", 2, "Reading/writing threads.", lower_bound=1)
+    flags.register_validator("voc_root", lambda path: path is None or os.path.isdir(path),
+                             "--voc_root: no such folder (expected the VOC2012 folder holding JPEGImages/)")
 
 
 def main(argv):
     del argv
-    prepare(FLAGS.voc_root, FLAGS.out_dir, FLAGS.label_dir, FLAGS.workers, FLAGS.skip_bad, FLAGS.train_list,
-            FLAGS.val_list)
+    f = flags.FLAGS
+    prepare(f.voc_root, f.output_dir, f.label_dir, f.workers, f.skip_bad, f.train_list, f.val_list)
 
 
 def cli():
     """The console script `recall-prepare-data`."""
-    flags.mark_flag_as_required("voc_root")
+    define_flags()
     app.run(main)
 
 

@@ -225,22 +225,25 @@ def prepare(out=DEFAULT_OUT, weights="imagenet", channel_order="bgr", overwrite=
     return "written"
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("out", DEFAULT_OUT, "Checkpoint path without the .weights.h5 suffix.")
-flags.DEFINE_string("weights", "imagenet", "'imagenet' (Keras' cached download) or the path of a "
-                    "keras.applications.ResNet101(include_top=False) weights file.")
-flags.DEFINE_enum("channel_order", "bgr", list(CHANNEL_ORDERS), "Channel order the encoder takes: bgr "
-                  "(Keras' network unchanged) or rgb (conv1's input channels reversed, for RGB images).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing checkpoint.")
+def define_flags():
+    """The command line's flags (defined only when run as a script: importing this module defines none)."""
+    flags.DEFINE_string("out", DEFAULT_OUT, "Checkpoint path without the .weights.h5 suffix.")
+    flags.DEFINE_string("weights", "imagenet", "'imagenet' (Keras' cached download) or the path of a "
+                        "keras.applications.ResNet101(include_top=False) weights file.")
+    flags.DEFINE_enum("channel_order", "bgr", list(CHANNEL_ORDERS), "Channel order the encoder takes: bgr "
+                      "(Keras' network unchanged) or rgb (conv1's input channels reversed, for RGB images).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing checkpoint.")
 
 
 def main(argv):
     del argv
-    prepare(FLAGS.out, FLAGS.weights, FLAGS.channel_order, FLAGS.overwrite)
+    f = flags.FLAGS
+    prepare(f.out, f.weights, f.channel_order, f.overwrite)
 
 
 def cli():
     """The console script `recall-prepare-pretrained`."""
+    define_flags()
     app.run(main)
 
 

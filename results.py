@@ -1,26 +1,186 @@
-"""Summaries of finished experiments, rebuilt from the results files (`outputs/*.txt`) alone.
+"""The results files and the summaries of finished experiments.
+
+Each experiment writes `outputs/<name>.txt`, the original's text blocks (one per validated step: loss, mIoU,
+per-class IoU and accuracy, old/new groups; format_results_block, parse_results_file), and beside it, when it
+finishes, `<name>.gin` (the operative gin config) and `<name>.json` (what the experiment was: config, setup,
+parameter indices, replay source; write_description). The summaries read the JSON files, never file names.
 
 Writes `summary.csv`, `summary.md`, `summary.tex` (the paper's table form), `recall_vs_finetuning.md`
 (RECALL's final mIoU minus the fine-tuning baseline's of the same protocol) and PNG plots in `plots/`.
 Usage: python results.py --outputs outputs
 """
+import ast
 import csv
 import glob
+import json
 import math
 import os
 import re
 
 from absl import app, flags, logging
+import numpy as np
 
 import artifacts
 import metrics
-from train_manager import TrainManager
 
-RESULT_NAME = re.compile(r"^(?P<config>.+) \(T(?P<test>\d+)_P(?P<params>[\d.]+)(?:_(?P<source>gan|flickr))?"
-                         r"(?P<one>_1)?\)(?:_1)?\.txt$")
-COLUMNS = ["config", "test_type", "setup", "replay_source", "miou_old", "miou_new", "miou_all", "miou_all_bg",
-           "delta_vs_joint"]
+_HEADER_LEFT = "#" * 33 + " VALIDATION RESULTS OF STEP "
+_HEADER_RIGHT = "#" * 36
+_HEADER_RE = re.compile(r"^#+ VALIDATION RESULTS OF STEP (\d+)#+$")
+_GROUP_RE = re.compile(r"^(old|new) classes (miou|mean accuracy) (\[.*\])$")
+COLUMNS = ["config", "test_type", "setup", "replay_source", "parameters", "miou_old", "miou_new", "miou_all",
+           "miou_all_bg", "delta_vs_joint"]
 N_CLASSES = 21
+
+
+# ------------------------------------------------------------------------------------ the results file
+
+
+def _fmt_list(values):
+    return str([None if v is None else "{:.3f}".format(v) for v in values])
+
+
+def format_results_block(step, loss, cm, old_classes, new_classes):
+    """The text the original appends to the results file after validating a step.
+
+    Args:
+      step: int, the step index.
+      loss: mean validation loss (float or numpy scalar, printed with str()).
+      cm: confusion matrix [n, n] (numpy or tensor).
+      old_classes: list of old class ids (incremental steps) or None (first step).
+      new_classes: list of the step's new class ids (first step: all its classes, background included).
+
+    Returns:
+      str, starting with an empty line and ending with a blank line, ready to append.
+    """
+    new_classes = [int(c) for c in new_classes]
+    old_classes = None if old_classes is None else [int(c) for c in old_classes]
+    classes = new_classes if old_classes is None else old_classes + new_classes
+    cm = np.asarray(cm, np.float64)
+    loss = loss.numpy() if hasattr(loss, "numpy") else loss
+    lines = [
+        "",
+        f"{_HEADER_LEFT}{step}{_HEADER_RIGHT}",
+        f"LOSS\n{loss}\n",
+        f"mIoU\n{metrics.get_mean_iou(cm, classes)}\n",
+        f"class_iou\n{_fmt_list(metrics.get_classes_iou(cm, classes))}\n",
+        f"mean class accuracy\n{metrics.get_mean_class_accuracy(cm, classes)}\n",
+        f"mean pixel accuracy\n{metrics.get_mean_pixel_accuracy(cm, classes)}\n",
+        f"class accuracy\n{_fmt_list(metrics.get_classes_accuracy(cm, classes))}\n",
+    ]
+    if old_classes:
+        old_miou, new_miou = metrics.get_mean_iou_old_and_new(cm, old_classes, new_classes)
+        old_acc, new_acc = metrics.get_mean_accuracy_old_and_new(cm, old_classes, new_classes)
+        lines += [f"old classes miou {old_classes}\n{old_miou}\n",
+                  f"new classes miou {new_classes}\n{new_miou}\n",
+                  f"old classes mean accuracy {old_classes}\n{old_acc}\n",
+                  f"new classes mean accuracy {new_classes}\n{new_acc}\n"]
+    return "\n".join(lines) + "\n"
+
+
+def append_results_block(path, block):
+    """Appends a block to a results file atomically (the whole file is rewritten under a temporary name).
+
+    Args:
+      path: the results file (created with its folder if missing).
+      block: text from format_results_block.
+    """
+    old = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    artifacts.write_text(path, old + block, fsync=True)
+
+
+def _parse_list(text, where):
+    try:
+        values = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"{where}: expected a Python list, got {text!r}") from None
+    if not isinstance(values, list):
+        raise ValueError(f"{where}: expected a Python list, got {text!r}")
+    return values
+
+
+def _parse_float(text, where):
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: expected a number, got {text!r}") from None
+
+
+_SCALARS = {"LOSS": "loss", "mIoU": "miou", "mean class accuracy": "mean_class_accuracy",
+            "mean pixel accuracy": "mean_pixel_accuracy"}
+_LISTS = {"class_iou": "class_iou", "class accuracy": "class_accuracy"}
+
+
+def parse_results_file(path):
+    """Reads every block of a results file (ours or the original's).
+
+    Args:
+      path: an `outputs/*.txt` results file.
+
+    Returns:
+      list of dicts in file order, each with: step (int), loss, miou, mean_class_accuracy,
+      mean_pixel_accuracy (floats), class_iou, class_accuracy (lists of float or None), and
+      old_classes, new_classes (lists of int or None), old_miou, new_miou, old_accuracy, new_accuracy
+      (floats or None; None for a first step).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"results file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        lines = [line.rstrip() for line in f]
+    blocks, block, i = [], None, 0
+    while i < len(lines):
+        line, key_where = lines[i], f"{path}: line {i + 1}"
+        i += 1
+        if not line:
+            continue
+        header = _HEADER_RE.match(line)
+        if header:
+            block = {"step": int(header.group(1)), "old_classes": None, "new_classes": None,
+                     "old_miou": None, "new_miou": None, "old_accuracy": None, "new_accuracy": None}
+            blocks.append(block)
+            continue
+        if block is None:
+            raise ValueError(f"{key_where}: expected a 'VALIDATION RESULTS OF STEP' header, got {line!r}")
+        group = _GROUP_RE.match(line)
+        if not (line in _SCALARS or line in _LISTS or group):
+            raise ValueError(f"{key_where}: unknown entry {line!r}")
+        if i >= len(lines):
+            raise ValueError(f"{key_where}: {line!r} has no value line")
+        value, where = lines[i], f"{path}: line {i + 1}"
+        i += 1
+        if line in _SCALARS:
+            block[_SCALARS[line]] = _parse_float(value, where)
+        elif line in _LISTS:
+            block[_LISTS[line]] = [None if v is None else float(v) for v in _parse_list(value, where)]
+        else:
+            which, metric = group.group(1), group.group(2)
+            block[f"{which}_classes"] = [int(c) for c in _parse_list(group.group(3), key_where)]
+            block[f"{which}_{'miou' if metric == 'miou' else 'accuracy'}"] = _parse_float(value, where)
+    for b in blocks:
+        missing = [k for k in list(_SCALARS.values()) + list(_LISTS.values()) if k not in b]
+        if missing:
+            raise ValueError(f"{path}: block of step {b['step']} lacks {missing}")
+    return blocks
+
+
+def description_path(results_file):
+    """`<name>.json` beside the results file `<name>.txt`."""
+    return os.path.splitext(results_file)[0] + ".json"
+
+
+def write_description(manager):
+    """Writes the JSON description beside the experiment's results file: what the summaries read."""
+    m = manager
+    doc = {"config": m.test_name, "test_type": m.test_type, "test_index": m.test_index,
+           "structure": list(m.test_structure), "parameters": m.parameter_to_str(),
+           "replay_source": m.replay_source if m.uses_replay() else "none",
+           "results_file": os.path.basename(m.get_validation_file_path())}
+    artifacts.write_json(description_path(m.get_validation_file_path()), doc)
+
+
+# ---------------------------------------------------------------------------------------- summaries
 
 
 def _mean(values):
@@ -33,32 +193,32 @@ def _short(structure):
 
 
 def read_experiments(outputs):
-    """Parses every finished experiment's results file of `outputs` (unfinished ones are skipped with a
-    warning). Returns a list of dicts (one per file), sorted by name:
-    config, test_type, setup, structure, replay_source ('gan', 'flickr' or 'none' for configs without
-    replay), blocks (metrics.parse_results_file), path."""
+    """Reads every finished experiment of `outputs`: each JSON description (write_description) and the
+    results file it names (unreadable or unfinished ones are skipped with a warning; a results file without
+    a description, such as one of the original's, is not summarised). Returns a list of dicts sorted by
+    results file: config, test_type, setup, structure, parameters, replay_source ('gan', 'flickr' or 'none'
+    for experiments without replay), blocks (parse_results_file), path."""
     experiments = []
-    for path in sorted(glob.glob(os.path.join(outputs, "*.txt"))):
-        match = RESULT_NAME.match(os.path.basename(path))
-        if not match:
-            continue
+    for description in sorted(glob.glob(os.path.join(outputs, "*.json"))):
         try:
-            blocks = metrics.parse_results_file(path)
-        except ValueError as e:
-            logging.warning("skipping unreadable results file: %s", e)
+            with open(description, encoding="utf-8") as f:
+                doc = json.load(f)
+            path = os.path.join(os.path.dirname(description), doc["results_file"])
+            structure = [int(n) for n in doc["structure"]]
+            blocks = parse_results_file(path)
+            config, test_type, parameters, source = (doc["config"], doc["test_type"], doc["parameters"],
+                                                     doc["replay_source"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logging.warning("skipping %s: %s: %s", description, type(e).__name__, e)
             continue
-        test_type, structure = TrainManager.TESTS[int(match["test"])]
         if not blocks or max(b["step"] for b in blocks) != len(structure) - 1:
             logging.warning("skipping %s: the experiment is not finished (steps %s of %d)", path,
                             [b["step"] for b in blocks], len(structure))
             continue
-        config = match["config"]
-        no_replay = config.startswith("FINE_TUNING") or test_type == "JOINT" or not match["source"]
-        experiments.append(dict(config=config, test_type=test_type, structure=structure,
+        experiments.append(dict(config=config, test_type=test_type, structure=structure, parameters=parameters,
                                 setup="joint" if test_type == "JOINT" else _short(structure),
-                                replay_source="none" if no_replay else match["source"],
-                                blocks=sorted(blocks, key=lambda b: b["step"]), path=path))
-    return experiments
+                                replay_source=source, blocks=sorted(blocks, key=lambda b: b["step"]), path=path))
+    return sorted(experiments, key=lambda e: e["path"])
 
 
 def group_mious(block, n0):
@@ -81,7 +241,8 @@ def summary_rows(experiments):
         if joint is not None:
             delta = all_ - group_mious(joint["blocks"][-1], n0)[2]
         rows.append(dict(config=e["config"], test_type=e["test_type"], setup=e["setup"],
-                         replay_source=e["replay_source"], miou_old=old, miou_new=new, miou_all=all_,
+                         replay_source=e["replay_source"], parameters=e["parameters"], miou_old=old, miou_new=new,
+                         miou_all=all_,
                          miou_all_bg=all_bg, delta_vs_joint=delta))
     return rows
 
@@ -114,12 +275,14 @@ BASELINES = {"SEQUENTIAL": "FINE_TUNING", "DISJOINT": "FINE_TUNING_DISJOINT", "O
 def recall_vs_finetuning(rows):
     """Markdown table: per setup, RECALL config and replay source, the final mIoU over all classes
     (miou_all) of RECALL, of the fine-tuning config of its protocol, and the difference."""
-    lines = ["| setup | config | replay_source | RECALL | fine-tuning | difference |", "|---|---|---|---|---|---|"]
+    lines = ["| setup | config | replay_source | parameters | RECALL | fine-tuning | difference |",
+             "|---|---|---|---|---|---|---|"]
     index = {(r["config"], r["setup"]): r for r in rows}
     for r in rows:
         baseline = index.get((BASELINES.get(r["config"]), r["setup"]))
         if baseline is not None:
-            lines.append(f"| {r['setup']} | {r['config']} | {r['replay_source']} | {_fmt(r['miou_all'])} | "
+            lines.append(f"| {r['setup']} | {r['config']} | {r['replay_source']} | {r['parameters']} | "
+                         f"{_fmt(r['miou_all'])} | "
                          f"{_fmt(baseline['miou_all'])} | {_fmt(r['miou_all'] - baseline['miou_all'])} |")
     return "\n".join(lines) + "\n"
 
@@ -131,16 +294,20 @@ def latex_table(rows, experiments):
               if any(r["setup"] == s for r in rows)]
     n0 = {e["setup"]: e["structure"][0] for e in experiments}
     joint = next((e for e in experiments if e["test_type"] == "JOINT"), None)
-    methods = sorted({(r["config"], r["replay_source"]) for r in rows if r["setup"] != "joint"})
+    methods = sorted({(r["config"], r["replay_source"], r["parameters"]) for r in rows if r["setup"] != "joint"})
+    generations = {c: {p for c2, _, p in methods if c2 == c} for c, _, _ in methods}
     head = " & ".join(f"\\multicolumn{{3}}{{c}}{{{s}}}" for s in setups)
     lines = ["\\begin{tabular}{l" + "ccc" * len(setups) + "}", "\\toprule", f"Method & {head} \\\\",
              " & " + " & ".join(["old & new & all"] * len(setups)) + " \\\\", "\\midrule"]
-    for config, source in methods:
+    for config, source, parameters in methods:
         cells = []
         for s in setups:
-            r = next((x for x in rows if (x["config"], x["replay_source"], x["setup"]) == (config, source, s)), None)
+            r = next((x for x in rows if (x["config"], x["replay_source"], x["parameters"], x["setup"])
+                      == (config, source, parameters, s)), None)
             cells += [_fmt(r["miou_old"]), _fmt(r["miou_new"]), _fmt(r["miou_all"])] if r else ["", "", ""]
         name = config.replace("_", "\\_") + ("" if source == "none" else f" ({source})")
+        if len(generations[config]) > 1:  # two parameter generations of one config: say which row is which
+            name += f" P{parameters}"
         lines.append(f"{name} & " + " & ".join(cells) + " \\\\")
     if joint is not None:
         cells = [_fmt(v) for s in setups for v in group_mious(joint["blocks"][-1], n0[s])[:3]]
@@ -150,15 +317,15 @@ def latex_table(rows, experiments):
 
 
 def plot(experiments, folder):
-    """mIoU after each step per setup (one line per method, JOINT dashed), and per-class IoU at the last step."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """mIoU after each step per setup (one line per method, JOINT dashed), and per-class IoU at the last step.
+    Drawn on matplotlib Figures of their own: pyplot's backend and state are left alone (notebooks)."""
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top,import-outside-toplevel
     os.makedirs(folder, exist_ok=True)
     joint = next((e for e in experiments if e["test_type"] == "JOINT"), None)
     for setup in sorted({e["setup"] for e in experiments if e["setup"] != "joint"}):
         runs = [e for e in experiments if e["setup"] == setup]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+        fig = Figure(figsize=(13, 4.5))
+        ax1, ax2 = fig.subplots(1, 2)
         for e in runs:
             label = f"{e['config']} ({e['replay_source']})"
             ax1.plot([b["step"] for b in e["blocks"]], [100 * b["miou"] for b in e["blocks"]], marker="o",
@@ -176,7 +343,6 @@ def plot(experiments, folder):
         out = os.path.join(folder, f"miou_{setup}.png")
         with artifacts.atomic_path(out) as tmp:
             fig.savefig(tmp, dpi=90, format="png")
-        plt.close(fig)
 
 
 def summarize(outputs):

@@ -3,8 +3,8 @@
 Import this module before TensorFlow (every entry point does). TensorFlow enables oneDNN by default only on
 x86 CPUs with AVX-512. Without it, this project's CPU training runs on TensorFlow's generic kernels, which
 have no gradient of a dilated convolution (model.Conv2D then falls back to space_to_batch) and are 7-15x
-slower on the embedded benchmark's network (BENCHMARKS.md, "oneDNN"). An explicit TF_ENABLE_ONEDNN_OPTS in
-the environment is left as it is.
+slower on the embedded benchmark's network (benchmarks/BENCHMARKS.md, "oneDNN"). An explicit
+TF_ENABLE_ONEDNN_OPTS in the environment is left as it is.
 """
 import contextlib
 import multiprocessing
@@ -23,7 +23,7 @@ def worker_pool(processes):
     """A concurrent.futures pool of `processes` fresh Python processes (spawned: a new TensorFlow in each)
     that never outlive their parent: each worker ends itself when the parent is gone (killed, SIGTERM), and an
     exception in the parent (Ctrl-C) terminates them, so that no worker keeps training and writing beside a
-    restarted sweep (main.py) or build (embedded.py)."""
+    restarted sweep (main.py) or build (embedded_benchmark)."""
     pool = futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_die_with_parent, initargs=(os.getpid(),))
     try:

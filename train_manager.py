@@ -5,6 +5,7 @@
 computed here from the four parameter indices and the test structure; nobody else builds these strings.
 Public methods keep the original's names and results, so notebooks written for the original still work.
 """
+import dataclasses
 import os
 
 import gin
@@ -37,6 +38,46 @@ def class_range_str(classes):
 
 
 _MISSING = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """One stage's training length and polynomial learning-rate decay."""
+    steps: int
+    lr_initial: float
+    lr_final: float
+    decay_steps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Common:
+    """The bindings of `parameters_common_index`: shared by every stage."""
+    batch_size: int
+    n_classes: int
+    dataset_mean: tuple
+    train_image_size: int
+    momentum: float
+    start_decay_step: int
+    decay_power: float
+    l2_decay: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """The bindings of one stage's parameter index (first step, helpers or incremental steps)."""
+    protocol: str  # dataset_type_*
+    lr_initial_value: float
+    lr_final_value: float
+    training_steps_per_class: int
+    decay_steps_per_class: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Incremental(Stage):
+    """The incremental steps' bindings: a Stage, background inpainting and the replay ratio."""
+    mix_labels: bool = False
+    interleave_ratio_old: int = 0  # replay samples per interleave_ratio_new new ones; 0: no replay
+    interleave_ratio_new: int = 1
 
 # Binding groups, in the order of the original's configs (SPEC.md, "Configuration").
 BINDINGS = (
@@ -138,6 +179,18 @@ class TrainManager:
         self.test_index = names.index(test_type)
         self.test_structure = TrainManager.TESTS[self.test_index][1]
 
+        # The bindings by parameter index, typed; get_parameters() below keeps the original's dictionary.
+        self.common = Common(batch_size, n_classes, tuple(dataset_mean), train_image_size, momentum,
+                             start_decay_step, decay_power, l2_decay)
+        self.first_step = Stage(dataset_type_first_step, lr_initial_value, lr_final_value,
+                                training_steps_per_class, decay_steps_per_class)
+        self.helper = Stage(dataset_type_helpers, lr_initial_value_helper, lr_final_value_helper,
+                            training_steps_per_class_helper, decay_steps_per_class_helper)
+        self.incremental = Incremental(dataset_type_incremental, lr_initial_value_incremental,
+                                       lr_final_value_incremental, training_steps_per_class_incremental,
+                                       decay_steps_per_class_incremental, bool(mix_labels),
+                                       interleave_ratio_old, interleave_ratio_new)
+
         self.parameters = {
             "batch_size": batch_size,
             "helper_size": self.get_helper_size(),
@@ -168,6 +221,34 @@ class TrainManager:
     def mix_labels(self):
         """True when background inpainting runs: disjoint/overlapped incremental data and mix_labels set."""
         return self.dataset_type_incremental in ("disjoint", "overlapped") and bool(self.mix_labels_incremental)
+
+    def uses_replay(self):
+        """True when the incremental steps blend in replay: a replay source, a replay ratio above 0 and at least
+        one incremental step. The one place that says whether an experiment replays."""
+        return (self.replay_source is not None and self.incremental.interleave_ratio_old > 0
+                and len(self.test_structure) > 1)
+
+    # The stages' lengths, as the original computes them (training.py there): the step count scales with the
+    # classes a stage learns, the decay length with the classes its decoder outputs (background included for
+    # step 0 and the helpers, not for an incremental step).
+
+    def first_step_schedule(self):
+        """Step 0: N0 x training_steps_per_class steps, decay over (N0 + 1) x decay_steps_per_class."""
+        n0, s = self.test_structure[0], self.first_step
+        return Schedule(n0 * s.training_steps_per_class, s.lr_initial_value, s.lr_final_value,
+                        (n0 + 1) * s.decay_steps_per_class)
+
+    def helper_schedule(self, n_classes):
+        """A helper decoder of n_classes classes: n x steps per class, decay over (n + 1) x decay per class."""
+        s = self.helper
+        return Schedule(n_classes * s.training_steps_per_class, s.lr_initial_value, s.lr_final_value,
+                        (n_classes + 1) * s.decay_steps_per_class)
+
+    def incremental_schedule(self, n_new):
+        """An incremental step adding n_new classes: n_new x steps per class, decay over n_new x decay."""
+        s = self.incremental
+        return Schedule(n_new * s.training_steps_per_class, s.lr_initial_value, s.lr_final_value,
+                        n_new * s.decay_steps_per_class)
 
       # ----------------------------------------------------------------------------------------------- paths
 

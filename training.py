@@ -33,60 +33,93 @@ import artifacts
 import metrics
 import model
 import prepare_data
+import results
 
-# VOC colour map (the original's), for the coloured labels saved for inspection.
-PALETTE = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
-                    [0, 128, 128], [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0], [192, 128, 0],
-                    [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128], [0, 64, 0], [128, 64, 0],
-                    [0, 192, 0], [128, 192, 0], [0, 64, 128]] + [[224, 224, 192]] * 235, np.uint8)
 DEBUG_EVERY = 20  # every 20th labelled replay sample is also saved as image files, as the original did
 REPLAY_LABEL_INPUTS = ("raw", "mean_subtracted")
 INPUT_ORDERS = ("original", "balanced")
 ORIGINAL_BUFFER_PER_OLD_CLASS = 400  # the original's incremental shuffle buffer: 400 x (old classes) records
 
 
-def colorize(label):
-    """uint8 [H, W] class ids -> uint8 [H, W, 3] VOC colours (void 255 light grey)."""
-    return PALETTE[np.asarray(label, np.uint8)]
-
-
-# Seconds spent in each kind of work, over every experiment of this process (main.py reports them).
-TIMES = collections.Counter()
-PROGRESS_BARS = True  # False: no tqdm bars (main.py's parallel sweep)
-
-
-@contextlib.contextmanager
-def timed(kind):
-    """Adds the time spent inside the block to TIMES[kind]."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        TIMES[kind] += time.perf_counter() - start
-
-
-_STRATEGIES = {}  # one per kind and process: a second MultiWorkerMirroredStrategy breaks the collectives
-
-
 def make_strategy(name):
-    """The tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG).
-    Every experiment of a process gets the same instance."""
+    """A new tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG)."""
     if name == "default":
         return tf.distribute.get_strategy()
     makers = {"mirrored": tf.distribute.MirroredStrategy, "multi_worker": tf.distribute.MultiWorkerMirroredStrategy}
     if name not in makers:
         raise ValueError(f"Training.distribute: unknown strategy {name!r}; expected 'default', 'mirrored' or "
                          f"'multi_worker'.")
-    if name not in _STRATEGIES:
-        _STRATEGIES[name] = makers[name]()
-    return _STRATEGIES[name]
+    return makers[name]()
 
 
-def chief_process():
-    """False in a worker process of a multi-worker run that is not the chief (see is_chief): such a process
-    trains but writes nothing of its own, not even the sweep's summary."""
-    strategy = _STRATEGIES.get("multi_worker")
-    return strategy is None or is_chief(strategy)
+class Context:
+    """What the experiments of one process share, handed to each Training (no module globals):
+
+    - progress_bars: tqdm bars on or off (off in the processes of a parallel sweep, whose bars would
+      overwrite each other);
+    - times: seconds spent in each kind of work over the experiments run with this context (main.py reports
+      them);
+    - the tf.distribute strategies, one per kind: every experiment gets the same instance (a second
+      MultiWorkerMirroredStrategy in a process breaks the collectives, so use one context per process);
+    - the tfrecords already checked (check_once).
+    `Training(manager)` without a context uses the process's default one (default_context()).
+    """
+
+    def __init__(self, progress_bars=True):
+        self.progress_bars = progress_bars
+        self.times = collections.Counter()
+        self._strategies = {}
+        self._checked = {}
+
+    @contextlib.contextmanager
+    def timed(self, kind):
+        """Adds the time spent inside the block to times[kind]."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[kind] += time.perf_counter() - start
+
+    def strategy(self, name):
+        """The strategy called `name` (see make_strategy), made once."""
+        if name not in self._strategies:
+            self._strategies[name] = make_strategy(name)
+        return self._strategies[name]
+
+    def chief_process(self):
+        """False in a worker process of a multi-worker run that is not the chief (see is_chief): such a
+        process trains but writes nothing of its own, not even the sweep's summary."""
+        strategy = self._strategies.get("multi_worker")
+        return strategy is None or is_chief(strategy)
+
+    def check_once(self, path, n_classes, require_labels=True, allow_empty=False):
+        """Checks every record of a tfrecord once (and again when the file changes), so that a bad record
+        fails with its file and index before training instead of deep inside tf.data. Returns its count."""
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"tfrecord not found: {path} (prepare the data with prepare_data.py, or "
+                                    f"make the replay with gan/generate_gan.py or flickr/download_flickr.py)")
+        key = (path, os.path.getmtime(path), os.path.getsize(path))
+        if key not in self._checked:
+            count = data_loader.check_tfrecord(path, n_classes, require_labels)
+            if count == 0 and not allow_empty:
+                raise ValueError(f"tfrecord {path} holds no record")
+            expected = prepare_data.expected_records(path)  # a file cut at a record boundary reads cleanly
+            if expected is not None and count != expected:
+                raise ValueError(f"tfrecord {path} holds {count} records, but its split list (data/splits/) "
+                                 f"names {expected} images: the file is incomplete or stale; delete it and run "
+                                 f"prepare_data.py again")
+            self._checked[key] = count
+        return self._checked[key]
+
+
+_DEFAULT_CONTEXT = []  # the process's default Context, made on first use
+
+
+def default_context():
+    """The Context of `Training(manager)` calls that pass none: one per process."""
+    if not _DEFAULT_CONTEXT:
+        _DEFAULT_CONTEXT.append(Context())
+    return _DEFAULT_CONTEXT[0]
 
 
 def is_chief(strategy):
@@ -99,7 +132,7 @@ def is_chief(strategy):
                                                      and "chief" not in resolver.cluster_spec().as_dict())
 
 
-@gin.configurable("Training", denylist=["manager"])
+@gin.configurable("Training", denylist=["manager", "context"])
 class Training:
     """Trains, labels and validates one experiment planned by a TrainManager.
 
@@ -137,6 +170,8 @@ class Training:
       reencode_jpeg: True (original): the images of labelled replay and mixed-label files are stored
         re-encoded as JPEG at Pillow's default quality (75), as the original's compute_labels / mix_label
         wrote them through image files; False keeps the source JPEG bytes.
+      context: the Context shared with the process's other experiments (progress bars, times, strategies);
+        None: the process's default one. Not a gin binding.
 
     With distribute = "multi_worker", every worker runs every stage (training steps are synchronous). Only
     the chief writes into the base folder; another worker works in a scratch folder of links to the base
@@ -146,7 +181,7 @@ class Training:
     def __init__(self, manager, require_pretrained=True, reproduce_lr_floor=True, seed=0, distribute="default",
                  global_batch=False, jit_compile=False, log_every=10, validation_batch=1, precision="float32",
                  train_batch_norm=True, momentum_rule="tf1", replay_label_input="raw", input_order="original",
-                 reencode_jpeg=True):
+                 reencode_jpeg=True, context=None):
         for name, value, allowed in (("precision", precision, model.PRECISIONS),
                                      ("momentum_rule", momentum_rule, model.MOMENTUM_RULES),
                                      ("replay_label_input", replay_label_input, REPLAY_LABEL_INPUTS),
@@ -161,11 +196,11 @@ class Training:
         self.momentum_rule = momentum_rule
         self.replay_label_input = replay_label_input
         self.input_order = input_order
-        self.p = manager.get_parameters()
         self.require_pretrained = require_pretrained
         self.reproduce_lr_floor = reproduce_lr_floor
         self.seed = int(seed)
-        self.strategy = make_strategy(distribute)
+        self.context = context or default_context()
+        self.strategy = self.context.strategy(distribute)
         self.chief = is_chief(self.strategy)
         self.manager = manager if self.chief else _worker_view(manager, self.strategy.cluster_resolver.task_id)
         self.precision = precision
@@ -173,7 +208,7 @@ class Training:
         self.jit_compile = jit_compile
         self.log_every = int(log_every)
         self.validation_batch = int(validation_batch)
-        self.n_classes = int(self.p["n_classes"])
+        self.n_classes = int(self.manager.common.n_classes)
         self.results_file = self.manager.get_validation_file_path()
         self.tensorboard_dir = os.path.join(self.manager.base_folder_path, "outputs", "tensorboard",
                                             self.manager.get_validation_file_name())
@@ -187,7 +222,8 @@ class Training:
       # ------------------------------------------------------------------------------------------- the stages
 
     def train(self):
-        """Runs every stage that is not complete yet, then writes the operative gin config beside the results."""
+        """Runs every stage that is not complete yet, then writes the operative gin config and the description
+        (results.write_description) beside the results file."""
         m = self.manager
         logging.info("experiment %s (%s, %s)", m.get_validation_file_name(), m.short_name(), m.replay_source)
         if self.chief:
@@ -195,14 +231,15 @@ class Training:
                                                   for f in ("checkpoints", "data", "outputs")))
         if m.get_validate():  # a bad validation file fails now, not after step 0 has trained
             for path in sorted({p for paths in m.get_val_paths() for p in paths}):
-                check_once(path, self.n_classes, allow_empty=True)  # val_k may hold no image (tiny worlds)
+                self.context.check_once(path, self.n_classes, allow_empty=True)  # val_k: maybe no image
         self.first_step()
-        with timed("helpers"):
+        with self.context.timed("helpers"):
             self.helpers()
-        with timed("replay labelling"):
+        with self.context.timed("replay labelling"):
             self.replay_labels()
         self.incremental_steps()
         artifacts.write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
+        results.write_description(self.manager)
 
     def first_step(self):
         """Step 0: encoder + decoder on classes 0..N0, from the pretrained encoder."""
@@ -212,7 +249,7 @@ class Training:
         if m.check_encoder() and artifacts.checkpoint_exists(decoder_path):
             logging.info("step 0: reused %s and %s (complete checkpoints)", encoder_path, decoder_path)
         else:
-            with timed("step 0"):
+            with self.context.timed("step 0"):
                 self._train_first_step(classes, encoder_path, decoder_path)
         self._validate_if_missing(0)
 
@@ -229,12 +266,8 @@ class Training:
                 f"Training.require_pretrained = False to start from random weights.")
         else:
             logging.warning("step 0: no pretrained encoder at %s; starting from random weights", pretrained)
-        n0 = len(classes) - 1
         dataset = self._dataset([m.get_train_paths()[0]], None, stream=0, n_old=None)
-        # As the original: N0 x steps_per_class steps; the decay runs over (N0 + 1) x decay_steps_per_class.
-        self._fit(seg, "step0", classes, dataset, steps=n0 * self.p["training_steps_per_class"],
-                  lr=(self.p["lr_initial_value"], self.p["lr_final_value"],
-                      len(classes) * self.p["decay_steps_per_class"]), train_encoder=True)
+        self._fit(seg, "step0", classes, dataset, m.first_step_schedule(), train_encoder=True)
         model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
         model.save_encoder(seg, encoder_path)
         self._main, self._main_holds = seg, (encoder_path, decoder_path)
@@ -246,7 +279,7 @@ class Training:
         if not m.get_helper_out_paths():
             logging.info("helpers: none needed (%s, replay %s)", m.short_name(), m.replay_source)
             return
-        if not self._uses_replay():
+        if not m.uses_replay():
             logging.info("helpers: skipped, no replay in this config (interleave_ratio_old = 0)")
             return
         for classes, out_path, train_path in zip(m.get_helpers_classes(), m.get_helper_out_paths(),
@@ -258,19 +291,16 @@ class Training:
             model.load_encoder(seg, m.get_encoder_path())
             dataset = self._dataset([train_path], None, stream=100 + classes[0], n_old=None)
             self._fit(seg, f"helper_C{classes[0]}-{classes[-1]}", [0] + classes, dataset,
-                      steps=len(classes) * self.p["training_steps_per_class_helper"],
-                      lr=(self.p["lr_initial_value_helper"], self.p["lr_final_value_helper"],
-                          (len(classes) + 1) * self.p["decay_steps_per_class_helper"]),
-                      train_encoder=False, helper=True)
+                      m.helper_schedule(len(classes)), train_encoder=False, helper=True)
             model.save_decoder(seg, out_path)
             logging.info("helper %s: trained and saved %s", classes, out_path)
 
     def replay_labels(self):
         """Pseudo-labels of the replay images: classes 1..N0 by the step-0 model, later ones by the helpers."""
         m = self.manager
-        if not self._uses_replay():
+        if not m.uses_replay():
             logging.info("replay labels: skipped, no replay (source %s, interleave_ratio_old %s)",
-                         m.replay_source, self.p["interleave_ratio_old"])
+                         m.replay_source, m.incremental.interleave_ratio_old)
             return
         jobs = []  # (segmenter builder, [(source, output, name)])
         if not m.check_labels_no_helper():
@@ -310,17 +340,15 @@ class Training:
                 if m.exists_mixed_tfrecord(step):
                     logging.info("step %d: reused mixed labels %s", step, new_path)
                 else:
-                    with timed("label mixing"):
+                    with self.context.timed("label mixing"):
                         previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
                         self._mix_labels(previous, m.get_train_paths()[step], new_path)
-            with timed("incremental training"):
+            with self.context.timed("incremental training"):
                 seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
-                replay = m.get_replay_tfrecords_for_step(step) if self._uses_replay() else []
+                replay = m.get_replay_tfrecords_for_step(step) if m.uses_replay() else []
                 dataset = self._dataset([new_path], replay, stream=step, n_old=len(old) - 1)
-                self._fit(seg, f"step{step}", old + new, dataset,
-                          steps=len(new) * self.p["training_steps_per_class_incremental"],
-                          lr=(self.p["lr_initial_value_incremental"], self.p["lr_final_value_incremental"],
-                              len(new) * self.p["decay_steps_per_class_incremental"]), train_encoder=False)
+                self._fit(seg, f"step{step}", old + new, dataset, m.incremental_schedule(len(new)),
+                          train_encoder=False)
                 model.save_decoder(seg, m.get_decoder_paths()[step])
                 self._main_holds = (m.get_encoder_path(), m.get_decoder_paths()[step])
             logging.info("step %d: trained classes %s (old %s) and saved %s", step, new, old[1:],
@@ -328,9 +356,6 @@ class Training:
             self._validate(seg, step)
 
         # ---------------------------------------------------------------------------------------- the runner
-
-    def _uses_replay(self):
-        return self.manager.replay_source is not None and self.p["interleave_ratio_old"] > 0
 
     def _seed(self, n_outputs, class_ids):
         # Initial weights depend on the seed and the network's outputs only, so a run repeats itself (and a
@@ -364,14 +389,14 @@ class Training:
         return self._main
 
     def _batch_size(self, per_replica=None):
-        b = int(self.p["batch_size"] if per_replica is None else per_replica)
+        b = int(self.manager.common.batch_size if per_replica is None else per_replica)
         return b if self.global_batch else b * self.strategy.num_replicas_in_sync
 
     def _dataset(self, new_paths, old_paths, stream, n_old):
         """The training input of a stage; n_old: old classes (background excluded) of an incremental step,
         None for the first step and helpers. See `input_order` for how the streams are ordered."""
-        counts = [check_once(path, self.n_classes) for path in list(new_paths) + list(old_paths or [])]
-        batch, options = self._batch_size(), {}
+        counts = [self.context.check_once(p, self.n_classes) for p in list(new_paths) + list(old_paths or [])]
+        batch, options, inc = self._batch_size(), {}, self.manager.incremental
         if self.input_order == "original" and n_old is None:  # training.py _load_dataset_for_training
             options = dict(shuffle_batches=True, buffer_size=data_loader.DEFAULT_SHUFFLE_BUFFER)
             if min(counts) < self._batch_size():
@@ -379,26 +404,26 @@ class Training:
                                  f"{self._batch_size()} (Training.input_order = 'original' shuffles whole batches)")
         elif self.input_order == "original":  # train_incremental_step -> _load_interleaved_datasets
             options = dict(sequential_files=True, buffer_size=ORIGINAL_BUFFER_PER_OLD_CLASS * max(n_old, 1))
-            if not (old_paths and self.p["interleave_ratio_old"] > 0):  # interleave_datasets batches a single
-                batch = self._batch_size(self.p["interleave_ratio_new"])  # stream by its ratio, not batch_size
+            if not (old_paths and inc.interleave_ratio_old > 0):  # interleave_datasets batches a single
+                batch = self._batch_size(inc.interleave_ratio_new)  # stream by its ratio, not batch_size
         return data_loader.training_dataset(
-            new_paths, old_paths, self.p["interleave_ratio_new"], self.p["interleave_ratio_old"],
-            batch, self.p["train_image_size"], self.p["dataset_mean"],
+            new_paths, old_paths, inc.interleave_ratio_new, inc.interleave_ratio_old,
+            batch, self.manager.common.train_image_size, self.manager.common.dataset_mean,
             seed=self.seed * 1000 + stream, n_classes=self.n_classes, **options)
 
-    def _fit(self, seg, stage, classes, dataset, steps, lr, train_encoder, helper=False):
-        """The one training loop of every stage: `steps` SGD updates of `seg` on `dataset`.
+    def _fit(self, seg, stage, classes, dataset, length, train_encoder, helper=False):
+        """The one training loop of every stage: `length.steps` SGD updates of `seg` on `dataset`.
 
         Args:
           classes: the stage's classes (global ids; a helper's are [0, c1, ...]); the loss counts only their
             pixels (a helper maps every other pixel to background, as the original).
-          lr: (initial, final, decay_steps) of the polynomial decay.
+          length: the stage's train_manager.Schedule (steps and polynomial decay).
           train_encoder: True for step 0; False trains the decoder alone.
         """
-        initial, final, decay_steps = lr
-        floor = self.p["lr_final_value"] if self.reproduce_lr_floor else None
-        schedule = model.poly_schedule(initial, final, decay_steps, self.p["decay_power"],
-                                       self.p["start_decay_step"], floor=floor)
+        common = self.manager.common
+        floor = self.manager.first_step.lr_final_value if self.reproduce_lr_floor else None
+        schedule = model.poly_schedule(length.lr_initial, length.lr_final, length.decay_steps, common.decay_power,
+                                       common.start_decay_step, floor=floor)
         label_map = model.make_label_map(classes, helper=helper)
         if seg is self._main:
             self._main_holds = None  # its weights leave the checkpoints' now
@@ -408,7 +433,7 @@ class Training:
             trainer.reset(label_map, schedule)
         else:
             with self.strategy.scope():
-                trainer = model.Trainer(seg, label_map, schedule, self.p["momentum"], self.p["l2_decay"],
+                trainer = model.Trainer(seg, label_map, schedule, common.momentum, common.l2_decay,
                                         train_encoder=train_encoder, jit_compile=self.jit_compile,
                                         train_batch_norm=self.train_batch_norm, momentum_rule=self.momentum_rule)
             if reuse:
@@ -421,16 +446,16 @@ class Training:
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             dataset = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
         writer = tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, stage))
-        bar = tqdm(total=steps, desc=f"{self.manager.short_name()} {stage}", unit="step", leave=False,
-                   disable=not PROGRESS_BARS)
+        bar = tqdm(total=length.steps, desc=f"{self.manager.short_name()} {stage}", unit="step", leave=False,
+                   disable=not self.context.progress_bars)
         batches = iter(dataset)
-        for i in range(steps):
+        for i in range(length.steps):
             images, labels = next(batches)
             if distributed:
                 out = trainer.distributed_train_step(self.strategy, images, labels)
             else:
                 out = trainer.train_step(images, labels)
-            if i % self.log_every == 0 or i == steps - 1:
+            if i % self.log_every == 0 or i == length.steps - 1:
                 loss = float(out["loss"])
                 bar.set_postfix(loss=f"{loss:.3f}")
                 with writer.as_default():
@@ -444,15 +469,15 @@ class Training:
 
     def _label_replay(self, seg, source, output, debug_folder):
         """Writes `output`: every image of `source` with the label `seg` predicts (global class ids)."""
-        count = check_once(source, None, require_labels=False)
+        count = self.context.check_once(source, None, require_labels=False)
         os.makedirs(debug_folder, exist_ok=True)
 
         def examples():
             # The original fed the decoded replay JPEG as raw 0..255 pixels (data_loader mode "images").
-            mean = (0.0, 0.0, 0.0) if self.replay_label_input == "raw" else self.p["dataset_mean"]
+            mean = (0.0, 0.0, 0.0) if self.replay_label_input == "raw" else self.manager.common.dataset_mean
             samples = _predicted(seg, source, "images", mean, self.validation_batch)
             for i, (raw, sample, label) in enumerate(tqdm(samples, total=count, desc=os.path.basename(output),
-                                                          leave=False, disable=not PROGRESS_BARS)):
+                                                          leave=False, disable=not self.context.progress_bars)):
                 if i % DEBUG_EVERY == 0:
                     _save_debug(debug_folder, i, sample["rgb_input"], label)
                 yield data_loader.serialize_example(self._image_bytes(raw, sample["rgb_input"]), _png(label))
@@ -462,12 +487,13 @@ class Training:
 
     def _mix_labels(self, previous, source, output):
         """Background inpainting: ground-truth background and void pixels take the previous model's prediction."""
-        count = check_once(source, self.n_classes)
+        count = self.context.check_once(source, self.n_classes)
 
         def examples():
-            samples = _predicted(previous, source, "validation+", self.p["dataset_mean"], self.validation_batch)
+            samples = _predicted(previous, source, "validation+", self.manager.common.dataset_mean,
+                                 self.validation_batch)
             for raw, sample, prediction in tqdm(samples, total=count, desc="label mixing", leave=False,
-                                                disable=not PROGRESS_BARS):
+                                                disable=not self.context.progress_bars):
                 yield data_loader.serialize_example(self._image_bytes(raw, sample["rgb_input"]),
                                                     _png(mix_labels(sample["label"], prediction)))
 
@@ -496,7 +522,7 @@ class Training:
 
     def _validate(self, seg, step):
         """Validates `seg` on val_1..val_k of `step` and appends the original's block to the results file."""
-        with timed("validation"):
+        with self.context.timed("validation"):
             self._run_validation(seg, step)
 
     def _run_validation(self, seg, step):
@@ -512,16 +538,17 @@ class Training:
         missing = [p for p in paths if not os.path.exists(p)]
         if missing:
             raise FileNotFoundError(f"validation tfrecords not found: {missing}")
-        loss, cm = evaluate(seg, paths, classes, self.n_classes, self.p["dataset_mean"], self.validation_batch)
-        block = metrics.format_results_block(step, loss, cm, old, new)
-        metrics.append_results_block(self.results_file, block)
+        loss, cm = evaluate(seg, paths, classes, self.n_classes, self.manager.common.dataset_mean,
+                            self.validation_batch, self.context.progress_bars)
+        block = results.format_results_block(step, loss, cm, old, new)
+        results.append_results_block(self.results_file, block)
         with tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, "validation")).as_default():
             tf.summary.scalar("mIoU", metrics.get_mean_iou(cm, classes), step=step)
         logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
                      self.results_file)
 
 
-def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1):
+def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1, progress=True):
     """Mean loss over images and confusion matrix of `seg` on validation tfrecords.
 
     Only pixels labelled with one of `classes` count (void and unseen classes are left out), as the original.
@@ -540,7 +567,7 @@ def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1):
     dataset = data_loader.load_tfrecord(paths, "validation", dataset_mean=dataset_mean, n_classes=n_classes)
     dataset = dataset.padded_batch(batch_size, padding_values={"input": 0.0, "label": tf.constant(255, tf.uint8)})
     for sample in tqdm(dataset.prefetch(tf.data.AUTOTUNE), desc="validation", leave=False,
-                       disable=not PROGRESS_BARS):
+                       disable=not progress):
         per_image, c = step(sample["input"], sample["label"], label_map)
         losses.extend(per_image.numpy().tolist())
         cm += c.numpy()
@@ -551,7 +578,7 @@ def _evaluate_batch(seg, images, labels, label_map, n_classes):
     """(per-image mean cross-entropy over the counted pixels [B], confusion matrix of the batch)."""
     logits = seg(images)
     targets = tf.gather(label_map, tf.cast(labels, tf.int32))
-    counted = tf.not_equal(targets, model.IGNORE_LABEL)
+    counted = tf.not_equal(targets, data_loader.VOID)
     valid = tf.cast(counted, tf.float32)
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(counted, targets, 0), logits=logits)
     per_image = tf.math.divide_no_nan(tf.reduce_sum(ce * valid, [1, 2]), tf.reduce_sum(valid, [1, 2]))
@@ -577,29 +604,6 @@ def _worker_view(manager, task_id):
     logging.info("worker %s: writes go to the scratch folder %s (the chief writes the artifacts)", task_id,
                  scratch)
     return view
-
-
-_CHECKED = {}
-
-
-def check_once(path, n_classes, require_labels=True, allow_empty=False):
-    """Checks every record of a tfrecord once per process (and again when the file changes), so that a bad
-    record fails with its file and index before training instead of deep inside tf.data."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"tfrecord not found: {path} (prepare the data with prepare_data.py, or make "
-                                f"the replay with gan/generate_gan.py or flickr/download_flickr.py)")
-    key = (path, os.path.getmtime(path), os.path.getsize(path))
-    if key not in _CHECKED:
-        count = data_loader.check_tfrecord(path, n_classes, require_labels)
-        if count == 0 and not allow_empty:
-            raise ValueError(f"tfrecord {path} holds no record")
-        expected = prepare_data.expected_records(path)  # a file cut at a record boundary reads cleanly
-        if expected is not None and count != expected:
-            raise ValueError(f"tfrecord {path} holds {count} records, but its split list (data/splits/) names "
-                             f"{expected} images: the file is incomplete or stale; delete it and run "
-                             f"prepare_data.py again")
-        _CHECKED[key] = count
-    return _CHECKED[key]
 
 
 def mix_labels(label, prediction):
@@ -639,7 +643,7 @@ def _png(label):
 
 def _save_debug(folder, index, image, label):
     for sub, array, ext in (("images", image, "jpg"), ("labels", label, "png"),
-                            ("rgb_labels", colorize(label), "png")):
+                            ("rgb_labels", data_loader.colorize(label), "png")):
         os.makedirs(os.path.join(folder, sub), exist_ok=True)
         Image.fromarray(array).save(os.path.join(folder, sub, f"{index}.{ext}"))
 
@@ -647,4 +651,4 @@ def _save_debug(folder, index, image, label):
 def _steps_in(results_file):
     if not os.path.exists(results_file):
         return set()
-    return {b["step"] for b in metrics.parse_results_file(results_file)}
+    return {b["step"] for b in results.parse_results_file(results_file)}

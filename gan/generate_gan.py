@@ -47,9 +47,6 @@ from tqdm import tqdm
 import artifacts
 import data_loader
 
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-               "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-               "sheep", "sofa", "train", "tvmonitor")
 DEFAULT_MAPPING_TFRECORDS = ("data/training_first_step/train_sequential_1-20.tfrecord",)
 DEFAULT_CLASSIFIER_SIZE = 260  # EfficientNet-B2's default input size.
 # The original wrote its GAN images with matplotlib.image.imsave(".jpg"), which calls Pillow's JPEG encoder
@@ -297,7 +294,7 @@ def compute_class_mapping(classifier, classes, labelled_images, n_generator_clas
 
 
 def _name(c):
-    return VOC_CLASSES[c] if 0 <= c < len(VOC_CLASSES) else str(c)
+    return data_loader.VOC_CLASSES[c] if 0 <= c < len(data_loader.VOC_CLASSES) else str(c)
 
 
 def _load_json(path, what):
@@ -331,7 +328,7 @@ def read_mapping_file(path, n_generator_classes):
         raise ValueError("mapping file %r: expected a JSON object {class: generator class}" % path)
     mapping, keys = {}, {}
     for key, value in entries.items():
-        c = VOC_CLASSES.index(key) if key in VOC_CLASSES else None
+        c = data_loader.VOC_CLASSES.index(key) if key in data_loader.VOC_CLASSES else None
         if c is None:
             try:
                 c = int(key)

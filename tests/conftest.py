@@ -32,7 +32,7 @@ def tiny_data(tmp_path_factory):
     Copy it (copy_base) before writing into it."""
     import data_loader
     import prepare_data
-    import world
+    from embedded_benchmark import world
     root = tmp_path_factory.mktemp("tiny")
     world.generate_world(str(root / "voc"), seed=0, image_size=32, train_per_class=6, val_per_class=2)
     prepare_data.prepare(str(root / "voc"), str(root / "base" / "data"))

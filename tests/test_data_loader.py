@@ -298,3 +298,11 @@ def test_label_value_out_of_range(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)label value.*v\.tfrecord.*\[3\].*\[30\]"):
         list(dl.load_tfrecord(path, "validation", n_classes=21))
     assert len(list(dl.load_tfrecord(path, "validation", n_classes=None))) == 4
+
+
+def test_voc_palette():
+    palette = dl.voc_palette()
+    assert tuple(palette[1]) == (128, 0, 0) and tuple(palette[15]) == (192, 128, 128)
+    assert tuple(palette[255]) == (224, 224, 192)
+    assert dl.colorize([[255]]).tolist() == [[[224, 224, 192]]]
+    assert dl.VOC_CLASSES[15] == "person" and len(dl.VOC_CLASSES) == 21

@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-import metrics
+import results
 import training
 from conftest import TESTS
 
@@ -104,7 +104,7 @@ def _training_losses(base):
 
 def _results(base):
     """{results file name: its blocks}."""
-    return {os.path.basename(path): metrics.parse_results_file(path)
+    return {os.path.basename(path): results.parse_results_file(path)
             for path in glob.glob(os.path.join(base, "outputs", "*.txt"))}
 
 
@@ -184,12 +184,13 @@ class _Strategy:
 
 
 def test_only_the_chief_process_writes_the_summary(monkeypatch):
-    monkeypatch.setattr(training, "_STRATEGIES", {})
-    assert training.chief_process()
-    monkeypatch.setattr(training, "_STRATEGIES", {"multi_worker": _Strategy({"worker": ["a:1", "b:2"]}, "worker", 1)})
-    assert not training.chief_process()
-    monkeypatch.setattr(training, "_STRATEGIES", {"multi_worker": _Strategy({"worker": ["a:1", "b:2"]}, "worker", 0)})
-    assert training.chief_process()
+    assert training.Context().chief_process()
+    for task, chief in ((1, False), (0, True)):
+        context = training.Context()
+        monkeypatch.setattr(training, "make_strategy", lambda name, t=task: _Strategy({"worker": ["a:1", "b:2"]},
+                                                                                       "worker", t))
+        context.strategy("multi_worker")
+        assert context.chief_process() == chief
 
 
 def test_is_chief():

@@ -5,7 +5,6 @@ import os
 import pytest
 
 import main
-import metrics
 import results
 from conftest import ROOT, TINY_BINDINGS
 
@@ -57,12 +56,12 @@ def test_a_process_reports_the_times_of_each_group_once(monkeypatch):
     import training
 
     def fake_sweep(numbered, *args):
-        training.TIMES["incremental training"] += 10.0 * len(numbered)
+        context = args[-1]
+        assert isinstance(context, training.Context) and not context.progress_bars
+        context.times["incremental training"] += 10.0 * len(numbered)
         return []
 
     monkeypatch.setattr(main, "_sweep_numbered", fake_sweep)
-    monkeypatch.setattr(training, "TIMES", training.TIMES.__class__())
-    monkeypatch.setattr(training, "PROGRESS_BARS", True)  # _sweep_process turns them off; restored after
     reports = [main._sweep_process([(k, ("DISJOINT", "ADD_ONE_ONE_TIME", "gan")) for k in range(n)], 5,
                                    CONFIG_DIR, [], [], None) for n in (2, 3)]
     assert [times for _, times in reports] == [{"incremental training": 20.0}, {"incremental training": 30.0}]
@@ -89,59 +88,6 @@ def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path, jobs):
     assert list(table[0]) == results.COLUMNS and len(table) == 1
     assert (copy_base / "outputs" / "summary.md").exists() and (copy_base / "outputs" / "summary.tex").exists()
     assert (copy_base / "outputs" / "plots" / "miou_19-1.png").stat().st_size > 1000
-
-
-def _block(step, class_iou, old=None, new=None):
-    cm_classes = [c for c, v in enumerate(class_iou) if v is not None]
-    text = metrics.format_results_block(step, 0.5, _diagonal_cm(class_iou), old, new or cm_classes)
-    return text
-
-
-def _diagonal_cm(class_iou):
-    """A confusion matrix whose per-class IoUs are the given values (None: class absent)."""
-    import numpy as np
-    n = len(class_iou)
-    cm = np.zeros((n, n), np.int64)
-    for c, v in enumerate(class_iou):
-        if v is None:
-            continue
-        tp = int(round(v * 100))
-        cm[c, c] = tp
-        cm[c, (c + 1) % n] += 100 - tp  # misses counted as another class
-    return cm
-
-
-def test_summary_rows_from_results_files(tmp_path):
-    """Old / new / all mIoU of the last step and the gap to JOINT, computed from the files alone."""
-    joint_iou = [0.9] + [0.8] * 20
-    (tmp_path / "JOINT (T7_P3.0.0.0).txt").write_text(_block(0, joint_iou))
-    blocks = metrics.parse_results_file(str(tmp_path / "JOINT (T7_P3.0.0.0).txt"))
-    joint_iou = blocks[0]["class_iou"]  # as the file rounds them
-    final = [0.9] + [0.6] * 19 + [0.3]
-    text = _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, final, list(range(20)), [20])
-    (tmp_path / "DISJOINT (T0_P1.0.0.2_gan).txt").write_text(text)
-    (tmp_path / "notes.txt").write_text("not a results file")
-    rows = {r["config"]: r for r in results.summarize(str(tmp_path))}
-    disjoint = rows["DISJOINT"]
-    iou = metrics.parse_results_file(str(tmp_path / "DISJOINT (T0_P1.0.0.2_gan).txt"))[-1]["class_iou"]
-    assert disjoint["setup"] == "19-1" and disjoint["replay_source"] == "gan"
-    assert disjoint["miou_old"] == pytest.approx(100 * sum(iou[1:20]) / 19)
-    assert disjoint["miou_new"] == pytest.approx(100 * iou[20])
-    assert disjoint["miou_all"] == pytest.approx(100 * sum(iou[1:21]) / 20)
-    assert disjoint["miou_all_bg"] == pytest.approx(100 * sum(iou) / 21)
-    assert disjoint["delta_vs_joint"] == pytest.approx(disjoint["miou_all"] - 100 * sum(joint_iou[1:]) / 20)
-    assert rows["JOINT"]["setup"] == "joint" and rows["JOINT"]["replay_source"] == "none"
-    tex = (tmp_path / "summary.tex").read_text()
-    assert "DISJOINT (gan)" in tex and "JOINT &" in tex and "19-1" in tex
-    # RECALL against the fine-tuning baseline of its protocol (disjoint: FINE_TUNING_DISJOINT).
-    ft = _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, [0.9] + [0.2] * 19 + [0.5], list(range(20)), [20])
-    (tmp_path / "FINE_TUNING_DISJOINT (T0_P1.0.0.5_gan).txt").write_text(ft)
-    rows = {r["config"]: r for r in results.summarize(str(tmp_path))}
-    table = (tmp_path / "recall_vs_finetuning.md").read_text().splitlines()
-    assert len(table) == 3  # header, rule, one RECALL row (JOINT and the baseline have no row of their own)
-    difference = rows["DISJOINT"]["miou_all"] - rows["FINE_TUNING_DISJOINT"]["miou_all"]
-    assert table[2] == (f"| 19-1 | DISJOINT | gan | {rows['DISJOINT']['miou_all']:.1f} | "
-                        f"{rows['FINE_TUNING_DISJOINT']['miou_all']:.1f} | {difference:.1f} |")
 
 
 EMBEDDED_TINY = [
@@ -191,6 +137,18 @@ def test_flag_errors_stop_before_any_work(tmp_path, flags, message):
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert os.listdir(tmp_path) == []  # no embedded build started
+
+
+def test_a_misspelt_name_fails_before_tensorflow_loads(tmp_path):
+    """--configs, --test_type and --replay_source are checked before TensorFlow is imported (seconds)."""
+    import subprocess
+    import sys
+    code = ("import atexit, sys; atexit.register(lambda: print('TF loaded:', 'tensorflow' in sys.modules)); "
+            "sys.argv = ['main.py', '--test_type', 'ADD_ONE_ONE_TIM']; "
+            "import main; main.cli()")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--test_type: unknown ['ADD_ONE_ONE_TIM']" in done.stderr, done.stderr[-2000:]
+    assert "TF loaded: False" in done.stdout
 
 
 def test_default_jobs(monkeypatch):

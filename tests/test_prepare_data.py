@@ -183,6 +183,13 @@ def test_validation_files_partition_val(prepared):
     assert sorted(seen) == sorted(i for i, c in VAL.items() if c)
 
 
+def protocol_rule(image_classes, step_classes, protocol):
+    """The whole protocol for one image: None when it is left out, else its label lookup (uint8 [256])."""
+    if not prepare_data.keeps(image_classes, step_classes, protocol):
+        return None
+    return prepare_data.relabel_lookup(step_classes, protocol)
+
+
 def test_protocol_rule_matches_reference_on_many_class_sets():
     first_groups, incremental_groups = prepare_data.class_groups()
     assert [prepare_data.class_range_str(g) for g in first_groups] == FIRST_GROUPS
@@ -193,7 +200,7 @@ def test_protocol_rule_matches_reference_on_many_class_sets():
     values = np.arange(256)
     for group, protocol, classes in itertools.product(first_groups + incremental_groups,
                                                       ("sequential", "disjoint", "overlapped"), sets):
-        got = prepare_data.protocol_rule(classes, group, protocol)
+        got = protocol_rule(classes, group, protocol)
         want = reference(classes, group[0], group[-1], protocol)
         assert (got is None) == (want is None), (group, protocol, classes)
         if got is not None:
@@ -201,7 +208,7 @@ def test_protocol_rule_matches_reference_on_many_class_sets():
             assert [got[v] for v in in_range] == [want(v) for v in in_range], (group, protocol)
             assert got.dtype == np.uint8 and got.shape == (256,) and got[values[255]] == 255
     with pytest.raises(ValueError, match="protocol 'mixed'"):
-        prepare_data.protocol_rule({1}, [1], "mixed")
+        protocol_rule({1}, [1], "mixed")
 
 
 def test_rerun_skips_complete_and_remakes_truncated_or_stale(prepared, tmp_path):

@@ -176,6 +176,46 @@ def test_parameters_and_mix_labels_follow_spec():
         assert m.get_validate() is True and m.base_folder_path == "."
 
 
+def test_typed_groups_equal_the_original_dictionary():
+    for config in CONFIGS:
+        m = make(config, "ADD_FIVE_ONE_TIME", "gan")
+        p = m.get_parameters()
+        groups = {"": m.common, "_first": m.first_step, "_helper": m.helper, "_incremental": m.incremental}
+        for suffix, group in groups.items():
+            for field, value in vars(group).items():
+                key = {"protocol": None, "mix_labels": None, "dataset_mean": "dataset_mean"}.get(field, field)
+                if key is None:
+                    continue
+                if suffix in ("_helper", "_incremental") and key in ("lr_initial_value", "lr_final_value",
+                                                                     "training_steps_per_class",
+                                                                     "decay_steps_per_class"):
+                    key += suffix
+                assert (list(value) if key == "dataset_mean" else value) == p[key], (config, field)
+        assert (m.first_step.protocol, m.helper.protocol, m.incremental.protocol) == \
+            (m.dataset_type_first_step, m.dataset_type_helpers, m.dataset_type_incremental)
+        assert m.incremental.mix_labels == bool(m.mix_labels_incremental)
+
+
+def test_stage_schedules_are_the_originals_formulas():
+    """training.py of the original: step 0 trains N0 x steps per class and decays over (N0 + 1) x decay per
+    class; a helper of k classes k x steps, decay (k + 1) x; an incremental step of n classes n x both."""
+    m = make("DISJOINT", "ADD_TWO_FIVE_TIMES", "gan", "TrainManager.training_steps_per_class = 7",
+             "TrainManager.decay_steps_per_class = 11", "TrainManager.training_steps_per_class_helper = 3",
+             "TrainManager.decay_steps_per_class_helper = 5", "TrainManager.training_steps_per_class_incremental = 2",
+             "TrainManager.decay_steps_per_class_incremental = 13")
+    assert m.first_step_schedule() == train_manager.Schedule(70, 5e-4, 5e-6, 121)
+    assert m.helper_schedule(2) == train_manager.Schedule(6, 2e-4, 2e-6, 15)
+    assert m.incremental_schedule(2) == train_manager.Schedule(4, 5e-4, 5e-6, 26)
+
+
+@pytest.mark.parametrize("config,test_type,source,replays", [
+    ("DISJOINT", "ADD_FIVE_ONE_TIME", "gan", True), ("SEQUENTIAL", "ADD_ONE_TEN_TIMES", "flickr", True),
+    ("DISJOINT", "ADD_FIVE_ONE_TIME", None, False), ("FINE_TUNING_DISJOINT", "ADD_FIVE_ONE_TIME", "gan", False),
+    ("JOINT", "JOINT", "gan", False)])
+def test_uses_replay(config, test_type, source, replays):
+    assert make(config, test_type, source).uses_replay() is replays
+
+
 def test_original_style_config_parses(tmp_path):
     """Tabs, trailing comments and '#PARAMETERS' headers, as the original writes its configs."""
     text = open(os.path.join(ROOT, "config", "FINE_TUNING_OVERLAPPED.gin")).read()

@@ -17,7 +17,7 @@ from PIL import Image
 
 import artifacts
 import data_loader
-import metrics
+import results
 import model
 import training
 from conftest import ROOT, TESTS, TINY_BINDINGS
@@ -90,7 +90,7 @@ def test_experiment_end_to_end(copy_base, monkeypatch):
                 np.testing.assert_array_equal(a, b)
 
     # The results file holds one block per step, old/new classes as the setup says.
-    blocks = metrics.parse_results_file(m.get_validation_file_path())
+    blocks = results.parse_results_file(m.get_validation_file_path())
     assert [b["step"] for b in blocks] == [0, 1, 2]
     assert blocks[2]["old_classes"] == list(range(16)) and blocks[2]["new_classes"] == list(range(16, 21))
 
@@ -133,7 +133,7 @@ def test_fine_tuning_uses_no_replay(copy_base, monkeypatch):
     assert batches == [8, 4]  # step 0 by batch_size, step 1 by the ratio
     assert m.check_decoders()
     assert not os.path.exists(m.get_replay_folder())  # no labelling without replay
-    assert [b["step"] for b in metrics.parse_results_file(m.get_validation_file_path())] == [0, 1]
+    assert [b["step"] for b in results.parse_results_file(m.get_validation_file_path())] == [0, 1]
 
 
 def test_missing_pretrained_encoder_is_an_error_by_default(copy_base):
@@ -243,7 +243,7 @@ def test_kill_and_resume(copy_base):
     _run(copy_base)
     m = manager(copy_base)
     assert m.check_decoders() and m.check_helpers() and m.check_labels_helper()
-    assert [b["step"] for b in metrics.parse_results_file(m.get_validation_file_path())] == [0, 1, 2]
+    assert [b["step"] for b in results.parse_results_file(m.get_validation_file_path())] == [0, 1, 2]
     leftovers = [p for p in glob.glob(str(copy_base / "**" / "*.tmp-*"), recursive=True)]
     assert leftovers == []
     for path in m.get_replay_output_paths() + m.get_mixed_train_paths()[1:]:
@@ -282,5 +282,5 @@ def test_same_seed_same_results(tiny_data, tmp_path):
             training.Training(manager(base)).train()
         with open(m.get_validation_file_path()) as f:
             texts.append(f.read())
-    assert [b["step"] for b in metrics.parse_results_file(m.get_validation_file_path())] == [0, 1, 2]
+    assert [b["step"] for b in results.parse_results_file(m.get_validation_file_path())] == [0, 1, 2]
     assert texts[0] == texts[1]

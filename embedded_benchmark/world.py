@@ -40,12 +40,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 import artifacts
+import data_loader
 
-CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-               "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-               "sheep", "sofa", "train", "tvmonitor")
 N_CLASSES = 20
-VOID = 255
 SHAPES = ("disk", "box", "triangle", "cross", "ring", "star")
 TEXTURES = ("plain", "stripes", "checker", "dots", "grid")
 N_KINDS = len(SHAPES) * len(TEXTURES)  # 30; kind = shape_index * len(TEXTURES) + texture_index
@@ -305,7 +302,7 @@ def compose(kinds, values, size, rng, cfg, scale=None, background=None):
     for i, (mask, pixels) in enumerate(layers):
         img[mask] = pixels[mask]
         label[depth == i] = values[i]
-    label[_void_band(depth, int(rng.integers(1, 3)))] = VOID
+    label[_void_band(depth, int(rng.integers(1, 3)))] = data_loader.VOID
     img += rng.normal(0, 3, img.shape).astype(np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), label, n
 
@@ -451,7 +448,7 @@ def generate_world(root, seed=0, image_size=64, train_per_class=100, val_per_cla
         artifacts.write_text(os.path.join(list_dir, split + ".txt"), "".join(i + "\n" for i in ids))
         counts[split] = len(ids)
     meta = {"settings": settings, "counts": counts,
-            "classes": {CLASS_NAMES[c]: describe_class(c) for c in range(1, N_CLASSES + 1)}}
+            "classes": {data_loader.VOC_CLASSES[c]: describe_class(c) for c in range(1, N_CLASSES + 1)}}
     artifacts.write_json(meta_path, meta)
     logging.info("World written to %s: %d train, %d val images of %dx%d in %.1f s.", root, counts["train"],
                  counts["val"], image_size, image_size, time.time() - start)
@@ -462,20 +459,6 @@ def describe_class(class_id):
     """E.g. 'striped disk' style description: '<texture> <shape>' of a class 1..20."""
     kind = CLASS_KINDS[class_id - 1]
     return f"{TEXTURES[kind % len(TEXTURES)]} {SHAPES[kind // len(TEXTURES)]}"
-
-
-def voc_palette():
-    """The Pascal VOC colour map: uint8 [256, 3] (255 = void is (224, 224, 192))."""
-    palette = np.zeros((256, 3), np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
 
 
 def save_sample_grid(root, out_png, n=16, split="train", columns=8, zoom=2):
@@ -491,14 +474,14 @@ def save_sample_grid(root, out_png, n=16, split="train", columns=8, zoom=2):
     list_path = os.path.join(root, "ImageSets", "Segmentation", split + ".txt")
     with open(list_path) as f:
         ids = f.read().split()[:n]
-    palette = voc_palette()
+    palette = data_loader.voc_palette()
     tiles = []
     for image_id in ids:
         img = np.asarray(Image.open(os.path.join(root, "JPEGImages", image_id + ".jpg")).convert("RGB"))
         label = np.asarray(Image.open(os.path.join(root, "SegmentationClassAug", image_id + ".png")))
         tile = Image.fromarray(np.concatenate([img, palette[label]], axis=0))
         tile = tile.resize((tile.width * zoom, tile.height * zoom), Image.NEAREST)
-        names = [CLASS_NAMES[c] for c in np.unique(label) if 0 < c <= N_CLASSES]
+        names = [data_loader.VOC_CLASSES[c] for c in np.unique(label) if 0 < c <= N_CLASSES]
         canvas = Image.new("RGB", (tile.width, tile.height + 12), (255, 255, 255))
         canvas.paste(tile, (0, 0))
         ImageDraw.Draw(canvas).text((2, tile.height), "+".join(names)[:tile.width // 6], fill=(0, 0, 0))

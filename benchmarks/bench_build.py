@@ -1,45 +1,57 @@
 """Times the embedded build serial and with its encoder pretraining in a second process (main.py's default
 with --jobs 2), alternating in one job, and checks that both pretrain the same encoder weights.
 
-    python bench_build.py [--rounds 2] [--folder /tmp/bench_build]
+    python -m benchmarks.bench_build [--rounds 2] [--folder /tmp/bench_build]
 
 Each build starts from an empty folder with config/embedded/embedded.gin's settings (a few minutes each).
 """
 import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
 import os
 import shutil
-import time
 
 import gin
 import numpy as np
 from absl import app, flags
 
-import embedded
-import main  # pylint: disable=unused-import  (registers every binding of embedded.gin)
+from benchmarks import timing
+import embedded_benchmark
 import model
+import train_manager
+import training
 
-flags.DEFINE_integer("rounds", 2, "serial + parallel builds per round")
-flags.DEFINE_string("folder", "/tmp/bench_build", "scratch folder (emptied before each build)")
 FLAGS = flags.FLAGS
+GIN_FILE = os.path.join("config", "embedded", "embedded.gin")
+# What embedded.gin binds besides embedded.* and backbone.*: imported, these register their bindings.
+CONFIGURABLES = (train_manager.TrainManager, training.Training)
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_integer("rounds", 2, "serial + parallel builds per round", lower_bound=1)
+    flags.DEFINE_string("folder", "/tmp/bench_build", "scratch folder (emptied before each build)")
+    flags.register_validator("folder", bool, "--folder: a folder is required")
 
 
 def build(base, parallel):
+    """Builds the embedded benchmark in an emptied `base`. Returns (seconds, the build's phase times)."""
     gin.clear_config()
-    gin.parse_config_files_and_bindings([os.path.join("config", "embedded", "embedded.gin")], [])
+    gin.parse_config_files_and_bindings([GIN_FILE], [])
     shutil.rmtree(base, ignore_errors=True)
-    start = time.time()
-    phases = embedded.build(base, parallel=parallel)
-    return time.time() - start, phases
+    with timing.Stopwatch() as watch:
+        phases = embedded_benchmark.build(base, parallel=parallel)
+    return watch.seconds, phases
 
 
 def encoder_weights(base):
     seg = model.Segmenter(21)
-    model.load_encoder(seg, embedded.pretrained_encoder_path(base))
+    model.load_encoder(seg, embedded_benchmark.pretrained_encoder_path(base))
     return [w.numpy() for w in seg.encoder.weights]
 
 
 def run(argv):
     del argv
+    if not os.path.exists(GIN_FILE):
+        raise app.UsageError(f"{GIN_FILE} not found: run from the project root")
     bases = {}
     for k in range(1, FLAGS.rounds + 1):
         for parallel in (False, True):
@@ -53,4 +65,5 @@ def run(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(run)

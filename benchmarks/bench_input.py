@@ -1,35 +1,45 @@
 """Times the training input pipeline alone (decode, augment, blend, batch) in samples per second.
 
-  python bench_input.py                                   # synthetic VOC-sized records, new only
-  python bench_input.py --tfrecord=data/training_first_step/train_sequential_1-15.tfrecord
-  python bench_input.py --ratio_new=4 --ratio_old=4 --batch_size=8   # blend with a synthetic replay file
+  python -m benchmarks.bench_input                       # synthetic VOC-sized records, new only
+  python -m benchmarks.bench_input --tfrecord=data/training_first_step/train_sequential_1-15.tfrecord
+  python -m benchmarks.bench_input --ratio_new=4 --ratio_old=4 --batch_size=8   # blend with a synthetic replay file
 
 Without --tfrecord, records of random shapes at 500x375 (the size of most VOC images) are written to a
-temporary folder first; that time is not counted.
+temporary folder first; that time is not counted. bench_perf imports make_synthetic_tfrecord and bench_input.
 """
 
 import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
 import os
 import tempfile
-import time
 
 import numpy as np
 from absl import app, flags, logging
 
+from benchmarks import timing
 import data_loader
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("tfrecord", None, "New-sample record file(s); synthetic records when unset.")
-flags.DEFINE_multi_string("old_tfrecord", None,
-                          "Replay record file(s); synthetic when unset and ratio_old > 0.")
-flags.DEFINE_integer("ratio_new", 4, "interleave_ratio_new.")
-flags.DEFINE_integer("ratio_old", 0, "interleave_ratio_old.")
-flags.DEFINE_integer("batch_size", 4, "Samples per batch.")
-flags.DEFINE_integer("image_size", 321, "Training crop side.")
-flags.DEFINE_integer("steps", 200, "Timed batches.")
-flags.DEFINE_integer("warmup", 20, "Untimed batches first (fills the shuffle buffer and the prefetch).")
-flags.DEFINE_integer("synthetic_records", 200, "Records per synthetic file.")
-flags.DEFINE_integer("seed", 0, "Seed of the pipeline and of the synthetic data.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script: bench_perf imports this module)."""
+    flags.DEFINE_multi_string("tfrecord", None, "New-sample record file(s); synthetic records when unset.")
+    flags.DEFINE_multi_string("old_tfrecord", None,
+                              "Replay record file(s); synthetic when unset and ratio_old > 0.")
+    flags.DEFINE_integer("ratio_new", 4, "interleave_ratio_new.", lower_bound=0)
+    flags.DEFINE_integer("ratio_old", 0, "interleave_ratio_old.", lower_bound=0)
+    flags.DEFINE_integer("batch_size", 4, "Samples per batch.", lower_bound=1)
+    flags.DEFINE_integer("image_size", 321, "Training crop side.", lower_bound=1)
+    flags.DEFINE_integer("steps", 200, "Timed batches.", lower_bound=1)
+    flags.DEFINE_integer("warmup", 20, "Untimed batches first (fills the shuffle buffer and the prefetch).",
+                         lower_bound=0)
+    flags.DEFINE_integer("synthetic_records", 200, "Records per synthetic file.", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Seed of the pipeline and of the synthetic data.")
+    flags.register_multi_flags_validator(["ratio_new", "ratio_old"], lambda f: f["ratio_new"] + f["ratio_old"] > 0,
+                                         "--ratio_new and --ratio_old: not both 0")
+    for name in ("tfrecord", "old_tfrecord"):
+        flags.register_validator(name, lambda paths: all(os.path.isfile(p) for p in paths or []),
+                                 f"--{name}: every file must exist")
 
 
 def make_synthetic_tfrecord(path, n, height=375, width=500, n_classes=21, seed=0):
@@ -85,11 +95,11 @@ def bench_input(paths_new, paths_old=None, ratio_new=4, ratio_old=0, batch_size=
     iterator = iter(ds)
     for _ in range(warmup):
         next(iterator)
-    start = time.perf_counter()
-    for _ in range(steps):
-        images, _ = next(iterator)
-    images.numpy()  # make sure the last batch is materialized
-    seconds = time.perf_counter() - start
+    with timing.Stopwatch() as watch:
+        for _ in range(steps):
+            images, _ = next(iterator)
+        images.numpy()  # make sure the last batch is materialized
+    seconds = watch.seconds
     samples = steps * batch_size
     return {"samples_per_s": samples / seconds, "batches_per_s": steps / seconds, "seconds": seconds,
             "samples": samples}
@@ -115,4 +125,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

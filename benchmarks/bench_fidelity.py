@@ -1,9 +1,9 @@
 """The original's behaviours on the embedded benchmark: each switch of the README's table "Behaviours of the
 original" against the default (the original's behaviour), on the experiments it affects, in one run.
 
-    python bench_fidelity.py [--base embedded] [--folder /tmp/bench_fidelity] [--jobs 2]
+    python -m benchmarks.bench_fidelity [--base embedded] [--folder /tmp/bench_fidelity] [--jobs 2]
 
-(--jobs, main.py's flag: settings run at once, one process each; default 2.)
+(--jobs: settings run at once, one process each; default 2.)
 
 Needs the built embedded benchmark (`python main.py` builds it under ./embedded). Every setting runs the
 longest setup, 10-1, of DISJOINT with gan replay (and web replay after it, as the sweep orders them, where
@@ -13,21 +13,17 @@ folder of its own that links to <base>'s data and pretrained encoder (nothing of
 to <folder>/fidelity.md, the final-step mIoU over all classes (background excluded, %) of every experiment
 under every setting, and each switch's difference to the default.
 """
+import runtime  # first: oneDNN kernels before TensorFlow loads; worker processes
 import os
 import shutil
-import time
 
-import runtime  # first: oneDNN kernels before TensorFlow loads; worker processes
 import gin
 from absl import app, flags, logging
 
-import main
+from benchmarks import timing
 import results
 import training
 
-flags.DEFINE_string("base", "embedded", "the built embedded benchmark")
-flags.DEFINE_string("folder", "/tmp/bench_fidelity", "scratch folder, one sub-folder per setting")
-flags.DEFINE_list("settings", None, "names of SETTINGS to run (default: all)")
 FLAGS = flags.FLAGS
 
 SETUPS = ["ADD_ONE_TEN_TIMES"]
@@ -47,6 +43,18 @@ SETTINGS = {
     "mixed batches (4 new + 4 replay)": (["TrainManager.interleave_ratio_new = 4",
                                           "TrainManager.interleave_ratio_old = 4"], RECALL),
 }
+
+
+def define_flags():
+    """Defines the command-line flags, only when run as a script: not in the worker processes, which import
+    main.py (and its flags, --jobs among them)."""
+    flags.DEFINE_string("base", "embedded", "the built embedded benchmark")
+    flags.DEFINE_string("folder", "/tmp/bench_fidelity", "scratch folder, one sub-folder per setting")
+    flags.DEFINE_list("settings", None, "names of SETTINGS to run (default: all)")
+    flags.DEFINE_integer("jobs", 2, "settings run at once, one process each", lower_bound=1)
+    flags.register_validator("folder", bool, "--folder: a folder is required")
+    flags.register_validator("settings", lambda names: all(n in SETTINGS for n in names or []),
+                             f"--settings: names of SETTINGS, some of {list(SETTINGS)}")
 
 
 def _slug(name):
@@ -69,16 +77,19 @@ def link_base(base, folder):
 
 
 def run_setting(name, folder):
-    """Runs the setting's experiments in `folder` (one process). Returns (failures, seconds)."""
+    """Runs the setting's experiments in `folder` (in a worker process). Returns (failures, seconds)."""
+    # Imported here, in the worker only: main.py defines its command-line flags on import, and this script's
+    # --jobs would clash with main.py's.
+    import main  # pylint: disable=import-outside-toplevel
     logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
-    training.PROGRESS_BARS = False
     bindings, runs = SETTINGS[name]
     params = [f'TrainManager.base_folder_path = "{folder}"'] + bindings
     extra = [os.path.join("config", "embedded", "embedded.gin")]
-    start = time.time()
-    failures = main.sweep(runs, "config", extra, params, os.path.join("config", "embedded"), jobs=1)
-    return failures, time.time() - start
+    with timing.Stopwatch() as watch:
+        failures = main.sweep(runs, "config", extra, params, os.path.join("config", "embedded"), jobs=1,
+                              context=training.Context(progress_bars=False))
+    return failures, watch.seconds
 
 
 def table(folders):
@@ -110,17 +121,14 @@ def table(folders):
 def run(argv):
     del argv
     names = FLAGS.settings or list(SETTINGS)
-    unknown = [n for n in names if n not in SETTINGS]
-    if unknown:
-        raise app.UsageError(f"--settings: unknown {unknown}; expected some of {list(SETTINGS)}")
     if not os.path.exists(os.path.join(FLAGS.base, "data", "validation", "val_1.tfrecord")):
         raise app.UsageError(f"--base {FLAGS.base!r} holds no built embedded benchmark: run python main.py first")
     folders = {name: os.path.abspath(os.path.join(FLAGS.folder, _slug(name))) for name in names}
     for folder in folders.values():
         link_base(FLAGS.base, folder)
     gin.clear_config()
-    start = time.time()
-    jobs = FLAGS.jobs or 2
+    whole = timing.Stopwatch().start()
+    jobs = FLAGS.jobs
     with runtime.worker_pool(jobs) as pool:
         done = {name: pool.submit(run_setting, name, folders[name]) for name in names}
         for name, future in done.items():
@@ -133,8 +141,9 @@ def run(argv):
     print(text)
     with open(os.path.join(FLAGS.folder, "fidelity.md"), "w", encoding="utf-8") as f:
         f.write(text)
-    logging.info("time: %.1f s in all, %d processes", time.time() - start, jobs)
+    logging.info("time: %.1f s in all, %d processes", whole.seconds, jobs)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(run)

@@ -1,27 +1,28 @@
 """Times a dilated 3x3 convolution two ways: tf.nn.conv2d (native dilation, what model.Conv2D uses) and
 tf.nn.convolution (Keras' Conv2D path, which rewrites a dilation as space_to_batch / batch_to_space).
 
-    python bench_dilation.py [--repeats 5]
+    python -m benchmarks.bench_dilation [--repeats 5]
 
 Shapes: DeepLab-V2 at 321x321, batch 4 (41x41 features): block-3/4 convolutions (1024 -> 256 channels,
 rates 2 and 4, forward + weight gradient) and the ASPP branches (2048 -> 21, rates 6 and 24);
 and the embedded network's ASPP at 64x64 (8x8x512 features, batch 8, forward).
 """
 import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
-import time
 
 import tensorflow as tf
 from absl import app, flags
 
-flags.DEFINE_integer("repeats", 5, "timed calls per case (after one warm-up call)")
+from benchmarks import timing
 
 
-def _time(fn, repeats):
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats * 1000
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_integer("repeats", 5, "timed calls per case (after one warm-up call)", lower_bound=1)
+
+
+def _ms(fn, repeats):
+    """Mean milliseconds of `repeats` calls of fn after one warm-up call."""
+    return timing.repeat(fn, repeats).mean * 1000
 
 
 def case(shape, out_channels, rate, backward, repeats):
@@ -39,7 +40,7 @@ def case(shape, out_channels, rate, backward, repeats):
 
     native = make(lambda x, k, r: tf.nn.conv2d(x, k, 1, "SAME", dilations=r))
     keras_path = make(lambda x, k, r: tf.nn.convolution(x, k, padding="SAME", dilations=r))
-    return _time(native, repeats), _time(keras_path, repeats)
+    return _ms(native, repeats), _ms(keras_path, repeats)
 
 
 def main(_):
@@ -58,4 +59,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,9 +1,9 @@
-"""Performance of every stage in one run, as ratios against what this machine can do (BENCHMARKS.md,
+"""Performance of every stage in one run, as ratios against what this machine can do (benchmarks/BENCHMARKS.md,
 "Performance").
 
-  python bench_perf.py --profile_dir=/tmp/bench_trace     # batch 4, 3 timed steps, 6 full-size images
-  python bench_perf.py --timed_steps=10 --eval_images=50 --input_batches=200  # a GPU
-  python bench_perf.py --precision=mixed_bfloat16 --jit_compile                # GPU options
+  python -m benchmarks.bench_perf --profile --folder=/tmp/bench_trace  # batch 4, 3 timed steps, 6 full-size images
+  python -m benchmarks.bench_perf --steps=10 --eval_images=50 --input_steps=200  # a GPU
+  python -m benchmarks.bench_perf --precision=mixed_bfloat16 --jit_compile        # GPU options
 
 Measures, on random weights and synthetic VOC-sized data (500x375 JPEG records, written first, not timed):
   1. peak FLOP/s of this device in the network's compute dtype (--precision): a large matrix product and
@@ -30,7 +30,6 @@ import glob
 import os
 import statistics
 import tempfile
-import time
 
 from absl import app
 from absl import flags
@@ -40,39 +39,40 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-import bench_input
+from benchmarks import bench_input
+from benchmarks import timing
 import data_loader
 import model
 import training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("train_batch", 4, "Images per training step (4: the paper's batch).")
-flags.DEFINE_integer("timed_steps", 3, "Timed training steps per mode, after one tracing step.")
-flags.DEFINE_list("modes", ["encoder+decoder", "decoder"], "Training modes to time.")
-flags.DEFINE_integer("matmul_size", 4096, "Side of the square float32 matrices of the peak measurement.")
-flags.DEFINE_integer("input_batches", 40, "Timed batches of the input pipeline alone.")
-flags.DEFINE_integer("wait_steps", 3, "Timed steps of real training (pipeline feeding the step).")
-flags.DEFINE_integer("eval_images", 6, "Full-size images for validation and for pseudo-labelling.")
-flags.DEFINE_enum("precision", "float32", model.PRECISIONS, "Dtype policy of the network.")
-flags.DEFINE_boolean("jit_compile", False, "Compile the training step's forward and backward with XLA.")
-flags.DEFINE_string("profile_dir", None, "When set, writes a tf.profiler trace of one encoder+decoder step "
-                    "there and prints where its time goes, by op type.")
-
+MODES = ("encoder+decoder", "decoder")
 N_CLASSES = 21
 MEAN = data_loader.DEFAULT_MEAN
 
 
-def _timed(fn, repeats):
-    """Runs fn once untimed (tracing, warm-up), then `repeats` times. Returns (first s, median s, best s)."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times), min(times)
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_integer("batch_size", 4, "Images per training step (4: the paper's batch).", lower_bound=1)
+    flags.DEFINE_integer("image_size", 321, "Training crop side.", lower_bound=1)
+    flags.DEFINE_integer("steps", 3, "Timed training steps per mode, after one tracing step.", lower_bound=1)
+    flags.DEFINE_list("modes", list(MODES), "Training modes to time: encoder+decoder and/or decoder.")
+    flags.DEFINE_integer("matmul_size", 4096, "Side of the square float32 matrices of the peak measurement.",
+                         lower_bound=1)
+    flags.DEFINE_integer("input_steps", 40, "Timed batches of the input pipeline alone.", lower_bound=1)
+    flags.DEFINE_integer("wait_steps", 3, "Timed steps of real training (pipeline feeding the step).",
+                         lower_bound=1)
+    flags.DEFINE_integer("eval_images", 6, "Full-size images for validation and for pseudo-labelling.",
+                         lower_bound=2)
+    flags.DEFINE_enum("precision", "float32", model.PRECISIONS, "Dtype policy of the network.")
+    flags.DEFINE_boolean("jit_compile", False, "Compile the training step's forward and backward with XLA.")
+    flags.DEFINE_boolean("profile", False, "Write a tf.profiler trace of one encoder+decoder step to --folder "
+                         "and print where its time goes, by op type.")
+    flags.DEFINE_string("folder", "/tmp/bench_perf", "output folder (the --profile trace)")
+    flags.register_validator("modes", lambda v: bool(v) and set(v) <= set(MODES),
+                             f"--modes: one or more of {', '.join(MODES)}")
+    flags.register_multi_flags_validator(["profile", "folder"], lambda f: not f["profile"] or bool(f["folder"]),
+                                         "--profile needs --folder")
 
 
 def peak_flops(n, dtype=tf.float32, repeats=5):
@@ -101,7 +101,7 @@ def peak_flops(n, dtype=tf.float32, repeats=5):
                 tf.nn.conv2d(x, w, 1, "SAME", dilations=2))), 2 * 9 * 256 * 256 * pixels),
             ("conv 1x1 1024->256, 8x41x41", tf.function(lambda: tf.reduce_sum(
                 tf.nn.conv2d(x1, w1, 1, "SAME"))), 2 * 1024 * 256 * pixels)]:
-        _, _, best = _timed(lambda f=fn: f().numpy(), repeats)
+        best = timing.repeat(lambda f=fn: f().numpy(), repeats).best
         results[name] = (flop, best, flop / best)
     return results
 
@@ -146,19 +146,20 @@ def _random_batch(batch, size, seed=0):
     return images, labels
 
 
-def _trainer(seg, mode):
+def _trainer(seg, mode, jit_compile):
     return model.Trainer(seg, model.make_label_map(range(N_CLASSES)), model.poly_schedule(5e-4, 5e-6, 1000),
-                         train_encoder=(mode == "encoder+decoder"), jit_compile=FLAGS.jit_compile)
+                         train_encoder=(mode == "encoder+decoder"), jit_compile=jit_compile)
 
 
-def time_training(seg, modes, batch, size, steps, profile_dir=None):
-    """Returns {mode: (first s, median s, best s)} of Trainer.train_step on a fixed random batch."""
+def time_training(seg, modes, batch, size, steps, jit_compile=False, profile_dir=None):
+    """Returns {mode: timing.Timings} of Trainer.train_step on a fixed random batch (one tracing step, then
+    `steps` timed steps)."""
     images, labels = _random_batch(batch, size)
     results = {}
     for mode in modes:
-        trainer = _trainer(seg, mode)
+        trainer = _trainer(seg, mode, jit_compile)
         step = lambda t=trainer: t.train_step(images, labels)["loss"].numpy()  # .numpy() waits for the step
-        results[mode] = _timed(step, steps)
+        results[mode] = timing.repeat(step, steps)
         if profile_dir and mode == "encoder+decoder":
             tf.profiler.experimental.start(profile_dir)
             step()
@@ -187,23 +188,22 @@ def op_time_by_type(profile_dir, top=8):
     return seconds.most_common(top)
 
 
-def input_wait(seg, mode, paths_new, paths_old, batch, size, steps):
+def input_wait(seg, mode, paths_new, paths_old, batch, size, steps, jit_compile=False):
     """Real training: the input pipeline feeds the step, as in Training._fit.
 
     Returns (seconds waiting for the next batch, seconds in total) over `steps` steps after one warm-up step.
     """
-    trainer = _trainer(seg, mode)
+    trainer = _trainer(seg, mode, jit_compile)
     dataset = data_loader.training_dataset(paths_new, paths_old, 4, 4, batch, size, MEAN, seed=0)
     batches = iter(dataset)
     trainer.train_step(*next(batches))["loss"].numpy()  # tracing, and the pipeline's start
-    waiting = 0.0
-    start = time.perf_counter()
-    for _ in range(steps):
-        before = time.perf_counter()
-        images, labels = next(batches)
-        waiting += time.perf_counter() - before
-        trainer.train_step(images, labels)["loss"].numpy()
-    return waiting, time.perf_counter() - start
+    waiting = timing.Stopwatch()
+    with timing.Stopwatch() as total:
+        for _ in range(steps):
+            with waiting:
+                images, labels = next(batches)
+            trainer.train_step(images, labels)["loss"].numpy()
+    return waiting.seconds, total.seconds
 
 
 def validation_throughput(seg, path, n):
@@ -211,38 +211,33 @@ def validation_throughput(seg, path, n):
     one, everything = os.path.join(os.path.dirname(path), "one.tfrecord"), path
     data_loader.write_tfrecord(one, [r.numpy() for r in tf.data.TFRecordDataset(path).take(1)])
     classes = list(range(N_CLASSES))
-    timings = []
+    watch = timing.Stopwatch()
     for p in (one, everything):
-        start = time.perf_counter()
-        training.evaluate(seg, [p], classes, N_CLASSES, MEAN)
-        timings.append(time.perf_counter() - start)
-    return timings[0], (timings[1] - timings[0]) / (n - 1)  # each call traces once: the difference is n-1 images
+        with watch:
+            training.evaluate(seg, [p], classes, N_CLASSES, MEAN)
+    first, whole = watch.laps
+    return first, (whole - first) / (n - 1)  # each call traces once: the difference is n-1 images
 
 
 def labelling_throughput(seg, path):
     """Segmenter.predict_ids image by image, as Training._label_replay. Returns (first s, s per image after)."""
     samples = list(data_loader.load_tfrecord([path], "images", dataset_mean=MEAN))
-    times = []
+    watch = timing.Stopwatch()
     for sample in samples:
-        start = time.perf_counter()
-        seg.predict_ids(sample["input"][None])[0].numpy()
-        times.append(time.perf_counter() - start)
-    return times[0], statistics.mean(times[1:])
+        with watch:
+            seg.predict_ids(sample["input"][None])[0].numpy()
+    return watch.laps[0], statistics.mean(watch.laps[1:])
 
 
 def main(argv):
     del argv
-    if FLAGS.eval_images < 2:
-        raise ValueError(f"--eval_images must be at least 2, got {FLAGS.eval_images}")
-    unknown = set(FLAGS.modes) - {"encoder+decoder", "decoder"}
-    if unknown:
-        raise ValueError(f"unknown --modes {sorted(unknown)}; expected encoder+decoder and/or decoder")
     gpus = tf.config.list_logical_devices("GPU")
-    size, batch = FLAGS.image_size, FLAGS.train_batch
+    size, batch = FLAGS.image_size, FLAGS.batch_size
+    profile_dir = FLAGS.folder if FLAGS.profile else None
     out = [f"device: {gpus[0].name if gpus else 'CPU'}, {os.cpu_count()} CPUs, load average at start "
            f"{os.getloadavg()[0]:.2f}, TensorFlow {tf.__version__}, precision {FLAGS.precision}, "
            f"jit_compile={FLAGS.jit_compile}, image {size}x{size}, batch {batch}"]
-    start_all = time.perf_counter()
+    whole = timing.Stopwatch().start()
 
     logging.info("peak FLOP/s")
     compute_dtype = {"float32": tf.float32, "mixed_float16": tf.float16, "mixed_bfloat16": tf.bfloat16}
@@ -255,23 +250,24 @@ def main(argv):
     logging.info("training step")
     seg = model.Segmenter(N_CLASSES, precision=FLAGS.precision)
     flops = conv_flops(seg, size)
-    steps = time_training(seg, FLAGS.modes, batch, size, FLAGS.timed_steps, FLAGS.profile_dir)
+    steps = time_training(seg, FLAGS.modes, batch, size, FLAGS.steps, FLAGS.jit_compile, profile_dir)
     out += ["", f"forward GFLOP per image: convolutions of the encoder {flops['encoder'] / 1e9:.2f} and of the "
                 f"decoder {flops['decoder'] / 1e9:.2f}; every op of the forward graph by tf.profiler "
                 f"{profiler_flops(seg, size) / 1e9:.2f}",
-            "", f"| training step | first s | s/step (median of {FLAGS.timed_steps}) | images/s | best s | "
+            "", f"| training step | first s | s/step (median of {FLAGS.steps}) | images/s | best s | "
                 f"GFLOP/step | GFLOP/s (median) | of peak (median) | GFLOP/s (best) | of peak (best) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
-    for mode, (first, median, best) in steps.items():
+    for mode, t in steps.items():
+        first, median, best = t.first, t.median, t.best
         flop = step_flops(flops, mode, batch)
         out.append(f"| {mode} | {first:.2f} | {median:.3f} | {batch / median:.3f} | {best:.3f} | {flop / 1e9:.1f} | "
                    f"{flop / median / 1e9:.1f} | {flop / median / peak:.2f} | {flop / best / 1e9:.1f} | "
                    f"{flop / best / peak:.2f} |")
-    if FLAGS.profile_dir:
+    if profile_dir and "encoder+decoder" in steps:
         out += ["", "| op type (one encoder+decoder step, tf.profiler) | s |", "|---|---|"]
-        out += [f"| {op} | {sec:.3f} |" for op, sec in op_time_by_type(FLAGS.profile_dir)]
-    fastest = min(steps, key=lambda m: steps[m][2])
-    consumed = batch / steps[fastest][2]  # the best step: the most the step can consume
+        out += [f"| {op} | {sec:.3f} |" for op, sec in op_time_by_type(profile_dir)]
+    fastest = min(steps, key=lambda m: steps[m].best)
+    consumed = batch / steps[fastest].best  # the best step: the most the step can consume
 
     with tempfile.TemporaryDirectory() as tmp:
         logging.info("synthetic records")
@@ -280,10 +276,10 @@ def main(argv):
         val = bench_input.make_synthetic_tfrecord(os.path.join(tmp, "val", "val.tfrecord"), FLAGS.eval_images,
                                                   seed=2)
         logging.info("input pipeline")
-        pipeline = bench_input.bench_input([new], [old], 4, 4, max(batch, 1), size, FLAGS.input_batches,
+        pipeline = bench_input.bench_input([new], [old], 4, 4, max(batch, 1), size, FLAGS.input_steps,
                                            warmup=5, seed=0)
         logging.info("real training")
-        waiting, total = input_wait(seg, fastest, [new], [old], batch, size, FLAGS.wait_steps)
+        waiting, total = input_wait(seg, fastest, [new], [old], batch, size, FLAGS.wait_steps, FLAGS.jit_compile)
         logging.info("validation and labelling")
         val_first, val_per_image = validation_throughput(seg, val, FLAGS.eval_images)
         label_first, label_per_image = labelling_throughput(seg, val)
@@ -297,9 +293,10 @@ def main(argv):
             f"| validation (training.evaluate) | {val_first:.2f} | {val_per_image:.3f} | {1 / val_per_image:.2f} |",
             f"| pseudo-labelling (Segmenter.predict_ids) | {label_first:.2f} | {label_per_image:.3f} | "
             f"{1 / label_per_image:.2f} |",
-            "", f"load average at end {os.getloadavg()[0]:.2f}; whole run {time.perf_counter() - start_all:.0f} s"]
+            "", f"load average at end {os.getloadavg()[0]:.2f}; whole run {whole.seconds:.0f} s"]
     print("\n".join(out))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

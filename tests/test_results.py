@@ -1,0 +1,186 @@
+"""Tests of results.py: the original's results-file text, its parser, the JSON descriptions and the
+summaries read through them."""
+import json
+import math
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import metrics
+from conftest import ROOT
+import results
+from test_metrics import CM
+from train_manager import TrainManager
+
+EXPECTED_INCREMENTAL = (
+    "\n"
+    "################################# VALIDATION RESULTS OF STEP 1####################################\n"
+    "LOSS\n0.5\n\n"
+    "mIoU\n0.3611111111111111\n\n"
+    "class_iou\n['0.250', '0.500', '0.333', None]\n\n"
+    "mean class accuracy\n0.5555555555555555\n\n"
+    "mean pixel accuracy\n0.5714285714285714\n\n"
+    "class accuracy\n['0.500', '0.667', '0.500', None]\n\n"
+    "old classes miou [0, 1]\n0.375\n\n"
+    "new classes miou [2]\n0.3333333333333333\n\n"
+    "old classes mean accuracy [0, 1]\n0.5833333333333333\n\n"
+    "new classes mean accuracy [2]\n0.5\n\n")
+
+
+def test_format_is_the_original_text():
+    assert results.format_results_block(1, 0.5, CM, [0, 1], [2]) == EXPECTED_INCREMENTAL
+    first = results.format_results_block(0, np.float32(1.25), tf.constant(CM), None, [0, 1, 2])
+    assert first == EXPECTED_INCREMENTAL.split("old classes")[0].replace("STEP 1#", "STEP 0#") \
+        .replace("LOSS\n0.5", "LOSS\n1.25")
+    assert "old classes" not in results.format_results_block(0, 1.0, CM, [], [0, 1, 2])
+
+
+def test_format_parse_round_trip(tmp_path):
+    path = str(tmp_path / "outputs" / "run (T1_P1.0.0.1).txt")
+    results.append_results_block(path, results.format_results_block(0, 0.75, CM, None, [0, 1, 2]))
+    results.append_results_block(path, results.format_results_block(1, 0.5, CM, [0, 1], [2]))
+    empty = np.zeros((4, 4))
+    results.append_results_block(path, results.format_results_block(2, float("nan"), empty, [0, 1, 2], [3]))
+    first, second, third = results.parse_results_file(path)
+    assert first["step"] == 0 and first["loss"] == 0.75
+    assert first["miou"] == metrics.get_mean_iou(CM, [0, 1, 2])
+    assert first["class_iou"] == [0.25, 0.5, 0.333, None]
+    assert first["class_accuracy"] == [0.5, 0.667, 0.5, None]
+    assert first["mean_pixel_accuracy"] == metrics.get_mean_pixel_accuracy(CM, [0, 1, 2])
+    assert first["old_classes"] is None and first["old_miou"] is None
+    assert second["step"] == 1 and second["old_classes"] == [0, 1] and second["new_classes"] == [2]
+    assert second["old_miou"] == 0.375 and second["new_accuracy"] == 0.5
+    assert second["old_accuracy"] == metrics.get_mean_class_accuracy(CM, [0, 1])
+    assert third["step"] == 2 and math.isnan(third["loss"]) and math.isnan(third["miou"])
+    assert third["class_iou"] == [None] * 4 and third["new_classes"] == [3]
+
+
+def test_parse_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.txt"):
+        results.parse_results_file(str(tmp_path / "nothere.txt"))
+    bad = tmp_path / "bad.txt"
+    bad.write_text(EXPECTED_INCREMENTAL.replace("mIoU\n0.36", "mIoU\nzero.36"))
+    with pytest.raises(ValueError, match=r"bad\.txt: line 7: expected a number"):
+        results.parse_results_file(str(bad))
+    bad.write_text(EXPECTED_INCREMENTAL.replace("old classes miou [0, 1]", "old classes miou [0, 1"))
+    with pytest.raises(ValueError, match="unknown entry"):
+        results.parse_results_file(str(bad))
+    bad.write_text(EXPECTED_INCREMENTAL.replace("class_iou\n['0.250'", "class_iou\n{'0.250'"))
+    with pytest.raises(ValueError, match="line 10: expected a Python list"):
+        results.parse_results_file(str(bad))
+    bad.write_text("LOSS\n0.5\n")
+    with pytest.raises(ValueError, match="header"):
+        results.parse_results_file(str(bad))
+    bad.write_text(EXPECTED_INCREMENTAL.replace("mean pixel accuracy", "mean pixel acc"))
+    with pytest.raises(ValueError, match=r"line 15: unknown entry 'mean pixel acc'"):
+        results.parse_results_file(str(bad))
+    bad.write_text(EXPECTED_INCREMENTAL.split("mIoU")[0])
+    with pytest.raises(ValueError, match=r"block of step 1 lacks \['miou'"):
+        results.parse_results_file(str(bad))
+
+
+def _block(step, class_iou, old=None, new=None):
+    cm_classes = [c for c, v in enumerate(class_iou) if v is not None]
+    text = results.format_results_block(step, 0.5, _diagonal_cm(class_iou), old, new or cm_classes)
+    return text
+
+
+def _diagonal_cm(class_iou):
+    """A confusion matrix whose per-class IoUs are the given values (None: class absent)."""
+    import numpy as np
+    n = len(class_iou)
+    cm = np.zeros((n, n), np.int64)
+    for c, v in enumerate(class_iou):
+        if v is None:
+            continue
+        tp = int(round(v * 100))
+        cm[c, c] = tp
+        cm[c, (c + 1) % n] += 100 - tp  # misses counted as another class
+    return cm
+
+
+def _experiment(base, config, test_type, source, text, *bindings):
+    """Writes an experiment's results file and its description (results.write_description of the manager
+    of `config`); returns the results file's path."""
+    gin.clear_config()
+    gin.parse_config_files_and_bindings([os.path.join(ROOT, "config", config + ".gin")],
+                                        [f'TrainManager.base_folder_path = "{base}"'] + list(bindings))
+    m = TrainManager(test_type, source)
+    gin.clear_config()
+    path = m.get_validation_file_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    results.write_description(m)
+    return path
+
+
+def test_description_says_what_the_experiment_was(tmp_path):
+    path = _experiment(tmp_path, "DISJOINT", "ADD_FIVE_TWO_TIMES", "flickr", _block(0, [0.5] * 11))
+    assert os.path.basename(path) == "DISJOINT (T2_P1.0.0.2_flickr).txt"
+    with open(results.description_path(path)) as f:
+        doc = json.load(f)
+    assert doc == {"config": "DISJOINT", "test_type": "ADD_FIVE_TWO_TIMES", "test_index": 2,
+                   "structure": [10, 5, 5], "parameters": "1.0.0.2", "replay_source": "flickr",
+                   "results_file": "DISJOINT (T2_P1.0.0.2_flickr).txt"}
+    path = _experiment(tmp_path, "FINE_TUNING_DISJOINT", "ADD_FIVE_TWO_TIMES", "gan", "")
+    with open(results.description_path(path)) as f:
+        assert json.load(f)["replay_source"] == "none"  # interleave_ratio_old = 0: no replay, whatever the name
+
+
+def test_summary_rows_from_results_files(tmp_path):
+    """Old / new / all mIoU of the last step and the gap to JOINT, computed from the files alone."""
+    outputs = str(tmp_path / "outputs")
+    joint_iou = [0.9] + [0.8] * 20
+    joint = _experiment(tmp_path, "JOINT", "JOINT", None, _block(0, joint_iou))
+    joint_iou = results.parse_results_file(joint)[0]["class_iou"]  # as the file rounds them
+    final = [0.9] + [0.6] * 19 + [0.3]
+    text = _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, final, list(range(20)), [20])
+    path = _experiment(tmp_path, "DISJOINT", "ADD_ONE_ONE_TIME", "gan", text)
+    (tmp_path / "outputs" / "notes.txt").write_text("not a results file")
+    rows = {r["config"]: r for r in results.summarize(outputs)}
+    disjoint = rows["DISJOINT"]
+    iou = results.parse_results_file(path)[-1]["class_iou"]
+    assert disjoint["setup"] == "19-1" and disjoint["replay_source"] == "gan"
+    assert disjoint["miou_old"] == pytest.approx(100 * sum(iou[1:20]) / 19)
+    assert disjoint["miou_new"] == pytest.approx(100 * iou[20])
+    assert disjoint["miou_all"] == pytest.approx(100 * sum(iou[1:21]) / 20)
+    assert disjoint["miou_all_bg"] == pytest.approx(100 * sum(iou) / 21)
+    assert disjoint["delta_vs_joint"] == pytest.approx(disjoint["miou_all"] - 100 * sum(joint_iou[1:]) / 20)
+    assert rows["JOINT"]["setup"] == "joint" and rows["JOINT"]["replay_source"] == "none"
+    tex = (tmp_path / "outputs" / "summary.tex").read_text()
+    assert "DISJOINT (gan)" in tex and "JOINT &" in tex and "19-1" in tex
+    # RECALL against the fine-tuning baseline of its protocol (disjoint: FINE_TUNING_DISJOINT).
+    ft = _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, [0.9] + [0.2] * 19 + [0.5], list(range(20)), [20])
+    _experiment(tmp_path, "FINE_TUNING_DISJOINT", "ADD_ONE_ONE_TIME", "gan", ft)
+    rows = {r["config"]: r for r in results.summarize(outputs)}
+    table = (tmp_path / "outputs" / "recall_vs_finetuning.md").read_text().splitlines()
+    assert len(table) == 3  # header, rule, one RECALL row (JOINT and the baseline have no row of their own)
+    difference = rows["DISJOINT"]["miou_all"] - rows["FINE_TUNING_DISJOINT"]["miou_all"]
+    assert table[2] == (f"| 19-1 | DISJOINT | gan | 1.0.0.2 | {rows['DISJOINT']['miou_all']:.1f} | "
+                        f"{rows['FINE_TUNING_DISJOINT']['miou_all']:.1f} | {difference:.1f} |")
+
+
+
+
+def test_two_parameter_generations_of_a_config_are_two_rows(tmp_path):
+    """The summary tells experiments apart by their descriptions, not by their file names: a second
+    generation of parameter indices is a row of its own, named by its indices in the paper-style table."""
+    text = _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, [0.9] + [0.6] * 20, list(range(20)), [20])
+    for index in (2, 3):
+        _experiment(tmp_path, "DISJOINT", "ADD_ONE_ONE_TIME", "gan", text,
+                    f"TrainManager.parameters_incremental_index = {index}")
+    rows = results.summarize(str(tmp_path / "outputs"))
+    assert sorted(r["parameters"] for r in rows) == ["1.0.0.2", "1.0.0.3"]
+    tex = (tmp_path / "outputs" / "summary.tex").read_text()
+    assert "DISJOINT (gan) P1.0.0.2 &" in tex and "DISJOINT (gan) P1.0.0.3 &" in tex
+
+
+def test_unreadable_description_is_skipped(tmp_path):
+    path = _experiment(tmp_path, "DISJOINT", "ADD_ONE_ONE_TIME", "gan", _block(0, [0.5] * 20))
+    with open(results.description_path(path), "w") as f:
+        f.write("{not json")
+    assert results.read_experiments(str(tmp_path / "outputs")) == []
