@@ -47,8 +47,9 @@ flags.DEFINE_integer("jobs", None, "processes that run the experiments, one grou
 
 
 def plan(configs, test_types, sources, config_dir="config"):
-    """The experiments of a sweep, in the original's order: JOINT, then each RECALL config x source x setup,
-    then the fine-tuning configs (no replay: run once, under the first source's names).
+    """The experiments of a sweep, in the original's order: JOINT, then each config with replay x source x
+    setup, then the configs without replay (the fine-tuning baselines: run once, under the first source's
+    names). Whether a config replays is TrainManager.uses_replay's answer for it.
 
     Returns a list of (config, test_type, replay_source)."""
     unknown = [c for c in configs if not os.path.exists(os.path.join(config_dir, c + ".gin"))]
@@ -62,11 +63,25 @@ def plan(configs, test_types, sources, config_dir="config"):
     if bad or not sources:
         raise ValueError(f"--replay_source: {bad or 'none given'}; expected gan and/or flickr")
     runs = [("JOINT", "JOINT", None)] if "JOINT" in configs else []
-    replay = [c for c in configs if c != "JOINT" and not c.startswith("FINE_TUNING")]
-    runs += [(c, t, source) for source in sources for c in replay for t in test_types if t != "JOINT"]
-    runs += [(c, t, sources[0]) for c in configs if c.startswith("FINE_TUNING") for t in test_types
+    incremental = [c for c in configs if c != "JOINT"]
+    replays = {c: _uses_replay(os.path.join(config_dir, c + ".gin")) for c in incremental}
+    runs += [(c, t, source) for source in sources for c in incremental if replays[c] for t in test_types
              if t != "JOINT"]
+    runs += [(c, t, sources[0]) for c in incremental if not replays[c] for t in test_types if t != "JOINT"]
     return runs
+
+
+def _uses_replay(config_file):
+    """TrainManager.uses_replay of a config's incremental experiments (read without TensorFlow: only the
+    config's TrainManager bindings matter)."""
+    gin.clear_config()
+    try:
+        gin.parse_config_file(config_file, skip_unknown=True)
+        return TrainManager(test_type="ADD_ONE_ONE_TIME", replay_source="gan").uses_replay()
+    except (ValueError, SyntaxError) as e:  # a bad binding or value; gin's parse errors
+        raise ValueError(f"--configs: {config_file}: {e}") from None
+    finally:
+        gin.clear_config()
 
 
 def experiment_gin_files(config, config_dir, extra_files=(), overrides_dir=None):

@@ -306,9 +306,16 @@ def load_tf1_checkpoint(pairs, path):
       pairs: [(variable, TF1 name)], see encoder_tf1_names / decoder_tf1_names.
       path: checkpoint prefix (the files are path.index and path.data-*).
     Raises:
-      ValueError listing every missing or mis-shaped variable (nothing is assigned then).
+      ValueError: an unreadable checkpoint (naming its files), or one missing or mis-shaping variables (each
+        listed; nothing is assigned then).
     """
-    reader = tf.train.load_checkpoint(path)
+    try:
+        reader = tf.train.load_checkpoint(path)
+    except (tf.errors.OpError, ValueError) as e:
+        raise ValueError(f"cannot read the TF1 checkpoint {path} ({path}.index and {path}.data-*): "
+                         f"{type(e).__name__}: {e}; expected a checkpoint written by TF1's tf.train.Saver "
+                         f"(e.g. the original's checkpoints/encoders/pretrained or TF-Slim's resnet_v1_101.ckpt)"
+                         ) from None
     _assign_by_name(pairs, reader.get_variable_to_shape_map(), reader.get_tensor, f"TF1 checkpoint {path}")
 
 

@@ -28,7 +28,7 @@ otherwise it is encoded as a single-channel PNG of class ids: VOC's own Segmenta
 PNGs, which TensorFlow decodes to colours, and a relabelled label has other contents.
 
 The run is incremental: a file whose tfrecord holds as many records as its split list, and whose list holds
-the expected ids, is skipped. Every file is written to a temporary name (`*.tmp-<pid>`) and renamed, the
+the expected ids, is skipped. Every file is written to a temporary name (artifacts.py) and renamed, the
 tfrecord before its list, so an interrupted or truncated file is made again; temporaries that killed runs
 left under the output folder are deleted at start. `expected_records(tfrecord)` reads a file's expected
 record count from its split list. Files are written in parallel (threads).

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import copy
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -49,7 +50,31 @@ def make_strategy(name):
     if name not in makers:
         raise ValueError(f"Training.distribute: unknown strategy {name!r}; expected 'default', 'mirrored' or "
                          f"'multi_worker'.")
+    if name == "multi_worker":
+        check_tf_config(os.environ.get("TF_CONFIG"))
     return makers[name]()
+
+
+def check_tf_config(text):
+    """Raises ValueError, naming the fault, unless `text` (the TF_CONFIG variable; None: unset, a single
+    worker) is the JSON of a cluster of "host:port" lists and a task in it."""
+    if text is None:
+        return
+    example = '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}'
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not JSON ({e}): {text!r}; expected e.g. {example}") from None
+    cluster = doc.get("cluster") if isinstance(doc, dict) else None
+    task = doc.get("task") if isinstance(doc, dict) else None
+    if not (isinstance(cluster, dict) and cluster and all(
+            isinstance(v, list) and v and all(isinstance(a, str) and ":" in a for a in v) for v in cluster.values())):
+        raise ValueError(f"TF_CONFIG: 'cluster' must map each task type to a non-empty list of \"host:port\" "
+                         f"addresses, got {cluster!r}; expected e.g. {example}")
+    if not (isinstance(task, dict) and task.get("type") in cluster and isinstance(task.get("index"), int)
+            and 0 <= task["index"] < len(cluster[task["type"]])):
+        raise ValueError(f"TF_CONFIG: 'task' must name a type of the cluster {sorted(cluster)} and an index "
+                         f"within its list, got {task!r}")
 
 
 class Context:

@@ -20,6 +20,7 @@ import shutil
 import gin
 from absl import app, flags, logging
 
+import artifacts
 from benchmarks import timing
 import results
 import training
@@ -66,7 +67,7 @@ def link_base(base, folder):
     (labelled replay, mixed labels, checkpoints, results) are left out."""
     base = os.path.abspath(base)  # the links' targets
     shutil.copytree(os.path.join(base, "data"), os.path.join(folder, "data"), copy_function=os.symlink,
-                    ignore=shutil.ignore_patterns("mixed", "replay_images_and_labels", "*.tmp-*"),
+                    ignore=shutil.ignore_patterns("mixed", "replay_images_and_labels", *artifacts.IGNORE_TEMPORARIES),
                     dirs_exist_ok=True)
     encoders = os.path.join(folder, "checkpoints", "encoders")
     os.makedirs(encoders, exist_ok=True)

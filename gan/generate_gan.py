@@ -510,11 +510,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("classifier", None, "Classifier over the generator's classes (for the mapping).",
                         **fv)
     flags.DEFINE_list("classes", [str(c) for c in range(1, 21)], "Target class ids.", **fv)
-    flags.DEFINE_integer("images_per_class", 500, "Images generated per class.", **fv)
-    flags.DEFINE_integer("batch_size", 8, "Generator and classifier batch size.", **fv)
+    flags.DEFINE_integer("images_per_class", 500, "Images generated per class.", lower_bound=1, **fv)
+    flags.DEFINE_integer("batch_size", 8, "Generator and classifier batch size.", lower_bound=1, **fv)
     flags.DEFINE_float("truncation", 1.0, "Truncation (z scale and module input).", **fv)
     flags.DEFINE_integer("seed", 0, "Sampling seed (class c uses (seed, c)).", **fv)
-    flags.DEFINE_integer("image_size", 512, "Output side in pixels (0 = generator's size).", **fv)
+    flags.DEFINE_integer("image_size", 512, "Output side in pixels (0 = generator's size).", lower_bound=0, **fv)
     flags.DEFINE_integer("jpeg_quality", DEFAULT_JPEG_QUALITY, "JPEG quality of the images (Pillow); 75 is "
                          "the original's (Pillow's default through matplotlib.image.imsave).", lower_bound=1,
                          upper_bound=100, **fv)
@@ -532,6 +532,10 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("classifier_outputs", "logits", ["logits", "probabilities"],
                       "What the classifier outputs.", **fv)
     flags.mark_flag_as_required("generator", flag_values=flag_values)
+    flags.register_validator("classes", lambda v: all(c.strip().isdigit() and 1 <= int(c) <= 20 for c in v),
+                             "--classes: expected VOC class ids 1..20, e.g. 1,2,20", flag_values=flag_values)
+    flags.register_validator("truncation", lambda v: v > 0, "--truncation: expected a number > 0",
+                             flag_values=flag_values)
 
 
 def main(argv):

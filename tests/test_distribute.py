@@ -232,3 +232,18 @@ def test_worker_view_reads_everything_and_writes_apart(tmp_path):
     del view
     gc.collect()
     assert not os.path.exists(scratch)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{cluster: 1}", "TF_CONFIG is not JSON"),
+    ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "'cluster' must map"),
+    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}', "'task' must name"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "'task' must name"),
+])
+def test_bad_tf_config_is_named_before_any_strategy(monkeypatch, text, match):
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(ValueError, match=match):
+        training.make_strategy("multi_worker")
+    training.check_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
+    training.check_tf_config(None)  # unset: one worker

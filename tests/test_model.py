@@ -317,6 +317,12 @@ def test_tf1_checkpoint_problems_are_all_listed(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_garbage_tf1_checkpoint_is_named(tmp_path):
+    (tmp_path / "pretrained.index").write_bytes(b"not a checkpoint index" * 8)
+    with pytest.raises(ValueError, match=r"cannot read the TF1 checkpoint .*pretrained .*bad magic number"):
+        model.load_encoder(_tiny(), str(tmp_path / "pretrained"))
+
+
 def test_save_and_load_round_trip(tmp_path):
     seg = _tiny()
     images, _ = _batch(1)
