@@ -22,6 +22,7 @@ import numpy as np
 
 import artifacts
 import metrics
+from train_manager import TrainManager
 
 _HEADER_LEFT = "#" * 33 + " VALIDATION RESULTS OF STEP "
 _HEADER_RIGHT = "#" * 36
@@ -101,6 +102,14 @@ def _parse_list(text, where):
     return values
 
 
+def _list_value(v, where):
+    if v is None:
+        return None
+    if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+        return _parse_float(v, where)
+    raise ValueError(f"{where}: expected numbers or None in the list, got {v!r}")
+
+
 def _parse_float(text, where):
     try:
         return float(text)
@@ -153,7 +162,7 @@ def parse_results_file(path):
         if line in _SCALARS:
             block[_SCALARS[line]] = _parse_float(value, where)
         elif line in _LISTS:
-            block[_LISTS[line]] = [None if v is None else float(v) for v in _parse_list(value, where)]
+            block[_LISTS[line]] = [_list_value(v, where) for v in _parse_list(value, where)]
         else:
             which, metric = group.group(1), group.group(2)
             block[f"{which}_classes"] = [int(c) for c in _parse_list(group.group(3), key_where)]
@@ -174,7 +183,8 @@ def write_description(manager):
     """Writes the JSON description beside the experiment's results file: what the summaries read."""
     m = manager
     doc = {"config": m.test_name, "test_type": m.test_type, "test_index": m.test_index,
-           "structure": list(m.test_structure), "parameters": m.parameter_to_str(),
+           "structure": list(m.test_structure), "n_classes": m.common.n_classes,
+           "parameters": m.parameter_to_str(),
            "replay_source": m.replay_source if m.uses_replay() else "none",
            "results_file": os.path.basename(m.get_validation_file_path())}
     artifacts.write_json(description_path(m.get_validation_file_path()), doc)
@@ -204,10 +214,16 @@ def read_experiments(outputs):
             with open(description, encoding="utf-8") as f:
                 doc = json.load(f)
             path = os.path.join(os.path.dirname(description), doc["results_file"])
-            structure = [int(n) for n in doc["structure"]]
-            blocks = parse_results_file(path)
             config, test_type, parameters, source = (doc["config"], doc["test_type"], doc["parameters"],
                                                      doc["replay_source"])
+            structure = dict(TrainManager.TESTS).get(test_type)
+            if structure is None or doc["structure"] != structure:
+                raise ValueError(f"test_type {test_type!r} with structure {doc['structure']} is none of "
+                                 f"TrainManager.TESTS")
+            blocks = parse_results_file(path)
+            lengths = {len(b[k]) for b in blocks for k in _LISTS.values()}
+            if lengths - {doc["n_classes"]}:  # a class list of another length would shift the classes
+                raise ValueError(f"{path}: class lists of length {sorted(lengths)}, expected {doc['n_classes']}")
         except (OSError, ValueError, KeyError, TypeError) as e:
             logging.warning("skipping %s: %s: %s", description, type(e).__name__, e)
             continue

@@ -682,7 +682,8 @@ def define_flags():
     flags.DEFINE_integer("images_per_class", 1000, "Images kept per class.")
     flags.DEFINE_multi_string("keywords", [], "Search keyword override CLASS=WORDS (repeatable).")
     flags.DEFINE_string("images_dir", "data/replay_images/flickr/images", "Parent of the class folders.")
-    flags.DEFINE_string("tfrecord_dir", "data/replay_images/flickr", "Folder of {cc}.tfrecord.")
+    flags.DEFINE_string("output_dir", "data/replay_images/flickr", "Folder of {cc}.tfrecord.")
+    flags.DEFINE_alias("tfrecord_dir", "output_dir")  # the flag's name before 2026-12
     flags.DEFINE_string("api_url", None, "Flickr REST endpoint (default Flickr's; for tests/proxies).")
     flags.DEFINE_integer("workers", 8, "Parallel downloads.")
     flags.DEFINE_float("timeout", d.timeout, "Seconds per connect and per socket read.")
@@ -723,7 +724,7 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e), exitcode=2)
     if f.to_tfrecord:
-        folders_to_tfrecords(f.images_dir, f.tfrecord_dir, classes, f.max_side)
+        folders_to_tfrecords(f.images_dir, f.output_dir, classes, f.max_side)
         return
     try:
         download(classes, f.images_dir, f.images_per_class, keywords, f.api_url, f.workers, f.per_page,

@@ -755,7 +755,7 @@ def test_command_line_download_and_to_tfrecord(env, tmp_path):
     no_secret = {k: v for k, v in os.environ.items() if k != download_flickr.ENV_SECRET}
     result = subprocess.run(
         [sys.executable, SCRIPT, "--to_tfrecord", "--classes=2", "--images_dir=%s" % images,
-         "--tfrecord_dir=%s" % records, "--max_side=16"],
+         "--output_dir=%s" % records, "--max_side=16"],
         capture_output=True, text=True, timeout=120, check=False, env=no_secret)
     assert result.returncode == 0, result.stderr[-3000:]
     import tensorflow as tf  # pylint: disable=g-import-not-at-top

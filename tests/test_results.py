@@ -124,7 +124,7 @@ def test_description_says_what_the_experiment_was(tmp_path):
     with open(results.description_path(path)) as f:
         doc = json.load(f)
     assert doc == {"config": "DISJOINT", "test_type": "ADD_FIVE_TWO_TIMES", "test_index": 2,
-                   "structure": [10, 5, 5], "parameters": "1.0.0.2", "replay_source": "flickr",
+                   "structure": [10, 5, 5], "n_classes": 21, "parameters": "1.0.0.2", "replay_source": "flickr",
                    "results_file": "DISJOINT (T2_P1.0.0.2_flickr).txt"}
     path = _experiment(tmp_path, "FINE_TUNING_DISJOINT", "ADD_FIVE_TWO_TIMES", "gan", "")
     with open(results.description_path(path)) as f:
@@ -179,8 +179,37 @@ def test_two_parameter_generations_of_a_config_are_two_rows(tmp_path):
     assert "DISJOINT (gan) P1.0.0.2 &" in tex and "DISJOINT (gan) P1.0.0.3 &" in tex
 
 
-def test_unreadable_description_is_skipped(tmp_path):
-    path = _experiment(tmp_path, "DISJOINT", "ADD_ONE_ONE_TIME", "gan", _block(0, [0.5] * 20))
-    with open(results.description_path(path), "w") as f:
+def test_malformed_experiments_are_skipped_never_shifted(tmp_path):
+    """A description or results file that does not add up is reported and skipped: unreadable JSON, an unknown
+    setup, a class list of another length than the experiment's classes, a folder named like a description."""
+    good = _block(0, [0.9] * 21)
+    last = _block(1, [0.8] * 21, list(range(20)), [20])
+    cases = {"JOINT": good, "FINE_TUNING": _block(0, [0.9] * 20 + [None]) + last}
+    for config, text in cases.items():
+        _experiment(tmp_path, config, "JOINT" if config == "JOINT" else "ADD_ONE_ONE_TIME", None, text)
+    outputs = tmp_path / "outputs"
+    assert len(results.read_experiments(str(outputs))) == 2
+    joint = results.description_path(str(outputs / "JOINT (T7_P3.0.0.0).txt"))
+    with open(joint, "w") as f:
         f.write("{not json")
-    assert results.read_experiments(str(tmp_path / "outputs")) == []
+    ft = results.description_path(str(outputs / "FINE_TUNING (T0_P1.0.0.4).txt"))
+    with open(ft) as f:
+        doc = json.load(f)
+    for bad in ({"test_type": "ADD_NINE"}, {"structure": [18, 2]}):
+        with open(ft, "w") as f:
+            json.dump(dict(doc, **bad), f)
+        assert results.read_experiments(str(outputs)) == []
+    with open(ft, "w") as f:
+        json.dump(doc, f)
+    with open(outputs / "FINE_TUNING (T0_P1.0.0.4).txt", "a") as f:  # a block with 22 classes
+        f.write(_block(1, [0.8] * 22, list(range(20)), [20]))
+    assert results.read_experiments(str(outputs)) == []
+    os.makedirs(outputs / "folder.json")
+    assert results.read_experiments(str(outputs)) == []
+
+
+def test_a_nested_list_is_a_named_error(tmp_path):
+    path = tmp_path / "r.txt"
+    path.write_text(_block(0, [0.5, 0.5]).replace("['0.500', '0.500']", "[['0.500'], '0.500']", 1))
+    with pytest.raises(ValueError, match=r"r.txt: line \d+: expected numbers or None"):
+        results.parse_results_file(str(path))
