@@ -211,36 +211,58 @@ training.Training(manager({base!r})).train()
 """
 
 
-def _run(base, kill_when=None):
-    """Runs the experiment in a subprocess; with kill_when, SIGKILLs it as soon as that file exists."""
+def _run(base, kill_when=None, timeout=600):
+    """Runs the experiment in a subprocess. Without kill_when it must finish (exit 0); with kill_when it is
+    SIGKILLed as soon as that file exists, and must not end any other way first: a crash, an exit or a hang
+    fails the test (with the child's stderr), never counts as a kill."""
     code = RUN.format(base=str(base))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            cwd=TESTS)
-    if kill_when is None:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err.decode()[-3000:]
-        return True
-    deadline = time.time() + 600
-    while proc.poll() is None and time.time() < deadline:
-        if glob.glob(kill_when):
-            proc.send_signal(signal.SIGKILL)
+    with open(base / "child.stderr", "w+b") as err:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=err, cwd=TESTS)
+        deadline = time.time() + timeout
+        while proc.poll() is None and time.time() < deadline:
+            if kill_when is not None and glob.glob(kill_when):
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return "killed"
+            time.sleep(0.02)
+        hung = proc.poll() is None
+        if hung:
+            proc.kill()
             proc.wait()
-            return False
-        time.sleep(0.02)
-    proc.kill()
-    return proc.returncode == 0
+        err.seek(0)
+        log = err.read().decode(errors="replace")[-3000:]
+    assert not hung, f"the run hung for {timeout} s:\n{log}"
+    assert proc.returncode == 0, f"the run crashed (exit {proc.returncode}):\n{log}"
+    assert kill_when is None, f"the run finished before {kill_when} appeared"
+    return "finished"
+
+
+def _finished_files(base):
+    """{path: (inode, mtime)} of the complete artifacts under checkpoints/ and data/ (not the debug images,
+    which the original too wrote as plain files)."""
+    paths = glob.glob(str(base / "checkpoints" / "**" / "*"), recursive=True)
+    paths += glob.glob(str(base / "data" / "**" / "*"), recursive=True)
+    return {p: (os.stat(p).st_ino, os.stat(p).st_mtime_ns) for p in paths
+            if os.path.isfile(p) and ".tmp-" not in p and f"{os.sep}debug{os.sep}" not in p}
 
 
 def test_kill_and_resume(copy_base):
-    """SIGKILL at several points, then resume: the experiment completes, nothing twice, nothing half-written."""
+    """SIGKILL at several points, then resume: every kill hits its point, the experiment completes, nothing is
+    done twice (an artifact finished before a kill is never written again), nothing is half-written."""
     m = manager(copy_base)
     points = [m.get_encoder_path() + "*.weights.h5",       # inside the helper stage
               m.get_replay_output_no_helper_paths()[3],    # while labelling replay
               m.get_mixed_train_paths()[1],                # before training step 1
               m.get_decoder_paths()[1] + ".weights.h5"]    # while validating step 1
-    killed = sum(not _run(copy_base, kill_when=p) for p in points)
-    assert killed >= 3  # (a point can be passed already when the previous run was killed late)
+    finished = {}
+    for point in points:
+        assert not glob.glob(point), f"{point} exists before the run that should be killed there"
+        assert _run(copy_base, kill_when=point) == "killed"
+        finished.update(_finished_files(copy_base))
     _run(copy_base)
+    after = _finished_files(copy_base)
+    rewritten = [p for p, stat in finished.items() if after.get(p) != stat]
+    assert rewritten == []
     m = manager(copy_base)
     assert m.check_decoders() and m.check_helpers() and m.check_labels_helper()
     assert [b["step"] for b in results.parse_results_file(m.get_validation_file_path())] == [0, 1, 2]
