@@ -94,7 +94,15 @@ def experiment_gin_files(config, config_dir, extra_files=(), overrides_dir=None)
     return [os.path.join(config_dir, config + ".gin")] + files
 
 
+def _register_bindings():
+    """Imports the modules whose gin bindings the configs may use (Training.*, backbone.*, embedded.*), in
+    this process (a worker of a parallel sweep starts without them). They import TensorFlow."""
+    import embedded_benchmark  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    import training  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+
+
 def _manager(files, params, test_type, replay_source):
+    _register_bindings()
     gin.clear_config()
     gin.parse_config_files_and_bindings(files, list(params))
     return TrainManager(test_type=test_type, replay_source=replay_source)
@@ -228,9 +236,7 @@ def checked_plan(extra_files, params, overrides_dir=None):
         runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
     except ValueError as e:
         raise app.UsageError(str(e), exitcode=2) from None
-    # The gin bindings of Training.*, backbone.* and embedded.* exist once their modules are imported.
-    import embedded_benchmark  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-    import training  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    _register_bindings()
     if not runs:
         raise app.UsageError(f"nothing to run: --configs {FLAGS.configs} with --test_type {FLAGS.test_type} "
                              f"selects no experiment (JOINT runs only with --configs JOINT; the other configs "
