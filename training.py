@@ -12,6 +12,7 @@ stopped. All artifacts are written under a temporary name and renamed.
 import collections
 import contextlib
 import copy
+import faulthandler
 import io
 import json
 import os
@@ -42,17 +43,31 @@ INPUT_ORDERS = ("original", "balanced")
 ORIGINAL_BUFFER_PER_OLD_CLASS = 400  # the original's incremental shuffle buffer: 400 x (old classes) records
 
 
-def make_strategy(name):
-    """A new tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG)."""
+def make_strategy(name, peer_timeout=600):
+    """A new tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG).
+
+    A multi-worker strategy waits in its constructor until every worker of TF_CONFIG has started, and
+    TensorFlow neither bounds that wait nor lets a Python thread, a signal handler or SIGTERM end it (the
+    constructor holds the interpreter). So faulthandler's watchdog, a C thread, ends the process after
+    `peer_timeout` seconds: "Timeout" and the stack on stderr, exit status 1, after the log line that says
+    what it waits for."""
     if name == "default":
         return tf.distribute.get_strategy()
     makers = {"mirrored": tf.distribute.MirroredStrategy, "multi_worker": tf.distribute.MultiWorkerMirroredStrategy}
     if name not in makers:
         raise ValueError(f"Training.distribute: unknown strategy {name!r}; expected 'default', 'mirrored' or "
                          f"'multi_worker'.")
-    if name == "multi_worker":
-        check_tf_config(os.environ.get("TF_CONFIG"))
-    return makers[name]()
+    if name != "multi_worker":
+        return makers[name]()
+    check_tf_config(os.environ.get("TF_CONFIG"))
+    logging.warning("multi-worker: waiting up to %s s (Training.peer_timeout) for every worker of TF_CONFIG %s "
+                    "to start; if one does not, this process ends with a 'Timeout' traceback (exit status 1)",
+                    peer_timeout, os.environ.get("TF_CONFIG"))
+    faulthandler.dump_traceback_later(peer_timeout, exit=True)
+    try:
+        return makers[name]()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def check_tf_config(text):
@@ -105,10 +120,10 @@ class Context:
         finally:
             self.times[kind] += time.perf_counter() - start
 
-    def strategy(self, name):
+    def strategy(self, name, peer_timeout=600):
         """The strategy called `name` (see make_strategy), made once."""
         if name not in self._strategies:
-            self._strategies[name] = make_strategy(name)
+            self._strategies[name] = make_strategy(name, peer_timeout)
         return self._strategies[name]
 
     def chief_process(self):
@@ -169,6 +184,8 @@ class Training:
         first step's final value); False uses each stage's own final value.
       seed: seed of the input pipelines (shuffling, augmentation); the same seed repeats a run.
       distribute: "default" (one device), "mirrored" (all local GPUs) or "multi_worker" (TF_CONFIG).
+      peer_timeout: seconds a multi-worker process waits for the other workers of TF_CONFIG to start before
+        it ends (exit status 1; see make_strategy).
       global_batch: False: TrainManager.batch_size is per replica, as in the paper; True: it is the global batch.
       jit_compile: compile the training step's forward and backward pass with XLA.
       precision: "float32", "mixed_float16" (with loss scaling) or "mixed_bfloat16": the Keras dtype policy of
@@ -206,7 +223,7 @@ class Training:
     def __init__(self, manager, require_pretrained=True, reproduce_lr_floor=True, seed=0, distribute="default",
                  global_batch=False, jit_compile=False, log_every=10, validation_batch=1, precision="float32",
                  train_batch_norm=True, momentum_rule="tf1", replay_label_input="raw", input_order="original",
-                 reencode_jpeg=True, context=None):
+                 reencode_jpeg=True, peer_timeout=600, context=None):
         for name, value, allowed in (("precision", precision, model.PRECISIONS),
                                      ("momentum_rule", momentum_rule, model.MOMENTUM_RULES),
                                      ("replay_label_input", replay_label_input, REPLAY_LABEL_INPUTS),
@@ -225,7 +242,7 @@ class Training:
         self.reproduce_lr_floor = reproduce_lr_floor
         self.seed = int(seed)
         self.context = context or default_context()
-        self.strategy = self.context.strategy(distribute)
+        self.strategy = self.context.strategy(distribute, peer_timeout)
         self.chief = is_chief(self.strategy)
         self.manager = manager if self.chief else _worker_view(manager, self.strategy.cluster_resolver.task_id)
         self.precision = precision

@@ -187,7 +187,7 @@ def test_only_the_chief_process_writes_the_summary(monkeypatch):
     assert training.Context().chief_process()
     for task, chief in ((1, False), (0, True)):
         context = training.Context()
-        monkeypatch.setattr(training, "make_strategy", lambda name, t=task: _Strategy({"worker": ["a:1", "b:2"]},
+        monkeypatch.setattr(training, "make_strategy", lambda name, timeout=None, t=task: _Strategy({"worker": ["a:1", "b:2"]},
                                                                                        "worker", t))
         context.strategy("multi_worker")
         assert context.chief_process() == chief
@@ -247,3 +247,18 @@ def test_bad_tf_config_is_named_before_any_strategy(monkeypatch, text, match):
         training.make_strategy("multi_worker")
     training.check_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
     training.check_tf_config(None)  # unset: one worker
+
+
+def test_a_missing_peer_ends_the_wait(tmp_path):
+    """A worker whose peer never starts does not wait forever: it says what it waits for, and after
+    Training.peer_timeout it ends (TensorFlow's own wait is unbounded and ignores SIGTERM)."""
+    config = {"cluster": {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]},
+              "task": {"type": "worker", "index": 0}}
+    env = dict(os.environ, TF_CONFIG=json.dumps(config))
+    code = "import runtime, training; training.make_strategy('multi_worker', peer_timeout=5); print('made')"
+    start = time.time()
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "waiting up to 5 s (Training.peer_timeout)" in done.stderr and "Timeout" in done.stderr
+    assert "made" not in done.stdout
+    assert time.time() - start < 120
