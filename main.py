@@ -40,6 +40,9 @@ flags.DEFINE_enum("benchmark", "auto", ["auto", "voc", "embedded"],
                   "auto: voc when ./data/validation/val_1.tfrecord exists, else embedded")
 flags.DEFINE_string("config_dir", os.path.join(os.path.dirname(os.path.abspath(__file__)), "config"),
                     "folder of the configs (default: the project's config/)")
+flags.DEFINE_string("shard", None, "K/N: run only the K-th of N shares of the sweep (1 <= K <= N), for a job array "
+                    "over a shared folder: whole groups of share_groups, balanced by their training steps; run "
+                    "results.py at the end for the summary of all shares")
 flags.DEFINE_integer("jobs", None, "processes that run the experiments, one group sharing a first step at a "
                      "time each (see sweep); above 1, the embedded build pretrains its encoder in a second "
                      "process; default: 2 for the embedded benchmark on a machine with 2 or more cores and no "
@@ -140,6 +143,47 @@ def share_groups(runs, config_dir, extra_files=(), params=(), overrides_dir=None
     return sorted(groups.values(), key=len, reverse=True)
 
 
+def _parse_shard(text):
+    """(K, N) from "K/N", or None when it is not that with 1 <= K <= N."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        return None
+    k, n = (int(p) for p in parts)
+    return (k, n) if 1 <= k <= n else None
+
+
+def _training_steps(m):
+    """The training steps one experiment adds to its group: its helpers and incremental steps (the first
+    step is counted once per group, see shard_runs)."""
+    steps = sum(m.incremental_schedule(len(m.get_new_classes_for_incremental_step(s))).steps
+                for s in range(1, len(m.test_structure)))
+    if m.uses_replay():
+        steps += sum(m.helper_schedule(len(c)).steps for c in m.get_helpers_classes())
+    return steps
+
+
+def shard_runs(runs, shard, config_dir, extra_files=(), params=(), overrides_dir=None):
+    """The runs of share K of N (shard = (K, N)), in plan order: the groups of share_groups (never split, so
+    that no two machines write one artifact) dealt out largest first to the share with the fewest training
+    steps so far (a group weighs its first step once plus each experiment's helpers and incremental steps).
+    Deterministic: every machine computes the same shares."""
+    k, n = shard
+    groups = share_groups(runs, config_dir, extra_files, params, overrides_dir)
+    weights = []
+    for group in groups:
+        managers = [_manager(experiment_gin_files(c, config_dir, extra_files, overrides_dir), params, t, s)
+                    for c, t, s in group]
+        weights.append(managers[0].first_step_schedule().steps + sum(_training_steps(m) for m in managers))
+    gin.clear_config()
+    loads, mine = [0] * n, set()
+    for index in sorted(range(len(groups)), key=lambda i: (-weights[i], i)):
+        share = min(range(n), key=lambda j: (loads[j], j))
+        loads[share] += weights[index]
+        if share == k - 1:
+            mine.update(groups[index])
+    return [run for run in runs if run in mine]
+
+
 def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=1, context=None):
     """Runs every experiment of `runs`; one that fails is logged and the others go on.
 
@@ -232,6 +276,8 @@ def checked_plan(extra_files, params, overrides_dir=None):
     """The sweep's experiments from the flags, every flag checked first: an unknown config, setup or source,
     a selection that runs nothing, a missing gin file or a gin binding that does not parse (each binding is
     tried alone, so the error names it) is an absl usage error (exit status 2), before any work."""
+    if FLAGS.shard is not None and _parse_shard(FLAGS.shard) is None:
+        raise app.UsageError(f"--shard: expected K/N with 1 <= K <= N, e.g. 2/8; got {FLAGS.shard!r}", exitcode=2)
     try:
         runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
     except ValueError as e:
@@ -271,6 +317,10 @@ def main(argv):
         overrides_dir = os.path.join(FLAGS.config_dir, "embedded")
         extra_files = [os.path.join(overrides_dir, "embedded.gin")] + extra_files
     runs = checked_plan(extra_files, FLAGS.gin_param, overrides_dir)  # before any work
+    if FLAGS.shard:
+        shard = _parse_shard(FLAGS.shard)
+        runs = shard_runs(runs, shard, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir)
+        logging.info("shard %d/%d: %d of the sweep's experiments: %s", *shard, len(runs), runs)
     import embedded_benchmark  # pylint: disable=import-outside-toplevel  (see the imports)
     import results  # pylint: disable=import-outside-toplevel
     import training  # pylint: disable=import-outside-toplevel

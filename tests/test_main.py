@@ -1,6 +1,7 @@
 """main.py's sweep and results.py's summary."""
 import csv
 import os
+import shutil
 
 import pytest
 
@@ -90,6 +91,39 @@ def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path, jobs):
     assert (copy_base / "outputs" / "plots" / "miou_19-1.png").stat().st_size > 1000
 
 
+def test_shards_split_the_sweep_into_whole_groups():
+    """--shard K/N: the N shares are disjoint, cover the sweep, never split a group of share_groups (no two
+    machines write one artifact), keep plan order, and are balanced by training steps."""
+    runs = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR)
+    shares = [main.shard_runs(runs, (k, 3), CONFIG_DIR) for k in (1, 2, 3)]
+    assert sorted(r for share in shares for r in share) == sorted(runs)
+    assert all(share == [r for r in runs if r in share] for share in shares)  # plan order
+    for group in main.share_groups(runs, CONFIG_DIR):
+        assert sum(bool(set(group) & set(share)) for share in shares) == 1
+    assert shares == [main.shard_runs(runs, (k, 3), CONFIG_DIR) for k in (1, 2, 3)]  # deterministic
+    assert main.shard_runs(runs, (1, 1), CONFIG_DIR) == runs
+    # With the original's shared mixed-label names the groups are: DISJOINT, SEQUENTIAL, FINE_TUNING and
+    # FINE_TUNING_DISJOINT (42, the heaviest: a share alone), OVERLAPPED with both sources (14),
+    # FINE_TUNING_OVERLAPPED (7) and JOINT (1), which the third share takes together.
+    assert sorted(len(share) for share in shares) == [8, 14, 42]
+
+
+def test_a_sharded_sweep_writes_what_one_machine_writes(tiny_data, tmp_path):
+    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("OVERLAPPED", "ADD_ONE_ONE_TIME", "gan")]
+    outputs = {}
+    for name, shards in (("one", [(1, 1)]), ("two", [(1, 2), (2, 2)])):
+        base = tmp_path / name
+        shutil.copytree(tiny_data, base)
+        params = TINY_BINDINGS + [f'TrainManager.base_folder_path = "{base}"']
+        for shard in shards:
+            share = main.shard_runs(runs, shard, CONFIG_DIR, params=params)
+            assert len(share) == 2 // len(shards)
+            assert main.sweep(share, CONFIG_DIR, params=params) == []
+        outputs[name] = {f: (base / "outputs" / f).read_bytes() for f in sorted(os.listdir(base / "outputs"))
+                         if f.endswith((".txt", ".json"))}
+    assert len(outputs["one"]) == 4 and outputs["one"] == outputs["two"]
+
+
 EMBEDDED_TINY = [
     "embedded.image_size = 48", "embedded.train_per_class = 6", "embedded.val_per_class = 2",
     "embedded.replay_per_class = 8", "embedded.generator_classes = 24", "embedded.bank_per_class = 4",
@@ -123,6 +157,7 @@ def test_default_path_from_an_empty_folder(tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--configs", "DISJOINT", "--test_type", "JOINT"], "nothing to run"),
     (["--configs", "DISJOINT,TYPO"], "unknown config(s) ['TYPO']"),
+    (["--shard", "3/2"], "--shard: expected K/N with 1 <= K <= N"),
     (["--gin_param", "TrainManager.batch_size = 8", "--gin_param", "TrainManager.batch_siz = 3"],
      "--gin_param 'TrainManager.batch_siz = 3'"),
     (["--configs", "FINE_TUNING", "--test_type", "ADD_ONE_ONE_TIME", "--gin_param",
