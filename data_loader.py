@@ -17,6 +17,7 @@ corrupt record or an undecodable image can only fail with TensorFlow's own messa
 of these.
 """
 
+import functools
 import os
 import struct
 
@@ -63,9 +64,14 @@ def voc_palette():
     return palette
 
 
+@functools.lru_cache(maxsize=1)
+def _palette():
+    return voc_palette()
+
+
 def colorize(label):
     """uint8 [H, W] class ids -> uint8 [H, W, 3] VOC colours, for label images saved for inspection."""
-    return voc_palette()[np.asarray(label, np.uint8)]
+    return _palette()[np.asarray(label, np.uint8)]
 
 
 def serialize_example(image_bytes, label_bytes=None):

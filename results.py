@@ -182,8 +182,7 @@ def description_path(results_file):
 def write_description(manager):
     """Writes the JSON description beside the experiment's results file: what the summaries read."""
     m = manager
-    doc = {"config": m.test_name, "test_type": m.test_type, "test_index": m.test_index,
-           "structure": list(m.test_structure), "n_classes": m.common.n_classes,
+    doc = {"config": m.test_name, "test_type": m.test_type, "n_classes": m.common.n_classes,
            "parameters": m.parameter_to_str(),
            "replay_source": m.replay_source if m.uses_replay() else "none",
            "results_file": os.path.basename(m.get_validation_file_path())}
@@ -216,10 +215,9 @@ def read_experiments(outputs):
             path = os.path.join(os.path.dirname(description), doc["results_file"])
             config, test_type, parameters, source = (doc["config"], doc["test_type"], doc["parameters"],
                                                      doc["replay_source"])
-            structure = dict(TrainManager.TESTS).get(test_type)
-            if structure is None or doc["structure"] != structure:
-                raise ValueError(f"test_type {test_type!r} with structure {doc['structure']} is none of "
-                                 f"TrainManager.TESTS")
+            structure = dict(TrainManager.TESTS).get(test_type)  # the class steps follow from the setup
+            if structure is None:
+                raise ValueError(f"test_type {test_type!r} is none of TrainManager.TESTS")
             blocks = parse_results_file(path)
             lengths = {len(b[k]) for b in blocks for k in _LISTS.values()}
             if lengths - {doc["n_classes"]}:  # a class list of another length would shift the classes

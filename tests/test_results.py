@@ -123,8 +123,8 @@ def test_description_says_what_the_experiment_was(tmp_path):
     assert os.path.basename(path) == "DISJOINT (T2_P1.0.0.2_flickr).txt"
     with open(results.description_path(path)) as f:
         doc = json.load(f)
-    assert doc == {"config": "DISJOINT", "test_type": "ADD_FIVE_TWO_TIMES", "test_index": 2,
-                   "structure": [10, 5, 5], "n_classes": 21, "parameters": "1.0.0.2", "replay_source": "flickr",
+    assert doc == {"config": "DISJOINT", "test_type": "ADD_FIVE_TWO_TIMES", "n_classes": 21,
+                   "parameters": "1.0.0.2", "replay_source": "flickr",
                    "results_file": "DISJOINT (T2_P1.0.0.2_flickr).txt"}
     path = _experiment(tmp_path, "FINE_TUNING_DISJOINT", "ADD_FIVE_TWO_TIMES", "gan", "")
     with open(results.description_path(path)) as f:
@@ -195,7 +195,7 @@ def test_malformed_experiments_are_skipped_never_shifted(tmp_path):
     ft = results.description_path(str(outputs / "FINE_TUNING (T0_P1.0.0.4).txt"))
     with open(ft) as f:
         doc = json.load(f)
-    for bad in ({"test_type": "ADD_NINE"}, {"structure": [18, 2]}):
+    for bad in ({"test_type": "ADD_NINE"}, {"n_classes": 19}):
         with open(ft, "w") as f:
             json.dump(dict(doc, **bad), f)
         assert results.read_experiments(str(outputs)) == []
