@@ -201,7 +201,8 @@ def _read_list(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image id list {path} not found")
     with open(path) as f:
-        ids = [line.split()[0] for line in f if line.strip()]
+        # "2007_000032", or DeepLab's list form "/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png"
+        ids = [os.path.splitext(os.path.basename(line.split()[0]))[0] for line in f if line.strip()]
     if not ids:
         raise ValueError(f"image id list {path} is empty; expected one image id per line")
     unique = list(dict.fromkeys(ids))

@@ -275,10 +275,13 @@ class Training:
             for path in sorted({p for paths in m.get_val_paths() for p in paths}):
                 self.context.check_once(path, self.n_classes, allow_empty=True)  # val_k: maybe no image
         self.first_step()
-        with self.context.timed("helpers"):
-            self.helpers()
-        with self.context.timed("replay labelling"):
-            self.replay_labels()
+        if m.find_step() == -1:  # e.g. the original's trained checkpoints: only validation is left to do
+            logging.info("every decoder exists: no helper or replay label is needed")
+        else:
+            with self.context.timed("helpers"):
+                self.helpers()
+            with self.context.timed("replay labelling"):
+                self.replay_labels()
         self.incremental_steps()
         artifacts.write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
         results.write_description(self.manager)

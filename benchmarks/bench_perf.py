@@ -107,7 +107,9 @@ def peak_flops(n, dtype=tf.float32, repeats=5):
 
 
 def conv_flops(seg, image_size):
-    """Forward FLOPs per image of every convolution. Returns dict: encoder, decoder, first (conv1)."""
+    """Forward FLOPs per image of every convolution at `image_size` (a side, or (height, width)). Returns dict:
+    encoder, decoder, first (conv1)."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     def count(net, input_shape):
         convs = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
         probe = keras.Model(net.inputs, [layer.output for layer in convs])
@@ -118,8 +120,8 @@ def conv_flops(seg, image_size):
             flops[layer.name] = 2 * kh * kw * c_in * c_out * shape[1] * shape[2]
         return flops
 
-    encoder = count(seg.encoder, (1, image_size, image_size, 3))
-    decoder = count(seg.decoder, seg.encoder.compute_output_shape((1, image_size, image_size, 3)))
+    encoder = count(seg.encoder, (1, height, width, 3))
+    decoder = count(seg.decoder, seg.encoder.compute_output_shape((1, height, width, 3)))
     return {"encoder": sum(encoder.values()), "decoder": sum(decoder.values()), "first": encoder["conv1"]}
 
 

@@ -50,3 +50,17 @@ def copy_base(tiny_data, tmp_path):
     base = tmp_path / "base"
     shutil.copytree(tiny_data, base)
     return base
+
+
+def write_tf1_checkpoint(prefix, arrays):
+    """A checkpoint as the original's tf.train.Saver writes it (`prefix`.index + .data-*), from a dict
+    TF1 variable name -> array."""
+    import tensorflow as tf
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    with tf.Graph().as_default():
+        variables = {name: tf.compat.v1.Variable(value, name="v%d" % i)
+                     for i, (name, value) in enumerate(arrays.items())}
+        saver = tf.compat.v1.train.Saver(variables)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, prefix, write_meta_graph=False, write_state=False)

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import model
+from conftest import write_tf1_checkpoint
 
 WIDTH = 1 / 16
 BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -248,16 +249,6 @@ def _tf1_arrays(units, width, n_outputs, rng):
     return {k: v.astype(np.float32) for k, v in arrays.items()}
 
 
-def _write_tf1_checkpoint(prefix, arrays):
-    with tf.Graph().as_default():
-        variables = {name: tf.compat.v1.Variable(value, name="v%d" % i)
-                     for i, (name, value) in enumerate(arrays.items())}
-        saver = tf.compat.v1.train.Saver(variables)
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            saver.save(sess, prefix, write_meta_graph=False, write_state=False)
-
-
 def _reference_logits(w, images, units):
     """The original's graph (operations_resnet.py) written directly with tf.nn ops."""
     def conv_bn(x, name, stride=1, rate=1, relu=True):
@@ -286,9 +277,9 @@ def test_tf1_checkpoint_loads_and_reproduces_the_original_graph(tmp_path):
     extras = {"global_step": np.zeros((), np.float32),  # present in the original's files, to be ignored
               "resnet_v1_101/conv1/weights/optimizer": np.ones((7, 7, 3, 4), np.float32)}
     encoder_prefix, decoder_prefix = str(tmp_path / "encoders" / "E"), str(tmp_path / "decoders" / "D")
-    _write_tf1_checkpoint(encoder_prefix, {**{k: v for k, v in arrays.items() if k.startswith("resnet")},
+    write_tf1_checkpoint(encoder_prefix, {**{k: v for k, v in arrays.items() if k.startswith("resnet")},
                                            **extras})
-    _write_tf1_checkpoint(decoder_prefix, {k: v for k, v in arrays.items() if k.startswith("decoder")})
+    write_tf1_checkpoint(decoder_prefix, {k: v for k, v in arrays.items() if k.startswith("decoder")})
     seg = model.Segmenter(5, encoder=model.build_encoder(units=units, width=WIDTH))
     model.load_encoder(seg, encoder_prefix)
     model.load_decoder(seg, decoder_prefix)
@@ -305,7 +296,7 @@ def test_tf1_checkpoint_problems_are_all_listed(tmp_path):
     bad = "resnet_v1_101/block3/unit_1/bottleneck_v1/conv2/weights"
     arrays = {k: v for k, v in arrays.items() if k not in missing and k.startswith("resnet")}
     arrays[bad] = np.zeros((1, 1, 1, 1), np.float32)
-    _write_tf1_checkpoint(str(tmp_path / "ckpt"), arrays)
+    write_tf1_checkpoint(str(tmp_path / "ckpt"), arrays)
     seg = _tiny()
     before = _values(seg.encoder.weights)
     with pytest.raises(ValueError) as error:

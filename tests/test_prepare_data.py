@@ -338,6 +338,25 @@ def test_empty_list(tmp_path):
         prepare_data.prepare(root, str(tmp_path / "data"))
 
 
+def test_deeplab_list_form_names_the_same_ids(tmp_path):
+    """train_aug.txt as DeepLab's ports ship it: "/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png"."""
+    root = _small(tmp_path)
+    lists = os.path.join(root, "ImageSets", "Segmentation")
+    with open(os.path.join(lists, "train.txt")) as f:
+        ids = f.read().split()
+    with open(os.path.join(lists, "train_aug.txt"), "w") as f:
+        f.write("".join(f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png\n" for i in ids))
+    plain, deeplab = str(tmp_path / "plain"), str(tmp_path / "deeplab")
+    prepare_data.prepare(root, plain)
+    prepare_data.prepare(root, deeplab, train_list="ImageSets/Segmentation/train_aug.txt")
+    for folder in ("splits", "training_first_step"):
+        names = sorted(os.listdir(os.path.join(plain, folder)))
+        assert names and names == sorted(os.listdir(os.path.join(deeplab, folder)))
+        for name in names:
+            with open(os.path.join(plain, folder, name), "rb") as a, open(os.path.join(deeplab, folder, name), "rb") as b:
+                assert a.read() == b.read(), name
+
+
 def test_command_line(tmp_path):
     root = make_voc(str(tmp_path / "voc"), train={"a_1": [1], "h_20": [20]}, val={"v_1": [1]})
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

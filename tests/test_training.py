@@ -18,9 +18,10 @@ from PIL import Image
 import artifacts
 import data_loader
 import results
+import metrics
 import model
 import training
-from conftest import ROOT, TESTS, TINY_BINDINGS
+from conftest import ROOT, TESTS, TINY_BINDINGS, write_tf1_checkpoint
 from train_manager import TrainManager
 
 SETUP = "ADD_FIVE_TWO_TIMES"  # 10-5-5: a helper (11-15), label mixing at both steps, replay of 15 classes
@@ -134,6 +135,34 @@ def test_fine_tuning_uses_no_replay(copy_base, monkeypatch):
     assert m.check_decoders()
     assert not os.path.exists(m.get_replay_folder())  # no labelling without replay
     assert [b["step"] for b in results.parse_results_file(m.get_validation_file_path())] == [0, 1]
+
+
+def test_the_originals_trained_checkpoints_validate_without_training(copy_base, monkeypatch):
+    """TF1 checkpoints under the original's names (as in its archive) are found and loaded by name: the
+    experiment trains nothing, labels no replay and validates every step with those weights."""
+    m = manager(copy_base)
+    n_steps = len(m.get_decoder_paths())
+    nets = [model.Segmenter(21) for _ in range(n_steps)]  # the original's decoders all have 21 outputs
+    encoder = {name: var.numpy() for var, name in model.encoder_tf1_names(nets[0].encoder)}
+    write_tf1_checkpoint(m.get_encoder_path(), encoder)
+    for net, path in zip(nets, m.get_decoder_paths()):
+        write_tf1_checkpoint(path, {name: var.numpy() for var, name in model.decoder_tf1_names(net.decoder)})
+    monkeypatch.setattr(model.Trainer, "train_step", lambda *args: pytest.fail("trained"))
+    monkeypatch.setattr(training.Training, "_label_replay", lambda *args: pytest.fail("labelled replay"))
+    training.Training(m).train()
+
+    blocks = results.parse_results_file(m.get_validation_file_path())
+    assert [b["step"] for b in blocks] == list(range(n_steps))
+    assert not glob.glob(os.path.join(copy_base, "checkpoints", "**", "*.weights.h5"), recursive=True)
+    for step, net in enumerate(nets):  # the validation used the checkpoints' weights
+        old = m.get_old_classes_for_incremental_step(step) if step else []
+        new = m.get_new_classes_for_incremental_step(step) if step else list(range(m.get_encoder_number() + 1))
+        seg = model.Segmenter(21)
+        seg.encoder.set_weights(nets[0].encoder.get_weights())
+        seg.decoder.set_weights(net.decoder.get_weights())
+        _, cm = training.evaluate(seg, m.get_val_paths()[step], old + new, 21, m.common.dataset_mean,
+                                  progress=False)
+        assert blocks[step]["miou"] == pytest.approx(metrics.get_mean_iou(cm, old + new), abs=1e-6)
 
 
 def test_missing_pretrained_encoder_is_an_error_by_default(copy_base):

@@ -1,0 +1,132 @@
+"""Convolution FLOPs of the paper's experiments on Pascal VOC, and the time they take at a stated throughput.
+An ESTIMATE: nothing here runs on a GPU.
+
+    python -m benchmarks.gpu_estimate [--tflops 40] [--configs DISJOINT,...] [--test_type ...]
+
+For every experiment of the sweep (main.plan, the paper's configs under config/), the FLOPs of each stage
+from the configs' own schedules (TrainManager.*_schedule: steps x batch_size images) and the per-image counts
+of bench_perf.conv_flops (DeepLab-V2 ResNet-101; see bench_perf's docstring for what a step counts):
+  step 0        first_step_schedule().steps x batch images, encoder + decoder trained (3x forward - conv1's
+                input gradient)
+  helpers       helper_schedule(k).steps x batch images, decoder only (encoder forward + 2x decoder forward)
+  incremental   incremental_schedule(k).steps x batch images per step, decoder only (RECALL, fine-tuning);
+                encoder + decoder for the baselines that train the encoder; the baselines (LwF, ILT, MiB,
+                PLOP) add the previous model's forward pass per image
+  labelling     one forward pass per replay image of every labelled class (--replay_per_class images of
+                --replay_size; the original used a few hundred GAN images and ~1000 web images per class)
+  label mixing  one forward pass per training image of a step, --images_per_class x new classes (Pascal VOC
+                train_aug: 10,582 images with ~1.4 labelled classes each, ~740 per class; the protocols'
+                filters keep fewer, so this is an upper bound)
+  validation    one forward pass per validation image, at 500x375: val_1..val_L for a step whose last class is
+                L, estimated as 1449 x L / 20 images
+A sweep counts each artifact once, as the run reuses it by name (step-0 checkpoints, helpers, labelled replay,
+mixed labels, decoders); validation belongs to each experiment. Times are FLOPs / (--tflops x 1e12): the
+sustained convolution throughput is an assumption to replace with a measured one (bench_perf on the GPU).
+"""
+import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
+import collections
+import os
+
+from absl import app, flags
+
+from benchmarks import bench_perf
+import main
+import model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VAL_IMAGES = 1449  # Pascal VOC 2012 val
+VAL_SIZE = (375, 500)  # height, width: VOC's common image size
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_float("tflops", 40.0, "assumed sustained convolution throughput of the GPU, TFLOP/s (e.g. "
+                       "mixed precision on an A100-class GPU at about a third of its tensor-core peak)")
+    # --configs, --test_type and --replay_source are main.py's own flags (defined when main is imported).
+    flags.DEFINE_integer("replay_per_class", 500, "replay images labelled per class")
+    flags.DEFINE_list("replay_size", ["512", "512"], "height,width of a replay image (BigGAN-deep 512: 512,512)")
+    flags.DEFINE_integer("images_per_class", 740, "training images of a step per new class (label mixing)")
+
+
+def per_image_flops(sizes):
+    """Forward convolution FLOPs per image of the full network at each (height, width) of `sizes`, and the
+    training FLOPs per image at the configs' crop. Returns dict."""
+    seg = model.Segmenter(21, encoder=model.build_encoder(units=(3, 4, 23, 3), width=1.0))
+    out = {}
+    for size in sizes:
+        flops = bench_perf.conv_flops(seg, size)
+        out[("forward",) + tuple(size)] = flops["encoder"] + flops["decoder"]
+    return seg, out
+
+
+def stages(m, flops, crop, replay_size, replay_per_class, images_per_class):
+    """(artifact key, stage kind, FLOPs) of every stage of one experiment (TrainManager m)."""
+    batch = m.common.batch_size
+    train = bench_perf.step_flops(flops[crop], "encoder+decoder", batch)
+    decoder = bench_perf.step_flops(flops[crop], "decoder", batch)
+    forward = flops[("forward",) + tuple(replay_size)]
+    forward_val = flops[("forward",) + VAL_SIZE]
+    out = [(m.get_encoder_path(), "step 0", m.first_step_schedule().steps * train)]
+    if m.uses_replay():
+        for classes, path in zip(m.get_helpers_classes(), m.get_helper_out_paths()):
+            out.append((path, "helpers", m.helper_schedule(len(classes)).steps * decoder))
+        out += [(path, "labelling", replay_per_class * forward) for path in m.get_replay_output_paths()]
+    for step in range(1, len(m.get_decoder_paths())):
+        new = m.get_new_classes_for_incremental_step(step)
+        if m.mix_labels():
+            out.append((m.get_mixed_train_paths()[step], "label mixing",
+                        len(new) * images_per_class * flops[("forward",) + VAL_SIZE]))
+        per_step = train if getattr(m.incremental, "train_encoder", False) else decoder
+        if getattr(m.incremental, "method", "recall") != "recall":  # the previous model's forward pass too
+            per_step += batch * (flops[crop]["encoder"] + flops[crop]["decoder"])
+        out.append((m.get_decoder_paths()[step], "incremental", m.incremental_schedule(len(new)).steps * per_step))
+    for step, paths in enumerate(m.get_val_paths()):
+        out.append(((m.get_validation_file_path(), step), "validation", VAL_IMAGES * len(paths) / 20 * forward_val))
+    return out
+
+
+def estimate(runs, tflops, replay_size, replay_per_class, images_per_class, config_dir=None):
+    """Per-experiment rows and the sweep's totals by stage (each artifact once). Returns (rows, totals)."""
+    config_dir = config_dir or os.path.join(ROOT, "config")
+    replay_size = tuple(replay_size)
+    seg, flops = per_image_flops([VAL_SIZE, replay_size])
+    m0 = main._manager(main.experiment_gin_files(runs[0][0], config_dir), [], runs[0][1], runs[0][2])
+    crop = m0.common.train_image_size
+    flops[crop] = bench_perf.conv_flops(seg, crop)
+    rows, seen, totals = [], set(), collections.Counter()
+    for config, test_type, source in runs:
+        m = main._manager(main.experiment_gin_files(config, config_dir), [], test_type, source)
+        by_kind = collections.Counter()
+        for key, kind, f in stages(m, flops, crop, replay_size, replay_per_class, images_per_class):
+            by_kind[kind] += f
+            if key not in seen:
+                seen.add(key)
+                totals[kind] += f
+        total = sum(by_kind.values())
+        rows.append({"config": config, "setup": m.short_name(), "source": source if m.uses_replay() else "-",
+                     "pflop": total / 1e15, "hours": total / (tflops * 1e12) / 3600,
+                     "step 0 share": by_kind["step 0"] / total})
+    return rows, totals
+
+
+def main_(argv):
+    del argv
+    f = flags.FLAGS
+    runs = main.plan(f.configs, f.test_type, f.replay_source, os.path.join(ROOT, "config"))
+    rows, totals = estimate(runs, f.tflops, [int(v) for v in f.replay_size], f.replay_per_class,
+                            f.images_per_class)
+    print(f"ESTIMATE at an assumed {f.tflops:g} TFLOP/s sustained (convolution FLOPs only)\n")
+    print("| config | setup | source | PFLOP | hours alone | step 0 share |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['setup']} | {r['source']} | {r['pflop']:.1f} | {r['hours']:.2f} | "
+              f"{r['step 0 share']:.0%} |")
+    total = sum(totals.values())
+    print(f"\nthe sweep ({len(rows)} experiments, each shared artifact once): {total / 1e15:.1f} PFLOP, "
+          f"{total / (f.tflops * 1e12) / 3600:.1f} hours on one GPU")
+    for kind, value in totals.most_common():
+        print(f"  {kind}: {value / 1e15:.1f} PFLOP ({value / total:.0%})")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main_)
