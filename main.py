@@ -4,7 +4,9 @@
   python main.py --configs DISJOINT --test_type ADD_FIVE_ONE_TIME --replay_source gan
   python main.py --gin_file my.gin --gin_param 'TrainManager.batch_size = 8'
 
-With prepared Pascal VOC data under ./data (see prepare_data.py) it runs the paper's configs (config/*.gin).
+With prepared Pascal VOC data under ./data (see prepare_data.py) it runs the paper's configs (config/*.gin) and
+the field's baselines (LwF, ILT, MiB, PLOP: config/{LWF,ILT,ILT_FROZEN,MIB,PLOP}_{DISJOINT,OVERLAPPED}.gin; on
+the multi-step setups unless --test_type is given).
 Without it, it builds the embedded VOC-like benchmark under ./embedded once (world, data, replay) and runs
 the same sweep there with config/embedded/embedded.gin on top of each config: a small network, small
 images and few steps, so the whole method runs on a laptop CPU in minutes.
@@ -27,13 +29,25 @@ from train_manager import TrainManager
 TEST_TYPES = [name for name, _ in TrainManager.TESTS if name != "JOINT"]
 RECALL_CONFIGS = ["OVERLAPPED", "DISJOINT", "SEQUENTIAL"]
 BASELINE_CONFIGS = ["FINE_TUNING", "FINE_TUNING_DISJOINT", "FINE_TUNING_OVERLAPPED"]
-DEFAULT_CONFIGS = ["JOINT"] + RECALL_CONFIGS + BASELINE_CONFIGS
+# The field's baselines (TrainManager.method other than "recall"; README "Baselines") on the protocols their papers
+# report. Unless --test_type is given, they run on METHOD_TEST_TYPES only: 15-1, the multi-step setup every
+# baseline's paper reports in both protocols. Each baseline experiment costs about twice a fine-tuning one (the
+# previous network runs beside the trained one, most train the encoder, and each step traces its own loss), so
+# even this one setup takes the embedded sweep past its 20 minutes, and 10-1 would add twice as much again
+# (benchmarks/BENCHMARKS.md "Baselines"); run the other setups with --configs and --test_type. ILT_FROZEN_*, ILT
+# with the step-0 encoder frozen, is left out: its feature distillation is then 0 and its loss is LwF's, so it
+# repeats LwF's results to the digit.
+METHOD_CONFIGS = [f"{method}_{protocol}" for method in ("LWF", "ILT", "MIB", "PLOP")
+                  for protocol in ("DISJOINT", "OVERLAPPED")]
+METHOD_TEST_TYPES = ["ADD_ONE_FIVE_TIMES"]
+DEFAULT_CONFIGS = ["JOINT"] + RECALL_CONFIGS + BASELINE_CONFIGS + METHOD_CONFIGS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "extra gin files, parsed after each experiment's config")
 flags.DEFINE_multi_string("gin_param", [], "extra gin bindings, e.g. 'TrainManager.batch_size = 8'")
 flags.DEFINE_list("configs", DEFAULT_CONFIGS, "configs (names of config/*.gin) to run")
-flags.DEFINE_list("test_type", TEST_TYPES, "incremental setups (TrainManager.TESTS names)")
+flags.DEFINE_list("test_type", TEST_TYPES, "incremental setups (TrainManager.TESTS names); when not given, the "
+                  "field's baselines (METHOD_CONFIGS) run on the multi-step setups only (METHOD_TEST_TYPES)")
 flags.DEFINE_list("replay_source", ["gan", "flickr"], "replay sources of the RECALL configs")
 flags.DEFINE_enum("benchmark", "auto", ["auto", "voc", "embedded"],
                   "voc: prepared data under ./data; embedded: the generated benchmark under ./embedded; "
@@ -49,17 +63,21 @@ flags.DEFINE_integer("jobs", None, "processes that run the experiments, one grou
                      "GPU or TF_CONFIG, else 1", lower_bound=1)
 
 
-def plan(configs, test_types, sources, config_dir="config"):
+def plan(configs, test_types, sources, config_dir="config", method_test_types=None):
     """The experiments of a sweep, in the original's order: JOINT, then each config with replay x source x
-    setup, then the configs without replay (the fine-tuning baselines: run once, under the first source's
-    names). Whether a config replays is TrainManager.uses_replay's answer for it.
+    setup, then the configs without replay (the fine-tuning baselines, then the field's: run once, under the
+    first source's names). Whether a config replays is TrainManager.uses_replay's answer for it.
+
+    Args:
+      method_test_types: the setups of the configs whose TrainManager.method is not "recall" (the field's
+        baselines); None: test_types.
 
     Returns a list of (config, test_type, replay_source)."""
     unknown = [c for c in configs if not os.path.exists(os.path.join(config_dir, c + ".gin"))]
     if unknown:
         raise ValueError(f"--configs: unknown config(s) {unknown}; expected names of {config_dir}/*.gin")
     names = [t for t, _ in TrainManager.TESTS]
-    bad = [t for t in test_types if t not in names]
+    bad = [t for t in list(test_types) + list(method_test_types or []) if t not in names]
     if bad:
         raise ValueError(f"--test_type: unknown {bad}; expected some of {names}")
     bad = [s for s in sources if s not in ("gan", "flickr")]
@@ -67,20 +85,24 @@ def plan(configs, test_types, sources, config_dir="config"):
         raise ValueError(f"--replay_source: {bad or 'none given'}; expected gan and/or flickr")
     runs = [("JOINT", "JOINT", None)] if "JOINT" in configs else []
     incremental = [c for c in configs if c != "JOINT"]
-    replays = {c: _uses_replay(os.path.join(config_dir, c + ".gin")) for c in incremental}
-    runs += [(c, t, source) for source in sources for c in incremental if replays[c] for t in test_types
+    facts = {c: _incremental_facts(os.path.join(config_dir, c + ".gin")) for c in incremental}
+    replays = {c: replay for c, (replay, _) in facts.items()}
+    setups = {c: test_types if method == "recall" or method_test_types is None else method_test_types
+              for c, (_, method) in facts.items()}
+    runs += [(c, t, source) for source in sources for c in incremental if replays[c] for t in setups[c]
              if t != "JOINT"]
-    runs += [(c, t, sources[0]) for c in incremental if not replays[c] for t in test_types if t != "JOINT"]
+    runs += [(c, t, sources[0]) for c in incremental if not replays[c] for t in setups[c] if t != "JOINT"]
     return runs
 
 
-def _uses_replay(config_file):
-    """TrainManager.uses_replay of a config's incremental experiments (read without TensorFlow: only the
-    config's TrainManager bindings matter)."""
+def _incremental_facts(config_file):
+    """(TrainManager.uses_replay, TrainManager.method) of a config's incremental experiments (read without
+    TensorFlow: only the config's TrainManager bindings matter)."""
     gin.clear_config()
     try:
         gin.parse_config_file(config_file, skip_unknown=True)
-        return TrainManager(test_type="ADD_ONE_ONE_TIME", replay_source="gan").uses_replay()
+        m = TrainManager(test_type="ADD_ONE_ONE_TIME", replay_source="gan")
+        return m.uses_replay(), m.incremental.method
     except (ValueError, SyntaxError) as e:  # a bad binding or value; gin's parse errors
         raise ValueError(f"--configs: {config_file}: {e}") from None
     finally:
@@ -279,7 +301,8 @@ def checked_plan(extra_files, params, overrides_dir=None):
     if FLAGS.shard is not None and _parse_shard(FLAGS.shard) is None:
         raise app.UsageError(f"--shard: expected K/N with 1 <= K <= N, e.g. 2/8; got {FLAGS.shard!r}", exitcode=2)
     try:
-        runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir)
+        runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir,
+                    method_test_types=None if FLAGS["test_type"].present else METHOD_TEST_TYPES)
     except ValueError as e:
         raise app.UsageError(str(e), exitcode=2) from None
     _register_bindings()
@@ -343,6 +366,7 @@ def main(argv):
         rows = results.summarize(os.path.join(base, "outputs"))
         print(results.markdown_table(rows))
         print(results.recall_vs_finetuning(rows))
+        print(results.recall_vs_baselines(rows))
     summed = f" (summed over {jobs} processes)" if jobs > 1 else ""
     timings.update({f"experiments: {k}{summed}": v for k, v in sorted(context.times.items())})
     for phase, seconds in timings.items():

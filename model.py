@@ -104,6 +104,25 @@ class Conv2D(keras.layers.Conv2D):
         return outputs
 
 
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras' batch norm whose inference mode is one per-channel multiply-add in the compute dtype.
+
+    Inference: x * inv + (beta - moving_mean * inv), inv = rsqrt(moving_variance + epsilon) * gamma, the
+    per-channel terms computed in float32 from the variables (gamma and beta get the same gradients as in
+    Keras' layer) and cast once. In float32 it is tf.nn.batch_normalization's own arithmetic, so the outputs
+    are bit-identical to Keras' layer; under a mixed policy the feature map stays in bfloat16/float16, where
+    Keras' layer casts the whole map to float32 and back (two casts per batch norm, 17% of the bfloat16
+    decoder-only step: benchmarks/BENCHMARKS.md). Training mode (batch statistics) is Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if (training and self.trainable) or mask is not None:
+            return super().call(inputs, training=training, mask=mask)
+        inv = tf.math.rsqrt(tf.convert_to_tensor(self.moving_variance) + self.epsilon) * self.gamma
+        offset = self.beta - self.moving_mean * inv
+        return inputs * tf.cast(inv, inputs.dtype) + tf.cast(offset, inputs.dtype)
+
+
 def _conv_bn(x, filters, kernel, name, strides=1, dilation=1, relu=True):
     """Convolution without bias + batch norm (+ ReLU), named as the original's scope `name`.
 
@@ -111,7 +130,7 @@ def _conv_bn(x, filters, kernel, name, strides=1, dilation=1, relu=True):
     inference mode because the Segmenter always calls the encoder with training=False."""
     x = Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding="same",
                use_bias=False, name=name)(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=name + "_bn")(x)
+    x = BatchNormalization(epsilon=BN_EPSILON, name=name + "_bn")(x)
     return keras.layers.ReLU(name=name + "_relu")(x) if relu else x
 
 
@@ -227,6 +246,7 @@ class Segmenter:
         self._class_table = tf.constant(class_ids, tf.int32)
         self._predict = tf.function(self._predict_ids, reduce_retracing=True)
         self.compiled = {}  # other modules' tf.functions of this network (traced once per network)
+        self._stages = None  # the encoder with its stage outputs (encode(..., maps=True)), made on first use
 
     def decode(self, features, size):
         """Decoder logits for encoder features, upsampled to `size` (H, W). Returns float32 [B, H, W, n]."""
@@ -241,6 +261,44 @@ class Segmenter:
         del training
         images = tf.convert_to_tensor(images, tf.float32)
         return self.decode(self.encoder(images, training=False), tf.shape(images)[1:3])
+
+    def stage_layers(self):
+        """Names of the encoder layers whose outputs are its four stages' outputs before their last ReLU (each
+        block's last unit's sum): the maps of PLOP's Local POD (baselines.local_pod)."""
+        names = [layer.name for layer in self.encoder.layers if re.fullmatch(r"block\d+_unit_\d+_add", layer.name)]
+        last = {}
+        for name in names:  # layers are in graph order: the last unit of a block comes last
+            last[name.split("_unit_")[0]] = name
+        return [last[block] for block in sorted(last, key=lambda b: int(b[len("block"):]))]
+
+    def encode(self, images, maps=False):
+        """Encoder features float [B, h, w, D] of mean-subtracted images float32 [B, H, W, 3]; with maps=True
+        (features, [stage outputs before their last ReLU, see stage_layers]), from one forward pass."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        if not maps:
+            return self.encoder(images, training=False)
+        if self._stages is None:  # the same layers (and variables), more outputs
+            self._stages = keras.Model(self.encoder.inputs,
+                                       [self.encoder.get_layer(n).output for n in self.stage_layers()]
+                                       + [self.encoder.output], name="encoder_stages")
+        *stages, features = self._stages(images, training=False)
+        return features, stages
+
+    def outputs(self, images, maps=False, encoded=None):
+        """What a loss may need from one forward pass (baselines.StepLoss): dict of features (encoder output),
+        small_logits (decoder logits before upsampling, float32 [B, h, w, n]), logits (upsampled, float32
+        [B, H, W, n_outputs], as __call__) and, with maps=True, maps (the encoder stages' outputs).
+
+        encoded: the result of encode(images, maps) when it was computed already (e.g. outside a gradient tape
+        for a frozen encoder); None computes it here."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        encoded = self.encode(images, maps) if encoded is None else encoded
+        features, stages = encoded if maps else (encoded, None)
+        small = tf.cast(self.decoder(features), tf.float32)
+        out = {"features": features, "small_logits": small, "logits": upsample(small, tf.shape(images)[1:3])}
+        if maps:
+            out["maps"] = list(stages)
+        return out
 
     def _predict_ids(self, images):
         return tf.gather(self._class_table, tf.argmax(self(images), axis=-1, output_type=tf.int32))
@@ -518,7 +576,7 @@ class Trainer:
     """
 
     def __init__(self, seg, label_map, lr_schedule, momentum=0.9, l2_decay=1e-4, train_encoder=True,
-                 jit_compile=False, train_batch_norm=True, momentum_rule="tf1"):
+                 jit_compile=False, train_batch_norm=True, momentum_rule="tf1", loss=None, previous=None):
         """Args:
           seg: the Segmenter to train.
           label_map: 256 ints, stored label value -> target in [0, seg.n_outputs) or 255 (see make_label_map).
@@ -530,7 +588,18 @@ class Trainer:
           train_batch_norm: with train_encoder, also train the batch norms' gamma and beta (the original;
             no L2 on them); False keeps them fixed. Moving statistics never change either way.
           momentum_rule: "tf1" (the original's MomentumOptimizer) or "keras" (Keras SGD's rule).
+          loss: None (RECALL, the original): cross-entropy over the counted pixels, divided by their number in
+            the global batch. Else a baseline's loss for this stage (baselines.StepLoss): called in the compiled
+            step as loss(current, old, targets) with seg.outputs(images) and, computed in the same step,
+            previous.outputs(images) (no gradient); it returns a dict of float32 scalars whose "total" (plus the
+            L2 term) is minimised. Under a strategy each replica minimises total / replicas (its own pixels'
+            mean, the reference's reduction, averaged over the replicas).
+          previous: with `loss`, the frozen network of the previous step (its variables never train). When it
+            shares seg's encoder and the encoder does not train, the encoder runs once for both.
         """
+        if (loss is None) != (previous is None):
+            raise ValueError("Trainer: a baseline's loss needs the previous step's network and vice versa")
+        self.loss, self.previous = loss, previous
         self.seg = seg
         self.train_encoder = bool(train_encoder)
         self.l2_decay = float(l2_decay)
@@ -578,6 +647,8 @@ class Trainer:
         count: valid pixels of all replicas (float32), so that the summed gradients are those of the mean over
         the global batch. Returns (gradients, cross-entropy share, l2); the gradients are loss-scaled for
         float16."""
+        if self.loss is not None:
+            return self._baseline_forward_backward(images, targets, num_replicas)
         size = tf.shape(images)[1:3]
         features = None if self.train_encoder else tf.stop_gradient(self.seg.encoder(images))
         with tf.GradientTape() as tape:
@@ -589,7 +660,26 @@ class Trainer:
             total = ce + l2 / num_replicas
             if self.loss_scaling:
                 total = self.optimizer.scale_loss(total)
-        return tape.gradient(total, self.variables), ce, l2
+        return tape.gradient(total, self.variables), {"loss": ce}, l2
+
+    def _baseline_forward_backward(self, images, targets, num_replicas):
+        """_forward_backward with a baseline's loss: the previous network's outputs (no gradient), then the
+        current network's and the loss under the tape. Returns (gradients, terms, l2); terms["loss"] is this
+        replica's share of the total (total / replicas), the other terms are its own values."""
+        maps = self.loss.needs_maps
+        frozen = None
+        if not self.train_encoder:
+            frozen = tf.nest.map_structure(tf.stop_gradient, self.seg.encode(images, maps))
+        shared = frozen if self.previous.encoder is self.seg.encoder and frozen is not None else None
+        old = tf.nest.map_structure(tf.stop_gradient, self.previous.outputs(images, maps, encoded=shared))
+        with tf.GradientTape() as tape:
+            terms = dict(self.loss(self.seg.outputs(images, maps, encoded=frozen), old, targets))
+            share = terms.pop("total") / num_replicas
+            l2 = self.l2_loss()
+            total = share + l2 / num_replicas
+            if self.loss_scaling:
+                total = self.optimizer.scale_loss(total)
+        return tape.gradient(total, self.variables), dict(loss=share, **terms), l2
 
     def _replica_step(self, images, labels):
         ctx = tf.distribute.get_replica_context()
@@ -605,16 +695,17 @@ class Trainer:
         count = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
                                tf.reduce_sum(tf.cast(tf.not_equal(targets, VOID), tf.float32)))
         lr = self.optimizer.learning_rate  # the rate this update uses (schedule at the current iteration).
-        grads, ce, l2 = self._gradients(images, targets, count, ctx.num_replicas_in_sync)
+        grads, terms, l2 = self._gradients(images, targets, count, ctx.num_replicas_in_sync)
         if self.loss_scaling and ctx.num_replicas_in_sync > 1:
             grads = _non_finite_everywhere(ctx, grads)
         self.optimizer.apply_gradients(zip(grads, self.variables))
-        return {"loss": ce, "l2": l2, "lr": tf.cast(lr, tf.float32)}
+        return dict(terms, l2=l2, lr=tf.cast(lr, tf.float32))
 
     def train_step(self, images, labels):
         """One update. Args: images float32 [B, H, W, 3] mean-subtracted; labels uint8/int32 [B, H, W].
 
-        Returns: dict of float32 scalars: loss (cross-entropy mean over the counted pixels), l2, lr (used).
+        Returns: dict of float32 scalars: loss (cross-entropy mean over the counted pixels; with a baseline's
+        loss, its total without L2), l2, lr (used), and a baseline's terms (e.g. ce, kd).
         """
         return self._step(images, labels)
 
@@ -624,9 +715,8 @@ class Trainer:
         if self._distributed_step is None:
             def step(images, labels):
                 out = strategy.run(self._replica_step, args=(images, labels))
-                return {"loss": strategy.reduce("SUM", out["loss"], axis=None),
-                        "l2": strategy.reduce("MEAN", out["l2"], axis=None),
-                        "lr": strategy.reduce("MEAN", out["lr"], axis=None)}
+                # "loss" is each replica's share of the global loss; the other values are each replica's own.
+                return {k: strategy.reduce("SUM" if k == "loss" else "MEAN", v, axis=None) for k, v in out.items()}
             self._distributed_step = tf.function(step)
         return self._distributed_step(images, labels)
 

@@ -6,18 +6,33 @@ finishes, `<name>.gin` (the operative gin config) and `<name>.json` (what the ex
 parameter indices, replay source; write_description). The summaries read the JSON files, never file names.
 
 Writes `summary.csv`, `summary.md`, `summary.tex` (the paper's table form), `recall_vs_finetuning.md`
-(RECALL's final mIoU minus the fine-tuning baseline's of the same protocol) and PNG plots in `plots/`.
-Usage: python results.py --outputs outputs
+(RECALL's final mIoU minus the fine-tuning baseline's of the same protocol), `recall_vs_baselines.md` (RECALL
+beside fine-tuning and the field's baselines, LwF, ILT, MiB, PLOP, per setup and protocol) and PNG plots in
+`plots/`.
+
+With a file of the paper's numbers (`--paper docs/paper_results.csv`, `summarize(outputs, paper=...)`), also
+`paper_comparison.md` and `.csv`: each run's final old / new / all mIoU beside the paper's row of the same method,
+replay source, setup and protocol, the differences (ours - paper), and the switches of README "Behaviours of the
+original" the run set otherwise (ORIGINAL_BEHAVIOURS; empty: the original's behaviours). The comparison is made
+only when asked: the embedded benchmark's numbers are not the paper's data set and are never compared silently.
+The paper file is CSV (`#` lines are comments) with the columns PAPER_COLUMNS: method (RECALL, fine-tuning and
+joint are matched with runs; other methods are kept for the baselines), replay_source (gan, web or none),
+test_type (a TrainManager.TESTS name), setup (its short name, e.g. 15-5, 10-5-5), protocol (sequential, disjoint
+or overlapped), miou_old, miou_new, miou_all (percent; empty: not reported) and source (address and table).
+
+Usage: python results.py --outputs outputs [--paper docs/paper_results.csv]
 """
 import ast
 import csv
 import glob
+import io
 import json
 import math
 import os
 import re
 
 from absl import app, flags, logging
+import gin
 import numpy as np
 
 import artifacts
@@ -179,14 +194,70 @@ def description_path(results_file):
     return os.path.splitext(results_file)[0] + ".json"
 
 
+def gin_path(results_file):
+    """`<name>.gin` (the operative gin config, written by Training.train) beside the results file `<name>.txt`."""
+    return os.path.splitext(results_file)[0] + ".gin"
+
+
+# The switches of README "Behaviours of the original" that a run sets, each with the original's behaviour (its
+# default; tests/test_results.py checks both against the signatures and the README table). The data-making flags
+# (gan/generate_gan.py --mapping_images_per_class, --jpeg_quality) and the configs' batch ratios are not switches
+# of a run and are not listed.
+ORIGINAL_BEHAVIOURS = {
+    "Training.train_batch_norm": True,
+    "Training.momentum_rule": "tf1",
+    "Training.reproduce_lr_floor": True,
+    "Training.replay_label_input": "raw",
+    "Training.reencode_jpeg": True,
+    "Training.input_order": "original",
+    "TrainManager.mixed_labels_per_experiment": False,
+}
+
+
+def read_operative_config(path, names):
+    """The values of the bindings `names` ("Class.argument", unscoped) in a gin config file such as `<name>.gin`.
+
+    Returns:
+      dict name -> value of the names bound in the file (absent names are left out).
+
+    Raises:
+      FileNotFoundError, or ValueError naming the file when gin cannot parse it.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"gin config not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    values = {}
+    try:
+        for statement in gin.config_parser.ConfigParser(text, gin.config.ParserDelegate(skip_unknown=True)):
+            if isinstance(statement, gin.config_parser.BindingStatement) and not statement.scope:
+                name = f"{statement.selector}.{statement.arg_name}"
+                if name in names:
+                    values[name] = statement.value
+    except (SyntaxError, ValueError) as e:
+        raise ValueError(f"{path}: not a gin config: {e}") from None
+    return values
+
+
 def write_description(manager):
-    """Writes the JSON description beside the experiment's results file: what the summaries read."""
+    """Writes the JSON description beside the experiment's results file: what the summaries read. `protocol` is
+    the incremental steps' protocol; `behaviours` the values of the ORIGINAL_BEHAVIOURS switches in the operative
+    config `<name>.gin` (Training.train writes it first), null when there is none. A field's baseline (a
+    TrainManager.method other than "recall") adds `method` and `train_encoder_incremental`; a description
+    without them is RECALL's loss (or fine-tuning, without replay)."""
     m = manager
+    results_file = m.get_validation_file_path()
+    behaviours = None
+    if os.path.exists(gin_path(results_file)):
+        behaviours = read_operative_config(gin_path(results_file), ORIGINAL_BEHAVIOURS) or None
     doc = {"config": m.test_name, "test_type": m.test_type, "n_classes": m.common.n_classes,
            "parameters": m.parameter_to_str(),
            "replay_source": m.replay_source if m.uses_replay() else "none",
-           "results_file": os.path.basename(m.get_validation_file_path())}
-    artifacts.write_json(description_path(m.get_validation_file_path()), doc)
+           "protocol": m.incremental.protocol, "behaviours": behaviours,
+           "results_file": os.path.basename(results_file)}
+    if m.incremental.method != "recall":
+        doc.update(method=m.incremental.method, train_encoder_incremental=m.incremental.train_encoder)
+    artifacts.write_json(description_path(results_file), doc)
 
 
 # ---------------------------------------------------------------------------------------- summaries
@@ -206,7 +277,8 @@ def read_experiments(outputs):
     results file it names (unreadable or unfinished ones are skipped with a warning; a results file without
     a description, such as one of the original's, is not summarised). Returns a list of dicts sorted by
     results file: config, test_type, setup, structure, parameters, replay_source ('gan', 'flickr' or 'none'
-    for experiments without replay), blocks (parse_results_file), path."""
+    for experiments without replay), protocol and behaviours (_protocol_and_behaviours), blocks
+    (parse_results_file), path."""
     experiments = []
     for description in sorted(glob.glob(os.path.join(outputs, "*.json"))):
         try:
@@ -229,10 +301,32 @@ def read_experiments(outputs):
             logging.warning("skipping %s: the experiment is not finished (steps %s of %d)", path,
                             [b["step"] for b in blocks], len(structure))
             continue
+        protocol, behaviours = _protocol_and_behaviours(doc, path)
         experiments.append(dict(config=config, test_type=test_type, structure=structure, parameters=parameters,
                                 setup="joint" if test_type == "JOINT" else _short(structure),
-                                replay_source=source, blocks=sorted(blocks, key=lambda b: b["step"]), path=path))
+                                replay_source=source, protocol=protocol, behaviours=behaviours,
+                                method=method_name(doc.get("method", "recall"), doc.get("train_encoder_incremental"),
+                                                   test_type, source),
+                                blocks=sorted(blocks, key=lambda b: b["step"]), path=path))
     return sorted(experiments, key=lambda e: e["path"])
+
+
+def _protocol_and_behaviours(doc, results_file):
+    """The incremental protocol and the ORIGINAL_BEHAVIOURS switch values of an experiment: its description's,
+    else (descriptions written before they held them, or without a `.gin` then) its operative config's; None for
+    what neither records."""
+    protocol, behaviours = doc.get("protocol"), doc.get("behaviours")
+    if (protocol is None or behaviours is None) and os.path.exists(gin_path(results_file)):
+        try:
+            values = read_operative_config(gin_path(results_file),
+                                           set(ORIGINAL_BEHAVIOURS) | {"TrainManager.dataset_type_incremental"})
+        except ValueError as e:
+            logging.warning("%s", e)
+            values = {}
+        protocol = protocol or values.pop("TrainManager.dataset_type_incremental", None)
+        values.pop("TrainManager.dataset_type_incremental", None)
+        behaviours = behaviours or values or None
+    return protocol, behaviours
 
 
 def group_mious(block, n0):
@@ -257,8 +351,28 @@ def summary_rows(experiments):
         rows.append(dict(config=e["config"], test_type=e["test_type"], setup=e["setup"],
                          replay_source=e["replay_source"], parameters=e["parameters"], miou_old=old, miou_new=new,
                          miou_all=all_,
-                         miou_all_bg=all_bg, delta_vs_joint=delta))
+                         miou_all_bg=all_bg, delta_vs_joint=delta,
+                         method=e.get("method"), protocol=e.get("protocol")))  # not COLUMNS: for the tables below
     return rows
+
+
+# TrainManager.method -> (the method's name in the papers, whether this project's config of it trains the encoder:
+# a run that does otherwise is named so, e.g. "ILT (frozen encoder)"; README "Baselines").
+METHOD_NAMES = {"lwf": ("LwF", False), "ilt": ("ILT", True), "mib": ("MiB", True), "plop": ("PLOP", True)}
+
+
+def method_name(method, train_encoder, test_type, replay_source):
+    """An experiment's method in the papers' words: "joint", "fine-tuning" (no replay), "RECALL", or a field's
+    baseline ("LwF", "ILT", "MiB", "PLOP"; "... (frozen encoder)" or "... (encoder trained)" when it trains
+    otherwise than the method's config here, METHOD_NAMES)."""
+    if test_type == "JOINT":
+        return "joint"
+    if method == "recall":
+        return "fine-tuning" if replay_source == "none" else "RECALL"
+    name, trains = METHOD_NAMES[method]
+    if train_encoder is not None and bool(train_encoder) != trains:
+        name += " (encoder trained)" if train_encoder else " (frozen encoder)"
+    return name
 
 
 def _fmt(v):
@@ -267,7 +381,6 @@ def _fmt(v):
 
 
 def write_csv(rows, path):
-    import io
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS)
     writer.writeheader()
@@ -301,6 +414,32 @@ def recall_vs_finetuning(rows):
     return "\n".join(lines) + "\n"
 
 
+def recall_vs_baselines(rows):
+    """Markdown table: per setup and incremental protocol where a field's baseline ran, the final mIoU over all
+    classes (miou_all) of RECALL (per replay source), fine-tuning and every baseline, and RECALL's best minus the
+    best of the others."""
+    fixed = ["fine-tuning"] + [name for name, _ in METHOD_NAMES.values()]
+    label = lambda r: f"RECALL {r['replay_source']}" if r["method"] == "RECALL" else r["method"]
+    cells = {}
+    for r in rows:
+        if r.get("method") not in (None, "joint"):
+            cells.setdefault((r["setup"], r["protocol"]), {})[label(r)] = r["miou_all"]
+    compared = {k: v for k, v in cells.items() if set(v) - {"fine-tuning"} - {c for c in v if c.startswith("RECALL")}}
+    if not compared:
+        return "No run of a field's baseline (LwF, ILT, MiB, PLOP; README \"Baselines\").\n"
+    labels = sorted({c for v in compared.values() for c in v},
+                    key=lambda c: (not c.startswith("RECALL"), fixed.index(c.split(" (")[0]) if c.split(" (")[0]
+                                   in fixed else len(fixed), c))
+    lines = ["| setup | protocol | " + " | ".join(labels) + " | RECALL - best other |",
+             "|" + "---|" * (len(labels) + 3)]
+    for (setup, protocol), v in sorted(compared.items(), key=lambda kv: (kv[0][1] or "", kv[0][0])):
+        recall = [x for c, x in v.items() if c.startswith("RECALL")]
+        others = [x for c, x in v.items() if not c.startswith("RECALL")]
+        gap = max(recall) - max(others) if recall and others else math.nan
+        lines.append(f"| {setup} | {protocol} | " + " | ".join(_fmt(v.get(c)) for c in labels) + f" | {_fmt(gap)} |")
+    return "\n".join(lines) + "\n"
+
+
 def latex_table(rows, experiments):
     """The paper's form: a row per method (config, source), per setup the old / new / all mIoU; JOINT's row
     splits the joint model's IoUs into the same old / new groups."""
@@ -328,6 +467,191 @@ def latex_table(rows, experiments):
         lines += ["\\midrule", "JOINT & " + " & ".join(cells) + " \\\\"]
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------- the paper's numbers
+
+PAPER_COLUMNS = ["method", "replay_source", "test_type", "setup", "protocol", "miou_old", "miou_new", "miou_all",
+                 "source"]
+PAPER_PROTOCOLS = ("sequential", "disjoint", "overlapped")
+PAPER_REPLAY_SOURCES = ("gan", "web", "none")
+# The methods a run of this project is: RECALL (replay), its fine-tuning baseline (no replay), JOINT.
+RUN_METHODS = {"RECALL": ("gan", "web"), "fine-tuning": ("none",), "joint": ("none",)}
+COMPARISON_COLUMNS = ["method", "replay_source", "setup", "protocol", "config", "parameters",
+                      "miou_old", "paper_old", "diff_old", "miou_new", "paper_new", "diff_new",
+                      "miou_all", "paper_all", "diff_all", "changed_behaviours", "source"]
+
+
+def _setup_name(test_type):
+    return "joint" if test_type == "JOINT" else _short(dict(TrainManager.TESTS)[test_type])
+
+
+def run_method(test_type, replay_source):
+    """A run in the paper's words: (method, replay source), e.g. ("RECALL", "web") for flickr replay."""
+    if test_type == "JOINT":
+        return "joint", "none"
+    if replay_source == "none":
+        return "fine-tuning", "none"
+    return "RECALL", "web" if replay_source == "flickr" else replay_source
+
+
+def _paper_row(fields, header, where):
+    if len(fields) != len(header):
+        raise ValueError(f"{where}: {len(fields)} fields, expected {len(header)} ({','.join(header)})")
+    row = dict(zip(header, fields))
+    for column in ("method", "source"):
+        if not row[column]:
+            raise ValueError(f"{where}: empty {column}")
+    if row["replay_source"] not in PAPER_REPLAY_SOURCES:
+        raise ValueError(f"{where}: unknown replay_source {row['replay_source']!r}; expected one of "
+                         f"{list(PAPER_REPLAY_SOURCES)}")
+    if row["method"] in RUN_METHODS and row["replay_source"] not in RUN_METHODS[row["method"]]:
+        raise ValueError(f"{where}: {row['method']} with replay_source {row['replay_source']!r}; expected one of "
+                         f"{list(RUN_METHODS[row['method']])}")
+    names = [name for name, _ in TrainManager.TESTS]
+    if row["test_type"] not in names:
+        raise ValueError(f"{where}: unknown test_type {row['test_type']!r}; expected one of {names}")
+    if row["setup"] != _setup_name(row["test_type"]):
+        raise ValueError(f"{where}: setup {row['setup']!r} is not {row['test_type']}'s; expected "
+                         f"{_setup_name(row['test_type'])!r}")
+    if row["protocol"] not in PAPER_PROTOCOLS:
+        raise ValueError(f"{where}: unknown protocol {row['protocol']!r}; expected one of {list(PAPER_PROTOCOLS)}")
+    for column in ("miou_old", "miou_new", "miou_all"):
+        if not row[column]:
+            row[column] = None
+            continue
+        value = _parse_float(row[column], f"{where}: {column}")
+        if not 0 <= value <= 100:  # also refuses NaN and infinities
+            raise ValueError(f"{where}: {column} = {row[column]!r}: expected a percentage in [0, 100]")
+        row[column] = value
+    if all(row[c] is None for c in ("miou_old", "miou_new", "miou_all")):
+        raise ValueError(f"{where}: no number (miou_old, miou_new and miou_all are all empty)")
+    return row
+
+
+def read_paper_results(path):
+    """Reads a file of the paper's numbers (docs/paper_results.csv; the format is in the module docstring).
+
+    Returns:
+      list of dicts in file order with the PAPER_COLUMNS (mIoUs as floats, None where empty) and line (int).
+
+    Raises:
+      FileNotFoundError; ValueError naming the file, the line and the bad value: a missing column, a row of
+      another length, an unknown test_type, protocol or replay source, a setup that is not its test_type's, a
+      number that is not a percentage, a row without a number or a source, two rows of one method, replay
+      source, test_type and protocol.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"paper results file not found: {path}")
+    with open(path, encoding="utf-8", newline="") as f:
+        lines = f.read().splitlines()
+    header, rows, seen = None, [], {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path}: line {number}"
+        fields = [field.strip() for field in next(csv.reader([line]))]
+        if header is None:
+            missing = [c for c in PAPER_COLUMNS if c not in fields]
+            if missing or len(set(fields)) != len(fields):
+                raise ValueError(f"{where}: header {fields} lacks {missing or 'nothing but repeats a column'}; "
+                                 f"expected the columns {PAPER_COLUMNS}")
+            header = fields
+            continue
+        row = _paper_row(fields, header, where)
+        key = (row["method"], row["replay_source"], row["test_type"], row["protocol"])
+        if key in seen:
+            raise ValueError(f"{where}: a second row for {key} (the first is line {seen[key]})")
+        seen[key] = number
+        rows.append(dict(row, line=number))
+    if header is None:
+        raise ValueError(f"{path}: no header line; expected the columns {PAPER_COLUMNS}")
+    return rows
+
+
+def _difference(ours, paper):
+    if ours is None or paper is None or math.isnan(ours):
+        return math.nan
+    return ours - paper
+
+
+def changed_behaviours(values):
+    """The switches of ORIGINAL_BEHAVIOURS a run set otherwise, as "name = value" joined by "; " ("name = ?"
+    for one its config does not record); "" means the original's behaviours, "?" a run that records none."""
+    if values is None:
+        return "?"
+    changed = []
+    for name, original in ORIGINAL_BEHAVIOURS.items():
+        if name not in values:
+            changed.append(f"{name} = ?")
+        elif values[name] != original or type(values[name]) is not type(original):
+            changed.append(f"{name} = {values[name]!r}")
+    return "; ".join(changed)
+
+
+def paper_comparison(experiments, paper_rows):
+    """Each run beside the paper's row of the same method, replay source (flickr is the paper's web), test_type
+    and protocol: final-step old / new / all mIoU (%, background excluded, the summary_rows numbers), the
+    paper's, ours - paper, the run's changed_behaviours and the row's source. A JOINT run is set beside every
+    joint row, its IoUs split into the old / new groups of the row's setup (as summary.tex does). Runs without a
+    row in the paper file are left out (logged).
+
+    Args:
+      experiments: read_experiments(...).
+      paper_rows: read_paper_results(...).
+
+    Returns:
+      list of dicts with COMPARISON_COLUMNS.
+    """
+    index = {(p["method"], p["replay_source"], p["test_type"], p["protocol"]): p for p in paper_rows}
+    comparison, unmatched = [], []
+    for row, e in zip(summary_rows(experiments), experiments):
+        method, source = run_method(e["test_type"], e["replay_source"])
+        method = e.get("method") or method  # a field's baseline: its own name (MiB, PLOP, ...)
+        if method == "joint":  # joint training has no protocol: every table's joint row
+            matches = [p for p in paper_rows if p["method"] == "joint"]
+        else:
+            matches = [index[k] for k in [(method, source, e["test_type"], e["protocol"])] if k in index]
+        if not matches:
+            unmatched.append(os.path.basename(e["path"]))
+        for p in matches:
+            ours = (row["miou_old"], row["miou_new"], row["miou_all"])
+            if method == "joint" and p["test_type"] != "JOINT":
+                ours = group_mious(e["blocks"][-1], dict(TrainManager.TESTS)[p["test_type"]][0])[:3]
+            entry = dict(method=method, replay_source=source, setup=p["setup"], protocol=p["protocol"],
+                         config=e["config"], parameters=e["parameters"],
+                         changed_behaviours=changed_behaviours(e["behaviours"]), source=p["source"])
+            for group, value in zip(("old", "new", "all"), ours):
+                paper = p[f"miou_{group}"]
+                entry.update({f"miou_{group}": value, f"paper_{group}": paper,
+                              f"diff_{group}": _difference(value, paper)})
+            comparison.append(entry)
+    if unmatched:
+        logging.info("%d of %d runs have no row in the paper file: %s", len(unmatched), len(experiments),
+                     ", ".join(unmatched))
+    return comparison
+
+
+def comparison_markdown(comparison):
+    """paper_comparison's rows as a markdown table, after a line saying what the columns are."""
+    note = ("Final-step mIoU (%, background excluded) of each run (miou_*) beside the paper's (paper_*) and "
+            "ours - paper (diff_*). changed_behaviours: the switches of README \"Behaviours of the original\" the "
+            "run set otherwise (empty: the original's behaviours; ?: not recorded).\n\n")
+    lines = ["| " + " | ".join(COMPARISON_COLUMNS) + " |", "|" + "---|" * len(COMPARISON_COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(r[k]).replace("|", "\\|") for k in COMPARISON_COLUMNS) + " |"
+              for r in comparison]
+    return note + "\n".join(lines) + "\n"
+
+
+def write_comparison(comparison, folder):
+    """Writes paper_comparison.md and paper_comparison.csv (numbers to 0.1) into `folder`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COMPARISON_COLUMNS)
+    writer.writeheader()
+    for r in comparison:
+        writer.writerow({k: _fmt(r[k]) for k in COMPARISON_COLUMNS})
+    artifacts.write_text(os.path.join(folder, "paper_comparison.csv"), buffer.getvalue())
+    artifacts.write_text(os.path.join(folder, "paper_comparison.md"), comparison_markdown(comparison))
 
 
 def plot(experiments, folder):
@@ -359,31 +683,43 @@ def plot(experiments, folder):
             fig.savefig(tmp, dpi=90, format="png")
 
 
-def summarize(outputs):
-    """Writes summary.csv, summary.md, summary.tex and plots/ for the results files of `outputs`.
+def summarize(outputs, paper=None):
+    """Writes summary.csv, summary.md, summary.tex and plots/ for the results files of `outputs`, and with
+    `paper` (a file of the paper's numbers, read_paper_results) paper_comparison.md and .csv. Only runs on real
+    VOC should be given a paper file: nothing else decides it (see the module docstring).
     Returns the rows (list of dicts with COLUMNS)."""
+    paper_rows = None if paper is None else read_paper_results(paper)  # a bad file fails before anything is written
     experiments = read_experiments(outputs)
     rows = summary_rows(experiments)
     if not rows:
         logging.warning("no results files in %s", outputs)
         return rows
+    if paper_rows is not None:
+        write_comparison(paper_comparison(experiments, paper_rows), outputs)
     write_csv(rows, os.path.join(outputs, "summary.csv"))
     artifacts.write_text(os.path.join(outputs, "summary.md"), markdown_table(rows))
     artifacts.write_text(os.path.join(outputs, "summary.tex"), latex_table(rows, experiments))
     artifacts.write_text(os.path.join(outputs, "recall_vs_finetuning.md"), recall_vs_finetuning(rows))
+    artifacts.write_text(os.path.join(outputs, "recall_vs_baselines.md"), recall_vs_baselines(rows))
     plot(experiments, os.path.join(outputs, "plots"))
     logging.info("summary of %d experiments written to %s", len(rows), outputs)
     return rows
 
 
 def main(_):
-    rows = summarize(flags.FLAGS.outputs)
+    rows = summarize(flags.FLAGS.outputs, paper=flags.FLAGS.paper)
     print(markdown_table(rows))
+    comparison = os.path.join(flags.FLAGS.outputs, "paper_comparison.md")
+    if flags.FLAGS.paper and rows:
+        with open(comparison, encoding="utf-8") as f:
+            print(f.read())
 
 
 def cli():
     """The console script `recall-results`."""
     flags.DEFINE_string("outputs", "outputs", "folder of the results files")
+    flags.DEFINE_string("paper", None, "file of the paper's numbers (docs/paper_results.csv): also write "
+                        "paper_comparison.md/.csv. For runs on real VOC only, never the embedded benchmark")
     app.run(main)
 
 

@@ -18,6 +18,9 @@ TF1_INDEX_SUFFIX = ".index"
 FIRST_STEP_PROTOCOLS = ("sequential", "overlapped")
 PROTOCOLS = ("sequential", "disjoint", "overlapped")
 REPLAY_SOURCES = (None, "gan", "flickr")
+# The loss of the incremental steps (`TrainManager.method`): RECALL's (the original's cross-entropy) or one of
+# the field's baselines (baselines.py: LwF, ILT, MiB, PLOP).
+METHODS = ("recall", "lwf", "ilt", "mib", "plop")
 
 
 def checkpoint_exists(path):
@@ -74,10 +77,13 @@ class Stage:
 
 @dataclasses.dataclass(frozen=True)
 class Incremental(Stage):
-    """The incremental steps' bindings: a Stage, background inpainting and the replay ratio."""
+    """The incremental steps' bindings: a Stage, background inpainting, the replay ratio, and (not the
+    original's) the loss and whether the encoder trains."""
     mix_labels: bool = False
     interleave_ratio_old: int = 0  # replay samples per interleave_ratio_new new ones; 0: no replay
     interleave_ratio_new: int = 1
+    method: str = "recall"  # one of METHODS
+    train_encoder: bool = False  # True: every incremental step trains encoder + decoder and saves its encoder
 
 # Binding groups, in the order of the original's configs (SPEC.md, "Configuration").
 BINDINGS = (
@@ -104,6 +110,12 @@ class TrainManager:
       mixed_labels_per_experiment: not the original's: False (default) names a mixed-label file as the
         original did, shared by every setup and replay source of the same protocol and indices; True names
         it per experiment (see get_mixed_train_paths).
+      method: not the original's, incremental group: the loss of the incremental steps, "recall" (default: the
+        original's cross-entropy) or a baseline of baselines.py ("lwf", "ilt", "mib", "plop"; their weights
+        are the bindings lwf.*, ilt.*, mib.*, plop.*).
+      train_encoder_incremental: not the original's, incremental group: False (default, the original) keeps
+        the step-0 encoder in every incremental step; True trains encoder + decoder (batch norms in inference
+        mode, as at step 0) and saves an encoder per step (get_encoder_paths).
       The other arguments are the bindings of SPEC.md, grouped by parameter index: test (name,
       helper_decoders_one_class, base_folder_path, validate), common (`parameters_common_index`), first step
       (`parameters_fs_index`), helpers (`parameters_helper_index`), incremental
@@ -141,7 +153,8 @@ class TrainManager:
                  mix_labels=_MISSING, lr_initial_value_incremental=_MISSING,
                  lr_final_value_incremental=_MISSING, training_steps_per_class_incremental=_MISSING,
                  decay_steps_per_class_incremental=_MISSING, interleave_ratio_old=_MISSING,
-                 interleave_ratio_new=_MISSING, mixed_labels_per_experiment=False):
+                 interleave_ratio_new=_MISSING, mixed_labels_per_experiment=False, method="recall",
+                 train_encoder_incremental=False):
         values = dict(locals())
         missing = [f"TrainManager.{b}" for b in BINDINGS if values[b] is _MISSING]
         if missing:
@@ -176,6 +189,11 @@ class TrainManager:
             raise ValueError(f"TrainManager.mixed_labels_per_experiment: expected True or False, got "
                              f"{mixed_labels_per_experiment!r}")
         self.mixed_labels_per_experiment = mixed_labels_per_experiment
+        if method not in METHODS:
+            raise ValueError(f"TrainManager.method: unknown method {method!r}; expected one of {list(METHODS)}.")
+        if not isinstance(train_encoder_incremental, bool):
+            raise ValueError(f"TrainManager.train_encoder_incremental: expected True or False, got "
+                             f"{train_encoder_incremental!r}")
         self.test_index = names.index(test_type)
         self.test_structure = TrainManager.TESTS[self.test_index][1]
 
@@ -189,7 +207,8 @@ class TrainManager:
         self.incremental = Incremental(dataset_type_incremental, lr_initial_value_incremental,
                                        lr_final_value_incremental, training_steps_per_class_incremental,
                                        decay_steps_per_class_incremental, bool(mix_labels),
-                                       interleave_ratio_old, interleave_ratio_new)
+                                       interleave_ratio_old, interleave_ratio_new, method,
+                                       train_encoder_incremental)
 
         self.parameters = {
             "batch_size": batch_size,
@@ -262,6 +281,15 @@ class TrainManager:
     def get_encoder_path(self):
         """Checkpoint of the step-0 encoder of this test (extension-less)."""
         return self._path("checkpoints/encoders/", self.get_encoder_name())
+
+    def get_encoder_paths(self):
+        """Encoder checkpoint of every step (index = step), as get_decoder_paths: the step-0 encoder, then the
+        step's own encoder ('P{c}.{fs}.{h}.{i}_T{test}_S{step}_{source}', the decoder's name) when the
+        incremental steps train it (train_encoder_incremental), else the step-0 encoder again."""
+        names = self.get_decoders_names()
+        if not self.incremental.train_encoder:
+            return [self.get_encoder_path()] * len(names)
+        return [self.get_encoder_path()] + [self._path("checkpoints/encoders/", n) for n in names[1:]]
 
     def get_decoder_paths(self):
         """Decoder checkpoints, one per step (index = step)."""
@@ -525,9 +553,12 @@ class TrainManager:
         return all(os.path.exists(p) for group in self.get_replay_output_helper_paths() for p in group)
 
     def find_step(self):
-        """The first step whose decoder is missing; -1 when the test is finished."""
+        """The first step whose decoder (or, for an incremental step that trains the encoder, whose encoder) is
+        missing; -1 when the test is finished."""
+        encoders = self.get_encoder_paths()
         for step, path in enumerate(self.get_decoder_paths()):
-            if not checkpoint_exists(path):
+            if not checkpoint_exists(path) or (step > 0 and self.incremental.train_encoder
+                                               and not checkpoint_exists(encoders[step])):
                 return step
         return -1
 

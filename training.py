@@ -4,7 +4,9 @@
 2. helper decoders on the frozen step-0 encoder;
 3. pseudo-labels of the replay images (step-0 model or helper);
 4. incremental steps: background inpainting (label mixing) of the new data, then the decoder alone on
-   new samples blended with replay, validated after every step.
+   new samples blended with replay, validated after every step. The field's baselines (TrainManager.method:
+   LwF, ILT, MiB, PLOP; baselines.py) run through the same steps with their own loss, the previous step's
+   network beside the trained one, and (train_encoder_incremental) the encoder trained and saved per step.
 
 Every stage is skipped when TrainManager reports its artifact complete, so a killed run resumes where it
 stopped. All artifacts are written under a temporary name and renamed.
@@ -30,6 +32,7 @@ from absl import logging
 from PIL import Image
 from tqdm import tqdm
 
+import baselines
 import data_loader
 import artifacts
 import metrics
@@ -260,6 +263,10 @@ class Training:
         self._main = None
         self._main_holds = None
         self._decoder_trainer = None
+        # A baseline's loss (TrainManager.method; None: RECALL's) with its gin-bound weights, made here so that
+        # the operative config records them, and the frozen network of the previous step its loss reads.
+        self.method = baselines.make_method(self.manager.incremental.method)
+        self._previous = None
 
       # ------------------------------------------------------------------------------------------- the stages
 
@@ -369,8 +376,11 @@ class Training:
                 self._label_replay(seg, source, output, os.path.join(m.get_replay_folder(), "debug", name))
 
     def incremental_steps(self):
-        """Incremental steps from the first missing decoder: label mixing, decoder training, validation."""
+        """Incremental steps from the first missing decoder: label mixing, training (the decoder; encoder +
+        decoder with train_encoder_incremental, saving the step's encoder too; a baseline's loss with
+        TrainManager.method), validation."""
         m = self.manager
+        encoders = m.get_encoder_paths()
         n_steps = len(m.get_decoder_paths()) - 1
         first = m.find_step()
         for step in range(1, n_steps + 1):
@@ -386,19 +396,71 @@ class Training:
                     logging.info("step %d: reused mixed labels %s", step, new_path)
                 else:
                     with self.context.timed("label mixing"):
-                        previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
+                        previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1],
+                                              encoders[step - 1])
                         self._mix_labels(previous, m.get_train_paths()[step], new_path)
             with self.context.timed("incremental training"):
-                seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1])
+                seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1], encoders[step - 1])
                 replay = m.get_replay_tfrecords_for_step(step) if m.uses_replay() else []
                 dataset = self._dataset([new_path], replay, stream=step, n_old=len(old) - 1)
+                loss, previous = self._baseline_step(seg, step, new_path, old, new)
                 self._fit(seg, f"step{step}", old + new, dataset, m.incremental_schedule(len(new)),
-                          train_encoder=False)
+                          train_encoder=m.incremental.train_encoder, loss=loss, previous=previous)
+                if m.incremental.train_encoder:  # first: a complete decoder marks the step done
+                    model.save_encoder(seg, encoders[step])
                 model.save_decoder(seg, m.get_decoder_paths()[step])
-                self._main_holds = (m.get_encoder_path(), m.get_decoder_paths()[step])
+                self._main_holds = (encoders[step], m.get_decoder_paths()[step])
             logging.info("step %d: trained classes %s (old %s) and saved %s", step, new, old[1:],
                          m.get_decoder_paths()[step])
             self._validate(seg, step)
+
+    def _baseline_step(self, seg, step, data_path, old, new):
+        """What a baseline (self.method) prepares before incremental step `step` trains `seg` (the network
+        after step - 1): the frozen previous network, PLOP's entropy thresholds (one pass of it over the step's
+        training data) and MiB's classifier initialisation of seg. Returns (baselines.StepLoss, previous
+        network), or (None, None) for RECALL."""
+        if self.method is None:
+            return None, None
+        m = self.manager
+        previous = self._previous_network(seg, m.get_encoder_paths()[step - 1], m.get_decoder_paths()[step - 1])
+        thresholds = None
+        if self.method.needs_thresholds:
+            thresholds = self.method.thresholds(self._previous_logits(previous, data_path, old + new, len(old)),
+                                                len(old), len(new))
+            logging.info("step %d: %s entropy thresholds of classes 0..%d: %s", step, self.method.name,
+                         len(old) - 1, np.round(thresholds, 5).tolist())
+        if self.method.initializes_classifier:
+            baselines.mib_initialize_decoder(seg.decoder, len(old), len(new))
+            if seg is self._main:
+                self._main_holds = None  # its weights leave the checkpoints' now
+        return self.method.step_loss(len(old), len(new), thresholds), previous
+
+    def _previous_network(self, seg, encoder_path, decoder_path):
+        """The frozen network of the previous step that a baseline's loss reads: a second Segmenter (kept from
+        step to step) with that step's decoder and encoder. When the incremental steps keep the step-0
+        encoder, it shares seg's encoder (the same weights), so the step computes it once."""
+        share = not self.manager.incremental.train_encoder
+        if self._previous is None or (self._previous.encoder is seg.encoder) != share:
+            with self.strategy.scope():
+                self._previous = model.Segmenter(self.n_classes, encoder=seg.encoder if share else None,
+                                                 precision=self.precision)
+        if not share:
+            model.load_encoder(self._previous, encoder_path)
+        model.load_decoder(self._previous, decoder_path)
+        return self._previous
+
+    def _previous_logits(self, previous, path, classes, n_old):
+        """Yields (previous network's logits of the n_old old outputs float32 [B, H, W, n_old], targets int32
+        [B, H, W]) over one pass of a training tfrecord: whole images, mean subtracted, no augmentation,
+        `validation_batch` at a time (padding labelled 255)."""
+        label_map = tf.constant(model.make_label_map(classes), tf.int32)
+        logits = tf.function(lambda images: previous(images)[..., :n_old], reduce_retracing=True)
+        dataset = data_loader.load_tfrecord([path], "validation", dataset_mean=self.manager.common.dataset_mean,
+                                            n_classes=self.n_classes)
+        dataset = dataset.padded_batch(self.validation_batch,
+                                       padding_values={"input": 0.0, "label": tf.constant(255, tf.uint8)})
+        for sample in dataset.prefetch(tf.data.AUTOTUNE):
+            yield logits(sample["input"]), tf.gather(label_map, tf.cast(sample["label"], tf.int32))
 
         # ---------------------------------------------------------------------------------------- the runner
 
@@ -413,10 +475,11 @@ class Training:
         with self.strategy.scope():
             return model.Segmenter(n_outputs, class_ids, precision=self.precision)
 
-    def _load(self, n_outputs, class_ids, decoder_path):
-        """A Segmenter with the step-0 encoder and the decoder at `decoder_path`. For the main network it is
-        the kept one, read from the checkpoints only when it does not hold them already."""
-        encoder_path = self.manager.get_encoder_path()
+    def _load(self, n_outputs, class_ids, decoder_path, encoder_path=None):
+        """A Segmenter with the encoder at `encoder_path` (None: the step-0 encoder) and the decoder at
+        `decoder_path`. For the main network it is the kept one, read from the checkpoints only when it does
+        not hold them already."""
+        encoder_path = encoder_path or self.manager.get_encoder_path()
         if class_ids is not None or n_outputs != self.n_classes:  # a helper
             seg = self._segmenter(n_outputs, class_ids)
             model.load_encoder(seg, encoder_path)
@@ -456,14 +519,17 @@ class Training:
             batch, self.manager.common.train_image_size, self.manager.common.dataset_mean,
             seed=self.seed * 1000 + stream, n_classes=self.n_classes, **options)
 
-    def _fit(self, seg, stage, classes, dataset, length, train_encoder, helper=False):
+    def _fit(self, seg, stage, classes, dataset, length, train_encoder, helper=False, loss=None, previous=None):
         """The one training loop of every stage: `length.steps` SGD updates of `seg` on `dataset`.
 
         Args:
           classes: the stage's classes (global ids; a helper's are [0, c1, ...]); the loss counts only their
             pixels (a helper maps every other pixel to background, as the original).
           length: the stage's train_manager.Schedule (steps and polynomial decay).
-          train_encoder: True for step 0; False trains the decoder alone.
+          train_encoder: True for step 0 (and incremental steps with train_encoder_incremental); False trains
+            the decoder alone.
+          loss, previous: a baseline's loss of an incremental step and the previous step's frozen network (see
+            model.Trainer); None: the original's loss.
         """
         common = self.manager.common
         floor = self.manager.first_step.lr_final_value if self.reproduce_lr_floor else None
@@ -472,7 +538,7 @@ class Training:
         label_map = model.make_label_map(classes, helper=helper)
         if seg is self._main:
             self._main_holds = None  # its weights leave the checkpoints' now
-        reuse = seg is self._main and not train_encoder
+        reuse = seg is self._main and not train_encoder and loss is None
         if reuse and self._decoder_trainer is not None and self._decoder_trainer.seg is seg:
             trainer = self._decoder_trainer
             trainer.reset(label_map, schedule)
@@ -480,7 +546,8 @@ class Training:
             with self.strategy.scope():
                 trainer = model.Trainer(seg, label_map, schedule, common.momentum, common.l2_decay,
                                         train_encoder=train_encoder, jit_compile=self.jit_compile,
-                                        train_batch_norm=self.train_batch_norm, momentum_rule=self.momentum_rule)
+                                        train_batch_norm=self.train_batch_norm, momentum_rule=self.momentum_rule,
+                                        loss=loss, previous=previous)
             if reuse:
                 self._decoder_trainer = trainer
         distributed = self.strategy.num_replicas_in_sync > 1 or self.strategy != tf.distribute.get_strategy()
@@ -501,11 +568,13 @@ class Training:
             else:
                 out = trainer.train_step(images, labels)
             if i % self.log_every == 0 or i == length.steps - 1:
-                loss = float(out["loss"])
-                bar.set_postfix(loss=f"{loss:.3f}")
+                value = float(out["loss"])
+                bar.set_postfix(loss=f"{value:.3f}")
                 with writer.as_default():
-                    tf.summary.scalar("loss", loss, step=i)
+                    tf.summary.scalar("loss", value, step=i)
                     tf.summary.scalar("learning_rate", float(out["lr"]), step=i)
+                    for term in sorted(set(out) - {"loss", "lr", "l2"}):  # a baseline's terms (ce, kd, ...)
+                        tf.summary.scalar(term, float(out[term]), step=i)
             bar.update(1)
         bar.close()
         writer.close()
@@ -563,7 +632,8 @@ class Training:
             return
         if step > 0 and not artifacts.checkpoint_exists(m.get_decoder_paths()[step]):
             return
-        self._validate(self._load(self.n_classes, None, m.get_decoder_paths()[step]), step)
+        self._validate(self._load(self.n_classes, None, m.get_decoder_paths()[step], m.get_encoder_paths()[step]),
+                       step)
 
     def _validate(self, seg, step):
         """Validates `seg` on val_1..val_k of `step` and appends the original's block to the results file."""

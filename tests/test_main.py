@@ -20,7 +20,15 @@ def test_plan_follows_the_original_order():
                     ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr"), ("DISJOINT", "ADD_FIVE_ONE_TIME", "flickr"),
                     ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan"), ("FINE_TUNING", "ADD_FIVE_ONE_TIME", "gan")]
     default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR)
-    assert len(default) == 1 + 3 * 7 * 2 + 3 * 7
+    assert len(default) == 1 + 3 * 7 * 2 + 3 * 7 + 8 * 7  # the field's 4 baselines x 2 protocols: every setup
+    # What `python main.py` runs: the field's baselines on 15-1 only (unless --test_type is given), after the
+    # fine-tuning configs, in config order, under the first source's names.
+    default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
+                        method_test_types=main.METHOD_TEST_TYPES)
+    assert len(default) == 1 + 3 * 7 * 2 + 3 * 7 + 8
+    assert default[-8:] == [(c, "ADD_ONE_FIVE_TIMES", "gan") for c in main.METHOD_CONFIGS]
+    assert main.plan(["ILT_FROZEN_DISJOINT", "DISJOINT"], ["ADD_ONE_TEN_TIMES"], ["gan"], CONFIG_DIR) == [
+        ("DISJOINT", "ADD_ONE_TEN_TIMES", "gan"), ("ILT_FROZEN_DISJOINT", "ADD_ONE_TEN_TIMES", "gan")]
 
 
 @pytest.mark.parametrize("args, match", [
@@ -103,9 +111,10 @@ def test_shards_split_the_sweep_into_whole_groups():
     assert shares == [main.shard_runs(runs, (k, 3), CONFIG_DIR) for k in (1, 2, 3)]  # deterministic
     assert main.shard_runs(runs, (1, 1), CONFIG_DIR) == runs
     # With the original's shared mixed-label names the groups are: DISJOINT, SEQUENTIAL, FINE_TUNING and
-    # FINE_TUNING_DISJOINT (42, the heaviest: a share alone), OVERLAPPED with both sources (14),
-    # FINE_TUNING_OVERLAPPED (7) and JOINT (1), which the third share takes together.
-    assert sorted(len(share) for share in shares) == [8, 14, 42]
+    # FINE_TUNING_DISJOINT (42) with the field's baselines on the disjoint protocol, which share their first steps
+    # (28; the heaviest: a share alone), OVERLAPPED with both sources (14) with the baselines on the overlapped
+    # protocol (28), FINE_TUNING_OVERLAPPED (7) and JOINT (1), which the third share takes together.
+    assert sorted(len(share) for share in shares) == [8, 14 + 28, 42 + 28]
 
 
 def test_a_sharded_sweep_writes_what_one_machine_writes(tiny_data, tmp_path):

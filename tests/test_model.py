@@ -101,6 +101,41 @@ def test_batch_norm_in_a_full_step(train_batch_norm):
     assert all(not np.array_equal(a, b) for a, b in zip(before_kernels, _values(kernels)))
 
 
+def _map_casts(layer, dtype):
+    """Cast ops of a feature map (rank 4) in the traced call of `layer` on a [2, 9, 9, 8] input of `dtype`."""
+    graph = tf.function(layer.__call__).get_concrete_function(tf.TensorSpec((2, 9, 9, 8), dtype)).graph
+    return [op for op in graph.get_operations() if op.type == "Cast" and op.outputs[0].shape.rank == 4]
+
+
+def test_batch_norm_is_keras_in_float32_and_one_multiply_add_in_bfloat16():
+    x = np.random.default_rng(0).normal(0, 3, (2, 9, 9, 8)).astype(np.float32)
+    weights = [np.linspace(0.5, 1.5, 8), np.linspace(-0.3, 0.3, 8), np.linspace(-1, 1, 8), np.linspace(0.2, 2, 8)]
+
+    def layers(dtype=None):
+        built = (model.BatchNormalization(epsilon=model.BN_EPSILON, dtype=dtype),
+                 keras.layers.BatchNormalization(epsilon=model.BN_EPSILON, dtype=dtype))
+        for layer in built:
+            layer.build(x.shape)
+            layer.set_weights([w.astype(np.float32) for w in weights])
+        return built
+
+    ours, theirs = layers()
+    with tf.GradientTape(persistent=True) as tape:
+        y_ours, y_theirs = ours(x), theirs(x)
+        loss_ours, loss_theirs = tf.reduce_sum(y_ours ** 2), tf.reduce_sum(y_theirs ** 2)
+    np.testing.assert_array_equal(y_ours.numpy(), y_theirs.numpy())  # float32: the same arithmetic
+    for a, b in zip(tape.gradient(loss_ours, [ours.gamma, ours.beta]),
+                    tape.gradient(loss_theirs, [theirs.gamma, theirs.beta])):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(ours(x, training=True).numpy(), theirs(x, training=True).numpy())
+
+    ours, theirs = layers("mixed_bfloat16")
+    assert not _map_casts(ours, tf.bfloat16) and len(_map_casts(theirs, tf.bfloat16)) == 2
+    y = ours(tf.cast(x, tf.bfloat16))
+    assert y.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), y_theirs.numpy(), rtol=2e-2, atol=2e-2)
+
+
 def test_decoder_only_step_leaves_encoder_bit_identical():
     seg = _tiny()
     images, labels = _batch()

@@ -1,5 +1,6 @@
 """Tests of results.py: the original's results-file text, its parser, the JSON descriptions and the
 summaries read through them."""
+import csv
 import json
 import math
 import os
@@ -102,9 +103,10 @@ def _diagonal_cm(class_iou):
     return cm
 
 
-def _experiment(base, config, test_type, source, text, *bindings):
-    """Writes an experiment's results file and its description (results.write_description of the manager
-    of `config`); returns the results file's path."""
+def _experiment(base, config, test_type, source, text, *bindings, gin_text=None):
+    """Writes an experiment's results file, its operative config `gin_text` if given (before the description, as
+    Training.train does) and its description (results.write_description of the manager of `config`); returns
+    the results file's path."""
     gin.clear_config()
     gin.parse_config_files_and_bindings([os.path.join(ROOT, "config", config + ".gin")],
                                         [f'TrainManager.base_folder_path = "{base}"'] + list(bindings))
@@ -114,6 +116,9 @@ def _experiment(base, config, test_type, source, text, *bindings):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
+    if gin_text is not None:
+        with open(results.gin_path(path), "w") as f:
+            f.write(gin_text)
     results.write_description(m)
     return path
 
@@ -124,7 +129,8 @@ def test_description_says_what_the_experiment_was(tmp_path):
     with open(results.description_path(path)) as f:
         doc = json.load(f)
     assert doc == {"config": "DISJOINT", "test_type": "ADD_FIVE_TWO_TIMES", "n_classes": 21,
-                   "parameters": "1.0.0.2", "replay_source": "flickr",
+                   "parameters": "1.0.0.2", "replay_source": "flickr", "protocol": "disjoint",
+                   "behaviours": None,  # no operative config beside the results file
                    "results_file": "DISJOINT (T2_P1.0.0.2_flickr).txt"}
     path = _experiment(tmp_path, "FINE_TUNING_DISJOINT", "ADD_FIVE_TWO_TIMES", "gan", "")
     with open(results.description_path(path)) as f:
@@ -213,3 +219,186 @@ def test_a_nested_list_is_a_named_error(tmp_path):
     path.write_text(_block(0, [0.5, 0.5]).replace("['0.500', '0.500']", "[['0.500'], '0.500']", 1))
     with pytest.raises(ValueError, match=r"r.txt: line \d+: expected numbers or None"):
         results.parse_results_file(str(path))
+
+
+# ------------------------------------------------------------------------------------- the paper's numbers
+
+def _operative_config(**changed):
+    """The ORIGINAL_BEHAVIOURS switches and the incremental protocol as gin's operative config writes them
+    (defaults, but `changed`, e.g. replay_label_input="mean_subtracted")."""
+    values = {name: value for name, value in results.ORIGINAL_BEHAVIOURS.items()}
+    values["TrainManager.dataset_type_incremental"] = "disjoint"
+    for key, value in changed.items():
+        values[next(n for n in values if n.endswith("." + key))] = value
+    lines = ["# Parameters for Training:", "# " + "=" * 78]
+    lines += [f"{name} = {value!r}" for name, value in sorted(values.items())]
+    return "\n".join(lines) + "\n"
+
+
+PAPER_HEADER = "method,replay_source,test_type,setup,protocol,miou_old,miou_new,miou_all,source\n"
+
+
+def test_the_shipped_paper_file_parses_and_names_its_sources():
+    path = os.path.join(ROOT, "docs", "paper_results.csv")
+    rows = results.read_paper_results(path)
+    names = [name for name, _ in TrainManager.TESTS]
+    for row in rows:
+        assert row["test_type"] in names and row["protocol"] in results.PAPER_PROTOCOLS
+        assert row["replay_source"] in results.PAPER_REPLAY_SOURCES and row["source"].strip()
+        assert any(row[c] is not None for c in ("miou_old", "miou_new", "miou_all"))
+    with open(path) as f:
+        assert "arxiv.org/abs/2108.03673" in f.read()  # the file names the paper it copies
+
+
+def test_original_behaviours_are_the_defaults_and_the_readme_switches():
+    """ORIGINAL_BEHAVIOURS holds each switch's default, and exactly the run switches of the README table."""
+    import inspect
+    import re
+    import training  # pylint: disable=import-outside-toplevel
+    signatures = {"Training": inspect.signature(training.Training.__init__),
+                  "TrainManager": inspect.signature(TrainManager.__init__)}
+    for name, original in results.ORIGINAL_BEHAVIOURS.items():
+        cls, argument = name.split(".")
+        assert signatures[cls].parameters[argument].default == original, name
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme.split("## Behaviours of the original")[1].split("\n## ")[0]
+    assert set(re.findall(r"`((?:Training|TrainManager)\.\w+) =", section)) == set(results.ORIGINAL_BEHAVIOURS)
+
+
+def test_paper_comparison_beside_each_run(tmp_path):
+    """Runs are matched with the paper's rows by method, replay source, setup and protocol; the differences are
+    ours - paper; a switch set otherwise is named; JOINT is split by each joint row's setup."""
+    outputs = tmp_path / "outputs"
+    final = [0.9] + [0.6] * 19 + [0.3]
+    text = _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, final, list(range(20)), [20])
+    _experiment(tmp_path, "DISJOINT", "ADD_ONE_ONE_TIME", "gan", text,
+                      gin_text=_operative_config(replay_label_input="mean_subtracted", train_batch_norm=False))
+    web = _experiment(tmp_path, "DISJOINT", "ADD_ONE_ONE_TIME", "flickr", text, gin_text=_operative_config())
+    ft = _experiment(tmp_path, "FINE_TUNING_DISJOINT", "ADD_ONE_ONE_TIME", "gan", text)  # no operative config
+    joint = _experiment(tmp_path, "JOINT", "JOINT", None, _block(0, [0.9] + [0.8] * 10 + [0.5] * 10))
+    # A description written before protocol and behaviours were recorded: both come from its `.gin`.
+    with open(results.description_path(web)) as f:
+        doc = json.load(f)
+    del doc["protocol"], doc["behaviours"]
+    with open(results.description_path(web), "w") as f:
+        json.dump(doc, f)
+    paper = tmp_path / "paper.csv"
+    paper.write_text("# a comment\n" + PAPER_HEADER +
+                     "RECALL,gan,ADD_ONE_ONE_TIME,19-1,disjoint,60.0,35.5,58.0,T1\n"
+                     "RECALL,web,ADD_ONE_ONE_TIME,19-1,disjoint,61.0,,59.0,T1\n"
+                     "RECALL,gan,ADD_ONE_ONE_TIME,19-1,overlapped,1,2,3,T2\n"  # no overlapped run: no line
+                     "fine-tuning,none,ADD_ONE_ONE_TIME,19-1,disjoint,5.0,30.0,6.0,T1\n"
+                     "joint,none,ADD_ONE_ONE_TIME,19-1,disjoint,80.0,50.0,78.0,T1\n"
+                     "joint,none,ADD_FIVE_ONE_TIME,15-5,disjoint,79.0,51.0,72.0,T1\n"
+                     "MiB,none,ADD_ONE_ONE_TIME,19-1,disjoint,70.0,20.0,67.0,T1\n")
+    results.summarize(str(outputs))
+    assert not (outputs / "paper_comparison.md").exists()  # only when asked
+    rows = {r["config"]: r for r in results.summarize(str(outputs), paper=str(paper))}
+    with open(outputs / "paper_comparison.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["method"], r["replay_source"], r["setup"], r["config"]) for r in table] == [
+        ("RECALL", "web", "19-1", "DISJOINT"), ("RECALL", "gan", "19-1", "DISJOINT"),  # by results file
+        ("fine-tuning", "none", "19-1", "FINE_TUNING_DISJOINT"), ("joint", "none", "19-1", "JOINT"),
+        ("joint", "none", "15-5", "JOINT")]
+    by = {(r["method"], r["replay_source"], r["setup"]): r for r in table}
+    recall = rows["DISJOINT"]
+    for (method, source, setup), paper_numbers in {("RECALL", "gan", "19-1"): (60.0, 35.5, 58.0),
+                                                    ("RECALL", "web", "19-1"): (61.0, None, 59.0),
+                                                    ("fine-tuning", "none", "19-1"): (5.0, 30.0, 6.0)}.items():
+        r = by[(method, source, setup)]
+        for group, number in zip(("old", "new", "all"), paper_numbers):
+            assert r[f"miou_{group}"] == f"{recall['miou_' + group]:.1f}"  # the same results text for all three
+            assert r[f"paper_{group}"] == ("" if number is None else f"{number:.1f}")
+            assert r[f"diff_{group}"] == ("" if number is None else f"{recall['miou_' + group] - number:.1f}")
+    assert by[("RECALL", "gan", "19-1")]["changed_behaviours"] == (
+        "Training.train_batch_norm = False; Training.replay_label_input = 'mean_subtracted'")
+    assert by[("RECALL", "web", "19-1")]["changed_behaviours"] == ""  # the original's, read from the .gin
+    assert by[("fine-tuning", "none", "19-1")]["changed_behaviours"] == "?"  # nothing records them
+    iou = results.parse_results_file(joint)[0]["class_iou"]
+    old, new, all_ = (100 * sum(iou[1:16]) / 15, 100 * sum(iou[16:21]) / 5, 100 * sum(iou[1:21]) / 20)
+    assert by[("joint", "none", "15-5")]["diff_old"] == f"{old - 79.0:.1f}"
+    assert by[("joint", "none", "15-5")]["diff_new"] == f"{new - 51.0:.1f}"
+    assert by[("joint", "none", "15-5")]["diff_all"] == f"{all_ - 72.0:.1f}"
+    assert by[("joint", "none", "19-1")]["miou_new"] == f"{100 * iou[20]:.1f}"
+    markdown = (outputs / "paper_comparison.md").read_text()
+    assert markdown.count("\n| RECALL |") == 2 and "mean_subtracted" in markdown
+    # A run whose description and config say nothing of its protocol is not compared (and not guessed).
+    os.remove(results.gin_path(web))
+    results.summarize(str(outputs), paper=str(paper))
+    with open(outputs / "paper_comparison.csv") as f:
+        assert [r["replay_source"] for r in csv.DictReader(f) if r["method"] == "RECALL"] == ["gan"]
+    assert ft  # (its description has the protocol of its manager: matched above)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("RECALL,gan,ADD_ONE_ONE_TIME,19-1,disjoint,60,x35,58,T1", r"line 2: miou_new: expected a number, got 'x35'"),
+    ("RECALL,gan,ADD_NINE,19-1,disjoint,60,35,58,T1", r"line 2: unknown test_type 'ADD_NINE'"),
+    ("RECALL,gan,ADD_ONE_ONE_TIME,19-1,diagonal,60,35,58,T1", r"line 2: unknown protocol 'diagonal'"),
+    ("RECALL,gan,ADD_FIVE_TWO_TIMES,10-5,disjoint,60,35,58,T1", r"line 2: setup '10-5' .* expected '10-5-5'"),
+    ("RECALL,flickr,ADD_ONE_ONE_TIME,19-1,disjoint,60,35,58,T1", r"line 2: unknown replay_source 'flickr'"),
+    ("RECALL,none,ADD_ONE_ONE_TIME,19-1,disjoint,60,35,58,T1", r"line 2: RECALL with replay_source 'none'"),
+    ("RECALL,gan,ADD_ONE_ONE_TIME,19-1,disjoint,60,35,158,T1", r"line 2: miou_all = '158': expected a percentage"),
+    ("RECALL,gan,ADD_ONE_ONE_TIME,19-1,disjoint,,,,T1", r"line 2: no number"),
+    ("RECALL,gan,ADD_ONE_ONE_TIME,19-1,disjoint,60,35,58,", r"line 2: empty source"),
+    ("RECALL,gan,ADD_ONE_ONE_TIME,19-1,disjoint,60,35,T1", r"line 2: 8 fields, expected 9"),
+    ("MiB,none,ADD_ONE_ONE_TIME,19-1,disjoint,60,35,58,T1\nMiB,none,ADD_ONE_ONE_TIME,19-1,disjoint,1,2,3,T2",
+     r"line 3: a second row for .*MiB.* \(the first is line 2\)"),
+])
+def test_bad_paper_files_are_named_errors(tmp_path, body, message):
+    path = tmp_path / "paper.csv"
+    path.write_text(PAPER_HEADER + body + "\n")
+    with pytest.raises(ValueError, match=r"paper\.csv: " + message):
+        results.read_paper_results(str(path))
+
+
+def test_a_paper_file_without_its_columns_fails_before_anything_is_written(tmp_path):
+    path = tmp_path / "paper.csv"
+    path.write_text("# numbers\nmethod,replay_source,test_type,setup,miou_old,miou_new,miou_all,source\n")
+    with pytest.raises(ValueError, match=r"paper\.csv: line 2: header .* lacks \['protocol'\]"):
+        results.read_paper_results(str(path))
+    _experiment(tmp_path, "JOINT", "JOINT", None, _block(0, [0.9] * 21))
+    with pytest.raises(ValueError, match="lacks"):
+        results.summarize(str(tmp_path / "outputs"), paper=str(path))
+    assert not (tmp_path / "outputs" / "summary.csv").exists()
+    with pytest.raises(FileNotFoundError, match="nothere.csv"):
+        results.read_paper_results(str(tmp_path / "nothere.csv"))
+    (tmp_path / "empty.csv").write_text("# only comments\n")
+    with pytest.raises(ValueError, match="empty.csv: no header line"):
+        results.read_paper_results(str(tmp_path / "empty.csv"))
+
+
+def test_recall_beside_the_fields_baselines(tmp_path):
+    """A field's baseline (TrainManager.method) is named in its description and its row; recall_vs_baselines.md
+    sets RECALL beside fine-tuning and every baseline of the same setup and protocol, with RECALL's best minus the
+    best other. The baselines are bound on DISJOINT.gin here (their configs need baselines.py's gin names)."""
+    outputs = str(tmp_path / "outputs")
+    first = _block(0, [0.9] + [0.7] * 19 + [None])
+    finals = {"DISJOINT": 0.5, "FINE_TUNING_DISJOINT": 0.3, "LWF_DISJOINT": 0.4, "MIB_DISJOINT": 0.6}
+    baseline = ["TrainManager.interleave_ratio_old = 0", "TrainManager.mix_labels = False"]
+    bindings = {"DISJOINT": [], "FINE_TUNING_DISJOINT": [],
+                "LWF_DISJOINT": baseline + ['TrainManager.method = "lwf"',
+                                            "TrainManager.parameters_incremental_index = 7"],
+                "MIB_DISJOINT": baseline + ['TrainManager.method = "mib"',
+                                            "TrainManager.train_encoder_incremental = True",
+                                            "TrainManager.parameters_incremental_index = 10"]}
+    for name, value in finals.items():
+        text = first + _block(1, [0.9] + [value] * 20, list(range(20)), [20])
+        config = name if name in ("DISJOINT", "FINE_TUNING_DISJOINT") else "DISJOINT"
+        path = _experiment(tmp_path, config, "ADD_ONE_ONE_TIME", "gan", text,
+                           f'TrainManager.test_name = "{name}"', *bindings[name])
+        with open(results.description_path(path)) as f:
+            doc = json.load(f)
+        expected = {"LWF_DISJOINT": ("lwf", False), "MIB_DISJOINT": ("mib", True)}.get(name)
+        assert (doc.get("method"), doc.get("train_encoder_incremental")) == (expected or (None, None))
+    rows = {r["config"]: r for r in results.summarize(outputs)}
+    assert {c: r["method"] for c, r in rows.items()} == {"DISJOINT": "RECALL", "FINE_TUNING_DISJOINT": "fine-tuning",
+                                                         "LWF_DISJOINT": "LwF", "MIB_DISJOINT": "MiB"}
+    table = (tmp_path / "outputs" / "recall_vs_baselines.md").read_text().splitlines()
+    assert table[0] == "| setup | protocol | RECALL gan | fine-tuning | LwF | MiB | RECALL - best other |"
+    cells = [f"{rows[c]['miou_all']:.1f}" for c in finals]
+    gap = rows["DISJOINT"]["miou_all"] - rows["MIB_DISJOINT"]["miou_all"]
+    assert table[2:] == [f"| 19-1 | disjoint | {' | '.join(cells)} | {gap:.1f} |"]
+    assert results.method_name("ilt", False, "ADD_ONE_FIVE_TIMES", "none") == "ILT (frozen encoder)"
+    assert results.method_name("lwf", True, "ADD_ONE_FIVE_TIMES", "none") == "LwF (encoder trained)"
+    assert results.recall_vs_baselines([rows["DISJOINT"]]).startswith("No run of a field's baseline")

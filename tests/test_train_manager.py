@@ -9,6 +9,7 @@ import re
 import gin
 import pytest
 
+import baselines  # noqa: F401  (registers the methods' gin bindings of the baselines' configs: lwf.*, ilt.*, ...)
 import train_manager
 from train_manager import TrainManager
 
@@ -183,7 +184,8 @@ def test_typed_groups_equal_the_original_dictionary():
         groups = {"": m.common, "_first": m.first_step, "_helper": m.helper, "_incremental": m.incremental}
         for suffix, group in groups.items():
             for field, value in vars(group).items():
-                key = {"protocol": None, "mix_labels": None, "dataset_mean": "dataset_mean"}.get(field, field)
+                key = {"protocol": None, "mix_labels": None, "dataset_mean": "dataset_mean", "method": None,
+                       "train_encoder": None}.get(field, field)  # the last two: not the original's
                 if key is None:
                     continue
                 if suffix in ("_helper", "_incremental") and key in ("lr_initial_value", "lr_final_value",
@@ -293,6 +295,57 @@ def test_checks_and_find_step_see_only_complete_artifacts(tmp_path):
     assert m.exists_mixed_tfrecord(1)
     with pytest.raises(ValueError, match="step 3 out of range 1..2"):
         m.get_new_classes_for_incremental_step(3)
+
+
+# The field's baselines (README "Baselines"): config -> (method, trains the encoder, incremental index). Each
+# reuses the step-0 networks of the RECALL config of its protocol: the same common and first-step indices.
+METHOD_CONFIGS = {"LWF": ("lwf", False, 7), "ILT": ("ilt", True, 8), "ILT_FROZEN": ("ilt", False, 9),
+                  "MIB": ("mib", True, 10), "PLOP": ("plop", True, 11)}
+
+
+@pytest.mark.parametrize("protocol", ["DISJOINT", "OVERLAPPED"])
+def test_baseline_configs_share_step_0_and_name_an_encoder_per_step(tmp_path, protocol):
+    recall = make(protocol, "ADD_TWO_FIVE_TIMES", "gan")
+    assert (recall.incremental.method, recall.incremental.train_encoder) == ("recall", False)  # the defaults
+    indices = set()
+    for name, (method, trains, i) in METHOD_CONFIGS.items():
+        m = make(f"{name}_{protocol}", "ADD_TWO_FIVE_TIMES", "gan", f'TrainManager.base_folder_path = "{tmp_path}"')
+        where = f"{name}_{protocol}"
+        assert (m.incremental.method, m.incremental.train_encoder, m.parameters_incremental_index) == \
+            (method, trains, i), where
+        assert (m.parameters_common_index, m.parameters_fs_index, m.first_step) == \
+            (recall.parameters_common_index, recall.parameters_fs_index, recall.first_step), where
+        assert m.get_encoder_name() == recall.get_encoder_name() and m.common == recall.common, where
+        assert m.dataset_type_incremental == protocol.lower() and not m.mix_labels() and not m.uses_replay(), where
+        indices.add(m.parameter_to_str())
+        decoders, encoders = m.get_decoder_paths(), m.get_encoder_paths()
+        assert len(encoders) == len(decoders) == 6 and encoders[0] == m.get_encoder_path()
+        if trains:  # checkpoints/encoders/<the decoder's name>
+            assert encoders[1:] == [d.replace("/decoders/", "/encoders/") for d in decoders[1:]], where
+            assert encoders[3].endswith(f"/checkpoints/encoders/P{m.parameter_to_str()}_T5_S3_gan")
+        else:
+            assert encoders == [m.get_encoder_path()] * 6, where
+    assert len(indices) == len(METHOD_CONFIGS)  # every baseline has its own artifacts
+
+
+def test_find_step_waits_for_the_encoder_of_a_step_that_trains_it(tmp_path):
+    m = make("MIB_DISJOINT", "ADD_FIVE_TWO_TIMES", "gan", f'TrainManager.base_folder_path = "{tmp_path}"')
+    for folder in ("encoders", "decoders"):
+        os.makedirs(tmp_path / "checkpoints" / folder)
+    for path in m.get_decoder_paths():
+        open(path + train_manager.CHECKPOINT_SUFFIX, "w").close()
+    assert m.find_step() == 1  # step 0's encoder is not asked for (the original's rule); step 1's is
+    open(m.get_encoder_paths()[1] + train_manager.CHECKPOINT_SUFFIX, "w").close()
+    assert m.find_step() == 2
+    open(m.get_encoder_paths()[2] + ".index", "w").close()
+    assert m.find_step() == -1
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(ValueError, match="method: unknown method 'ewc'.*'recall'"):
+        make("DISJOINT", "ADD_ONE_ONE_TIME", "gan", 'TrainManager.method = "ewc"')
+    with pytest.raises(ValueError, match="train_encoder_incremental: expected True or False"):
+        make("DISJOINT", "ADD_ONE_ONE_TIME", "gan", "TrainManager.train_encoder_incremental = 1")
 
 
 @pytest.mark.parametrize("binding, expected", [
