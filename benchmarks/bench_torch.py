@@ -387,12 +387,13 @@ def compare(dtype, modes, units, width, size, batch, pairs):
             with timing.Stopwatch() as watch:
                 losses[kind] = step()
             first[kind] = watch.seconds
-        for _ in range(pairs):
+            logging.info("%s %s, %s: warm-up step %.2f s", dtype, mode, kind, watch.seconds)
+        for pair in range(pairs):
             for kind, step in steps.items():
                 with timing.Stopwatch() as watch:
                     step()
                 times[kind].append(watch.seconds)
-        logging.info("%s %s: %s", dtype, mode, times)
+                logging.info("%s %s, %s: step %d %.2f s", dtype, mode, kind, pair + 1, watch.seconds)
         results[mode] = {"median": {k: statistics.median(v) for k, v in times.items()}, "first": first,
                          "loss": losses}
     return results, bench_perf.conv_flops(seg, size)
