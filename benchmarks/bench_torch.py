@@ -457,8 +457,8 @@ def main(argv):
     size, batch = FLAGS.image_size, FLAGS.batch
     network = "ResNet-101" if units == [3, 4, 23, 3] and width == 1.0 else f"ResNet units {units} width {width}"
     out = [_machine(), versions,
-           f"DeepLab-V2 {network}, {size}x{size}, batch {batch}, {FLAGS.pairs} pairs after one warm-up step each; "
-           f"load average before {', '.join(f'{x:.2f}' for x in before)}, after "
+           f"DeepLab-V2 {network}, {size}x{size}, batch {batch}, {FLAGS.pairs} pair(s) after one warm-up step "
+           f"each; load average before {', '.join(f'{x:.2f}' for x in before)}, after "
            f"{', '.join(f'{x:.2f}' for x in after)}; whole run {whole.seconds:.0f} s"]
     if under_load:
         out.append(f"UNDER LOAD: the 1-minute load average {before[0]:.2f} was above --max_load {FLAGS.max_load} "
@@ -472,8 +472,8 @@ def main(argv):
         for mode, r in rows.items():
             ours, theirs = r["median"]["ours"], r["median"]["torch"]
             flop = bench_perf.step_flops(flops, mode, batch)
-            out.append(f"| {dtype} | {mode} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f} | {batch / ours:.2f} | "
-                       f"{batch / theirs:.2f} | {flop / 1e9:.1f} | {flop / ours / 1e9:.1f} | "
+            out.append(f"| {dtype} | {mode} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f} | {batch / ours:.3f} | "
+                       f"{batch / theirs:.3f} | {flop / 1e9:.1f} | {flop / ours / 1e9:.1f} | "
                        f"{flop / theirs / 1e9:.1f} | {r['first']['ours']:.2f}, {r['first']['torch']:.2f} | "
                        f"{r['loss']['ours']:.4f}, {r['loss']['torch']:.4f} |")
     print("\n".join(out))
