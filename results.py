@@ -380,12 +380,13 @@ def _fmt(v):
                                                                               else str(v))
 
 
-def write_csv(rows, path):
+def write_csv(rows, path, columns=COLUMNS):
+    """Writes `rows` (dicts) as CSV with `columns`, numbers to 0.1, atomically."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COLUMNS)
+    writer = csv.DictWriter(buffer, columns)
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: _fmt(r[k]) for k in COLUMNS})
+        writer.writerow({k: _fmt(r[k]) for k in columns})
     artifacts.write_text(path, buffer.getvalue())
 
 
@@ -645,12 +646,7 @@ def comparison_markdown(comparison):
 
 def write_comparison(comparison, folder):
     """Writes paper_comparison.md and paper_comparison.csv (numbers to 0.1) into `folder`."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COMPARISON_COLUMNS)
-    writer.writeheader()
-    for r in comparison:
-        writer.writerow({k: _fmt(r[k]) for k in COMPARISON_COLUMNS})
-    artifacts.write_text(os.path.join(folder, "paper_comparison.csv"), buffer.getvalue())
+    write_csv(comparison, os.path.join(folder, "paper_comparison.csv"), COMPARISON_COLUMNS)
     artifacts.write_text(os.path.join(folder, "paper_comparison.md"), comparison_markdown(comparison))
 
 
