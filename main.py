@@ -11,8 +11,10 @@ Without it, it builds the embedded VOC-like benchmark under ./embedded once (wor
 the same sweep there with config/embedded/embedded.gin on top of each config: a small network, small
 images and few steps, so the whole method runs on a laptop CPU in minutes.
 """
+import collections
 import os
 import sys
+import tempfile
 import time
 import traceback
 
@@ -20,6 +22,7 @@ import runtime  # first: oneDNN kernels before TensorFlow loads; worker processe
 import gin
 from absl import app, flags, logging
 
+import artifacts
 from train_manager import TrainManager
 
 # TensorFlow and the modules that import it (training, results, embedded_benchmark) are imported where they
@@ -133,13 +136,38 @@ def _manager(files, params, test_type, replay_source):
     return TrainManager(test_type=test_type, replay_source=replay_source)
 
 
+def _shared_names(m):
+    """The artifacts an experiment writes under names other experiments may use too: the step-0 checkpoints
+    (named by the encoder's; same protocol, first classes and parameter indices), with replay its helper decoders
+    and labelled replay, and its mixed-label files (with the original's names, shared by every setup and source
+    of one protocol and parameter indices; see TrainManager.mixed_labels_per_experiment). Every other name holds
+    the experiment's own."""
+    names = [m.get_encoder_path()]
+    if m.uses_replay():
+        names += m.get_helper_out_paths() + m.get_replay_output_paths()
+    if m.mix_labels():
+        names += m.get_mixed_train_paths()[1:]
+    return list(dict.fromkeys(names))
+
+
+def _runs_shared_names(runs, config_dir, extra_files, params, overrides_dir):
+    """[_shared_names of each run]; a run whose gin files do not parse gets its own key (it fails alone)."""
+    names = []
+    for run in runs:
+        config, test_type, source = run
+        try:
+            names.append(_shared_names(_manager(experiment_gin_files(config, config_dir, extra_files, overrides_dir),
+                                                params, test_type, source)))
+        except Exception:  # pylint: disable=broad-except  (it fails and is logged when it runs)
+            names.append([run])
+    gin.clear_config()
+    return names
+
+
 def share_groups(runs, config_dir, extra_files=(), params=(), overrides_dir=None):
-    """`runs` split into groups that share no artifact. Experiments with the same first step (the same
-    step-0 checkpoint name: the same protocol, first classes and parameter indices) share its step 0, helpers
-    and labelled replay; experiments that write a mixed-label file of the same name share it (with the
-    original's names, every setup and source of one protocol and parameter indices; see
-    TrainManager.mixed_labels_per_experiment). All other names hold the experiment's own. Biggest group
-    first, each in plan order, so that a group computes what a serial sweep computes."""
+    """`runs` split into groups that share no artifact (_shared_names), for machines that do not wait for each
+    other (--shard). Biggest group first, each in plan order, so that a group computes what a serial sweep
+    computes."""
     parent = {}
 
     def root(key):
@@ -147,22 +175,43 @@ def share_groups(runs, config_dir, extra_files=(), params=(), overrides_dir=None
             key = parent[key]
         return key
 
-    keys = {}
-    for run in runs:
-        config, test_type, source = run
-        try:
-            m = _manager(experiment_gin_files(config, config_dir, extra_files, overrides_dir), params,
-                         test_type, source)
-            shared = [m.get_encoder_path()] + (m.get_mixed_train_paths()[1:] if m.mix_labels() else [])
-        except Exception:  # pylint: disable=broad-except  (alone in its group, it fails and is logged there)
-            shared = [run]
-        keys[run] = shared[0]
-        for key in shared[1:]:
-            parent[root(key)] = root(shared[0])
+    shared = _runs_shared_names(runs, config_dir, extra_files, params, overrides_dir)
+    for names in shared:
+        for key in names[1:]:
+            parent[root(key)] = root(names[0])
     groups = {}
-    for run in runs:
-        groups.setdefault(root(keys[run]), []).append(run)
+    for run, names in zip(runs, shared):
+        groups.setdefault(root(names[0]), []).append(run)
     return sorted(groups.values(), key=len, reverse=True)
+
+
+def artifact_writers(runs, config_dir, extra_files=(), params=(), overrides_dir=None):
+    """{artifact path: number (1-based, plan order) of the first of `runs` that needs it} for the artifacts two
+    or more runs need (_shared_names): the experiment that writes it in a serial sweep, so in a parallel one
+    (see sweep) the others wait for it (training.Context.wait_for)."""
+    return _writers(_runs_shared_names(runs, config_dir, extra_files, params, overrides_dir))
+
+
+def _writers(shared):
+    writers, needed = {}, collections.Counter()
+    for number, names in enumerate(shared, 1):
+        for name in names:
+            if isinstance(name, str):
+                writers.setdefault(name, number)
+                needed[name] += 1
+    return {name: number for name, number in writers.items() if needed[name] > 1}
+
+
+def _queue_order(numbered, shared, writers):
+    """The order in which the processes of a parallel sweep take the experiments: by level, then plan order.
+    Level 0: the experiments that wait for no other (JOINT, the first of each first step); level k + 1: those
+    that wait for one of level k at most. Every experiment comes after those whose artifacts it waits for, so
+    one of the running experiments never waits; and the first steps start at once, side by side."""
+    level = {}
+    for (number, _), names in zip(numbered, shared):
+        owners = {writers[n] for n in names if isinstance(n, str) and writers.get(n, number) != number}
+        level[number] = 1 + max((level[o] for o in owners), default=-1)
+    return sorted(numbered, key=lambda item: (level[item[0]], item[0]))
 
 
 def _parse_shard(text):
@@ -213,8 +262,11 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
       extra_files, params: gin files and bindings parsed after each experiment's config.
       overrides_dir: a folder of per-config gin files (`<config>.gin`); an experiment's one, when it exists,
         is parsed right after the first of extra_files (the embedded benchmark: config/embedded/JOINT.gin).
-      jobs: with more than 1, the groups of share_groups run in up to `jobs` processes at a time (each with
-        TensorFlow's default threads, so that an experiment computes what it computes in a serial sweep).
+      jobs: with more than 1, up to `jobs` processes take the experiments one at a time (each with TensorFlow's
+        default threads), in _queue_order. An artifact that several experiments need (artifact_writers) is
+        written by the first of them in plan order, as in a serial sweep; the others wait for it. So every
+        results file is the serial sweep's, and since an experiment is only taken after those it waits for,
+        one of the running ones never waits.
       context: the training.Context that collects the experiments' times (those of the processes are added
         to it); None: the process's default one.
 
@@ -224,35 +276,46 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
     numbered = list(enumerate(runs, 1))
     if jobs <= 1:
         return _sweep_numbered(numbered, len(runs), config_dir, extra_files, params, overrides_dir, context)
-    groups = share_groups(runs, config_dir, extra_files, params, overrides_dir)
-    number = {run: k for k, run in numbered}
+    shared = _runs_shared_names(runs, config_dir, extra_files, params, overrides_dir)
+    writers = _writers(shared)
+    queue = _queue_order(numbered, shared, writers)
     failures = []
-    with runtime.worker_pool(min(jobs, len(groups))) as pool:
-        done = [pool.submit(_sweep_process, [(number[r], r) for r in group], len(runs), config_dir,
-                            list(extra_files), list(params), overrides_dir) for group in groups]
-        for group, future in zip(groups, done):
+    with tempfile.TemporaryDirectory(prefix="recall-sweep-") as finished, \
+            runtime.worker_pool(min(jobs, len(runs))) as pool:
+        done = [pool.submit(_sweep_process, number, run, len(runs), config_dir, list(extra_files), list(params),
+                            overrides_dir, writers, finished) for number, run in queue]
+        for (number, run), future in zip(queue, done):
             try:
-                group_failures, times = future.result()
-            except Exception as e:  # pylint: disable=broad-except  (the process died: its group failed)
-                logging.error("the process of %s died: %r", group, e)
-                group_failures, times = [run + (f"{type(e).__name__}: {e}",) for run in group], {}
-            failures += group_failures
+                run_failures, times = future.result()
+            except Exception as e:  # pylint: disable=broad-except  (its process died)
+                logging.error("the process of experiment %d %s died: %r", number, run, e)
+                run_failures, times = [run + (f"{type(e).__name__}: {e}",)], {}
+            failures += run_failures
             context.times.update(times)
-    return sorted(failures, key=lambda f: number[f[:3]])
+    return sorted(failures, key=lambda f: runs.index(f[:3]))
 
 
-def _sweep_process(numbered, total, config_dir, extra_files, params, overrides_dir):
-    """One group of a parallel sweep, in a worker process: its experiments one after the other, without
-    progress bars (the bars of parallel processes would overwrite each other). Returns (failures, times of
-    this group)."""
+_PROCESS_CONTEXT = []  # the training.Context of a sweep's worker process, made by its first experiment
+
+
+def _sweep_process(number, run, total, config_dir, extra_files, params, overrides_dir, writers, finished):
+    """One experiment of a parallel sweep, in a worker process, without progress bars (the bars of parallel
+    processes would overwrite each other). It waits for the artifacts `writers` gives to earlier experiments,
+    and leaves the file `finished`/<number> when it ends. Returns (failures, times of this experiment)."""
     import training  # pylint: disable=import-outside-toplevel  (see the imports)
-    logging.use_absl_handler()  # the log format of the main process (app.run installs it there)
-    logging.set_verbosity(logging.INFO)
-    context = training.Context(progress_bars=False)
-    start = time.time()
-    failures = _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir, context)
-    logging.info("experiments %s (one first step) done in %.1f s", [k for k, _ in numbered], time.time() - start)
-    return failures, dict(context.times)
+    if not _PROCESS_CONTEXT:
+        logging.use_absl_handler()  # the log format of the main process (app.run installs it there)
+        logging.set_verbosity(logging.INFO)
+        _PROCESS_CONTEXT.append(training.Context(progress_bars=False))
+    context = _PROCESS_CONTEXT[0]
+    context.shared, context.experiment, context.finished_dir = writers, number, finished
+    before, start = collections.Counter(context.times), time.time()
+    try:
+        failures = _sweep_numbered([(number, run)], total, config_dir, extra_files, params, overrides_dir, context)
+    finally:
+        artifacts.write_text(os.path.join(finished, str(number)), "")
+    logging.info("experiment %d/%d done in %.1f s (process %d)", number, total, time.time() - start, os.getpid())
+    return failures, dict(context.times - before)
 
 
 def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir, context):

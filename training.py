@@ -44,6 +44,7 @@ DEBUG_EVERY = 20  # every 20th labelled replay sample is also saved as image fil
 REPLAY_LABEL_INPUTS = ("raw", "mean_subtracted")
 INPUT_ORDERS = ("original", "balanced")
 ORIGINAL_BUFFER_PER_OLD_CLASS = 400  # the original's incremental shuffle buffer: 400 x (old classes) records
+WAIT_POLL_SECONDS = 0.2  # how often Context.wait_for looks for an artifact another process writes
 
 
 def make_strategy(name, peer_timeout=600):
@@ -104,7 +105,10 @@ class Context:
       them);
     - the tf.distribute strategies, one per kind: every experiment gets the same instance (a second
       MultiWorkerMirroredStrategy in a process breaks the collectives, so use one context per process);
-    - the tfrecords already checked (check_once).
+    - the tfrecords already checked (check_once);
+    - in a process of a parallel sweep (main.sweep): the artifacts that an earlier experiment of the sweep
+      writes (`shared`: path -> that experiment's number), this process's experiment (`experiment`) and the
+      folder where each finished experiment leaves a file named by its number (`finished_dir`), see wait_for.
     `Training(manager)` without a context uses the process's default one (default_context()).
     """
 
@@ -113,15 +117,33 @@ class Context:
         self.times = collections.Counter()
         self._strategies = {}
         self._checked = {}
+        self.shared, self.experiment, self.finished_dir = {}, None, None
+        self._waited = 0.0
 
     @contextlib.contextmanager
     def timed(self, kind):
-        """Adds the time spent inside the block to times[kind]."""
-        start = time.perf_counter()
+        """Adds the time spent inside the block to times[kind], less the time it waited (wait_for)."""
+        start, waited = time.perf_counter(), self._waited
         try:
             yield
         finally:
-            self.times[kind] += time.perf_counter() - start
+            self.times[kind] += time.perf_counter() - start - (self._waited - waited)
+
+    def wait_for(self, path, exists=os.path.exists):
+        """In a parallel sweep, waits until `path` exists when an earlier experiment of the sweep writes it (as
+        in a serial sweep, the first experiment in plan order that needs an artifact writes it; the others read
+        it), or until that experiment has finished without it (then the caller writes it). Returns at once
+        outside a parallel sweep, for this experiment's own artifacts and for existing ones."""
+        owner = self.shared.get(path)
+        if owner is None or owner == self.experiment or self.finished_dir is None or exists(path):
+            return
+        logging.info("waiting for %s (experiment %d of the sweep writes it)", path, owner)
+        start = time.perf_counter()
+        while not exists(path) and not os.path.exists(os.path.join(self.finished_dir, str(owner))):
+            time.sleep(WAIT_POLL_SECONDS)
+        waited = time.perf_counter() - start
+        self._waited += waited
+        self.times["waiting for another process"] += waited
 
     def strategy(self, name, peer_timeout=600):
         """The strategy called `name` (see make_strategy), made once."""
@@ -298,6 +320,7 @@ class Training:
         m = self.manager
         encoder_path, decoder_path = m.get_encoder_path(), m.get_decoder_paths()[0]
         classes = list(range(m.get_encoder_number() + 1))
+        self.context.wait_for(encoder_path, artifacts.checkpoint_exists)  # saved after the decoder
         if m.check_encoder() and artifacts.checkpoint_exists(decoder_path):
             logging.info("step 0: reused %s and %s (complete checkpoints)", encoder_path, decoder_path)
         else:
@@ -336,6 +359,7 @@ class Training:
             return
         for classes, out_path, train_path in zip(m.get_helpers_classes(), m.get_helper_out_paths(),
                                                  m.get_helper_train_paths()):
+            self.context.wait_for(out_path, artifacts.checkpoint_exists)
             if artifacts.checkpoint_exists(out_path):
                 logging.info("helper %s: reused %s", classes, out_path)
                 continue
@@ -354,6 +378,8 @@ class Training:
             logging.info("replay labels: skipped, no replay (source %s, interleave_ratio_old %s)",
                          m.replay_source, m.incremental.interleave_ratio_old)
             return
+        for path in m.get_replay_output_paths():
+            self.context.wait_for(path)
         jobs = []  # (segmenter builder, [(source, output, name)])
         if not m.check_labels_no_helper():
             jobs.append((lambda: self._load(self.n_classes, None, m.get_decoder_paths()[0]),
@@ -392,6 +418,7 @@ class Training:
             new_path = m.get_train_paths()[step]
             if m.mix_labels():
                 new_path = m.get_mixed_train_paths()[step]
+                self.context.wait_for(new_path)
                 if m.exists_mixed_tfrecord(step):
                     logging.info("step %d: reused mixed labels %s", step, new_path)
                 else:

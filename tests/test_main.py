@@ -60,20 +60,79 @@ def test_share_groups_keep_each_shared_artifact_in_one_process():
                       [("JOINT", "JOINT", None)]]
 
 
-def test_a_process_reports_the_times_of_each_group_once(monkeypatch):
-    """A process of a parallel sweep runs several groups; the parent adds up what each returns."""
+def test_a_process_reports_the_times_of_each_experiment_once(monkeypatch, tmp_path):
+    """A process of a parallel sweep runs several experiments with one Context; the parent adds up what each
+    returns, and each leaves its finished file (that other experiments' waits look for)."""
     import training
 
     def fake_sweep(numbered, *args):
         context = args[-1]
         assert isinstance(context, training.Context) and not context.progress_bars
-        context.times["incremental training"] += 10.0 * len(numbered)
+        assert context.experiment == numbered[0][0] and context.shared == {"x": 1}
+        context.times["incremental training"] += 10.0 * numbered[0][0]
         return []
 
     monkeypatch.setattr(main, "_sweep_numbered", fake_sweep)
-    reports = [main._sweep_process([(k, ("DISJOINT", "ADD_ONE_ONE_TIME", "gan")) for k in range(n)], 5,
-                                   CONFIG_DIR, [], [], None) for n in (2, 3)]
+    reports = [main._sweep_process(k, ("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), 5, CONFIG_DIR, [], [], None,
+                                   {"x": 1}, str(tmp_path)) for k in (2, 3)]
     assert [times for _, times in reports] == [{"incremental training": 20.0}, {"incremental training": 30.0}]
+    assert sorted(os.listdir(tmp_path)) == ["2", "3"]
+
+
+def test_artifact_writers_are_the_first_experiment_that_needs_each():
+    """The artifacts two experiments share go to the first in plan order (the serial sweep's writer): 19-1's
+    step 0, helper and mixed labels of class 20 are shared by both sources (the original's mixed-label names);
+    labelled replay is each source's own; 10-1 shares no first step with 19-1 but its class-20 mixed labels."""
+    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr"),
+            ("DISJOINT", "ADD_ONE_TEN_TIMES", "gan"), ("JOINT", "JOINT", None)]
+    writers = main.artifact_writers(runs, CONFIG_DIR)
+    assert set(writers.values()) == {1}
+    names = [os.path.basename(p) for p in writers]
+    assert any(n.startswith("train_disjoint_20_") for n in names), names
+    assert not any("replay" in p for p in writers)
+    per_experiment = main.artifact_writers(runs, CONFIG_DIR, params=["TrainManager.mixed_labels_per_experiment = True"])
+    assert not any("mixed" in p for p in per_experiment) and set(per_experiment.values()) == {1}
+
+
+def test_the_queue_starts_independent_work_first_and_keeps_writers_before_readers():
+    """_queue_order on the default sweep: every experiment after the writers of what it needs (so the sweep
+    cannot deadlock); the experiments that wait for no other (JOINT, the first of most first steps) at the front,
+    in plan order."""
+    runs = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
+                     method_test_types=main.METHOD_TEST_TYPES)
+    numbered = list(enumerate(runs, 1))
+    shared = main._runs_shared_names(runs, CONFIG_DIR, (), (), None)
+    writers = main._writers(shared)
+    queue = main._queue_order(numbered, shared, writers)
+    assert sorted(queue) == numbered
+    position = {number: i for i, (number, _) in enumerate(queue)}
+    for (number, _), names in zip(numbered, shared):
+        assert all(position[writers[n]] <= position[number] for n in names if n in writers)
+    independent = [number for (number, _), names in zip(numbered, shared)
+                   if all(writers.get(n, number) == number for n in names)]  # wait for no other experiment
+    assert [number for number, _ in queue[:len(independent)]] == independent  # first, in plan order
+    assert runs.index(("JOINT", "JOINT", None)) + 1 in independent
+    first_steps = {shared[number - 1][0] for number in independent}  # step-0 checkpoints that start at once
+    # JOINT's and the 15-x and 19-x ones of the three protocols; the 10-x experiments wait for 15-x's mixed labels.
+    assert len(first_steps) == 7 and not any(s.endswith("_E10") for s in first_steps), first_steps
+
+
+def test_wait_for_returns_when_the_artifact_appears_or_its_writer_has_finished(tmp_path):
+    import threading
+    import training
+    context = training.Context(progress_bars=False)
+    artifact, other = tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"
+    context.wait_for(str(artifact))  # not in a parallel sweep: at once
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    context.shared, context.experiment, context.finished_dir = {str(artifact): 1, str(other): 2}, 3, str(finished)
+    threading.Timer(0.5, artifact.write_bytes, [b"x"]).start()
+    context.wait_for(str(artifact))
+    assert artifact.exists() and context.times["waiting for another process"] > 0.3
+    threading.Timer(0.5, (finished / "2").write_bytes, [b""]).start()
+    with context.timed("label mixing"):
+        context.wait_for(str(other))  # its writer ended without it: the caller writes it
+    assert not other.exists() and context.times["label mixing"] < 0.3
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -117,20 +176,28 @@ def test_shards_split_the_sweep_into_whole_groups():
     assert sorted(len(share) for share in shares) == [8, 14 + 28, 42 + 28]
 
 
-def test_a_sharded_sweep_writes_what_one_machine_writes(tiny_data, tmp_path):
-    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("OVERLAPPED", "ADD_ONE_ONE_TIME", "gan")]
+def test_shards_and_processes_write_what_one_serial_sweep_writes(tiny_data, tmp_path):
+    """One serial sweep, two shares of it (--shard) and three processes (--jobs 3): the same results files, byte
+    for byte. The two DISJOINT experiments share step 0, helpers and, with the original's names, their class-20
+    mixed labels, so with a process each the flickr one waits for what the gan one writes."""
+    import training
+    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr"),
+            ("OVERLAPPED", "ADD_ONE_ONE_TIME", "gan")]
     outputs = {}
-    for name, shards in (("one", [(1, 1)]), ("two", [(1, 2), (2, 2)])):
+    for name, shards, jobs in (("one", [(1, 1)], 1), ("shards", [(1, 2), (2, 2)], 1), ("processes", [(1, 1)], 3)):
         base = tmp_path / name
         shutil.copytree(tiny_data, base)
+        shutil.copytree(base / "data" / "replay_images" / "gan", base / "data" / "replay_images" / "flickr")
         params = TINY_BINDINGS + [f'TrainManager.base_folder_path = "{base}"']
+        context = training.Context(progress_bars=False)
         for shard in shards:
             share = main.shard_runs(runs, shard, CONFIG_DIR, params=params)
-            assert len(share) == 2 // len(shards)
-            assert main.sweep(share, CONFIG_DIR, params=params) == []
+            assert len(share) == {1: 3, 2: 2 if shard[0] == 1 else 1}[shard[1]]
+            assert main.sweep(share, CONFIG_DIR, params=params, jobs=jobs, context=context) == []
+        assert (context.times["waiting for another process"] > 0) == (jobs == 3), dict(context.times)
         outputs[name] = {f: (base / "outputs" / f).read_bytes() for f in sorted(os.listdir(base / "outputs"))
                          if f.endswith((".txt", ".json"))}
-    assert len(outputs["one"]) == 4 and outputs["one"] == outputs["two"]
+    assert len(outputs["one"]) == 6 and outputs["one"] == outputs["shards"] == outputs["processes"]
 
 
 EMBEDDED_TINY = [
