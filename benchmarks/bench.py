@@ -42,6 +42,7 @@ def define_flags():
     flags.DEFINE_list("modes", list(MODES), "Which variables train: encoder+decoder, decoder.")
     flags.DEFINE_boolean("jit_compile", False, "Compile the step with XLA.")
     flags.DEFINE_integer("n_classes", 21, "Decoder outputs.", lower_bound=1)
+    timing.define_load_flags()
     flags.register_validator("networks", lambda v: bool(v) and set(v) <= set(NETWORKS),
                              f"--networks: one or more of {', '.join(NETWORKS)}")
     flags.register_validator("modes", lambda v: bool(v) and set(v) <= set(MODES),
@@ -67,6 +68,7 @@ def time_step(units, width, batch, image_size, mode, steps, jit_compile, n_class
 
 def main(argv):
     del argv
+    load = timing.check_load(FLAGS.max_load, FLAGS.force)
     networks = {"full": ((3, 4, 23, 3), 1.0), "small": (tuple(int(u) for u in FLAGS.units), FLAGS.width)}
     device = tf.config.list_logical_devices("GPU")
     rows = []
@@ -86,6 +88,7 @@ def main(argv):
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(str(x) for x in row[:5]) + f" | {row[5]:.2f} | {row[6]:.3f} | {row[7]:.2f} |")
+    print(load.report())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ keras, ours, ...) so that both see the same load; reports the median step of eac
 ops on feature maps (rank 4) in each step's graph. The load average is printed before and after.
 """
 import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
-import os
 import statistics
 
 import keras
@@ -28,6 +27,7 @@ def define_flags():
     flags.DEFINE_integer("pairs", 3, "timed (keras, ours) step pairs per mode", lower_bound=1)
     flags.DEFINE_integer("image_size", 321, "crop side")
     flags.DEFINE_integer("batch", 4, "batch size")
+    timing.define_load_flags()
 
 
 def _trainer(batch_norm, precision, train_encoder, weights):
@@ -80,11 +80,10 @@ def compare(precision, mode, pairs, size, batch):
 def main(argv):
     del argv
     f = flags.FLAGS
-    before = os.getloadavg()
+    load = timing.check_load(f.max_load, f.force)
     rows = [(mode, compare(f.precision, mode, f.pairs, f.image_size, f.batch)) for mode in f.modes]
-    after = os.getloadavg()
     print(f"{f.precision}, ResNet-101 {f.image_size}x{f.image_size}, batch {f.batch}, {f.pairs} pairs; "
-          f"load average before {before}, after {after}")
+          f"{load.report()}")
     print("| trains | Keras BN s/step | ours s/step | ours / Keras | rank-4 Casts Keras | ours |")
     print("|---|---|---|---|---|---|")
     for mode, r in rows:

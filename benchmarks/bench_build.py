@@ -30,6 +30,7 @@ def define_flags():
     flags.DEFINE_integer("rounds", 2, "serial + parallel builds per round", lower_bound=1)
     flags.DEFINE_string("folder", "/tmp/bench_build", "scratch folder (emptied before each build)")
     flags.register_validator("folder", bool, "--folder: a folder is required")
+    timing.define_load_flags()
 
 
 def build(base, parallel):
@@ -52,6 +53,7 @@ def run(argv):
     del argv
     if not os.path.exists(GIN_FILE):
         raise app.UsageError(f"{GIN_FILE} not found: run from the project root")
+    load = timing.check_load(FLAGS.max_load, FLAGS.force)
     bases = {}
     for k in range(1, FLAGS.rounds + 1):
         for parallel in (False, True):
@@ -62,6 +64,7 @@ def run(argv):
             bases[parallel] = base
     same = all(np.array_equal(a, b) for a, b in zip(encoder_weights(bases[False]), encoder_weights(bases[True])))
     print(f"pretrained encoder weights equal, serial vs parallel: {same}")
+    print(load.report())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from benchmarks import timing
 def define_flags():
     """Defines the command-line flags (only when run as a script)."""
     flags.DEFINE_integer("repeats", 5, "timed calls per case (after one warm-up call)", lower_bound=1)
+    timing.define_load_flags()
 
 
 def _ms(fn, repeats):
@@ -45,6 +46,7 @@ def case(shape, out_channels, rate, backward, repeats):
 
 def main(_):
     repeats = flags.FLAGS.repeats
+    load = timing.check_load(flags.FLAGS.max_load, flags.FLAGS.force)
     cases = [("block3/4 conv, 4x41x41x1024 -> 256", [4, 41, 41, 1024], 256, 2, True),
              ("block3/4 conv, 4x41x41x1024 -> 256", [4, 41, 41, 1024], 256, 4, True),
              ("ASPP branch, 4x41x41x2048 -> 21", [4, 41, 41, 2048], 21, 6, False),
@@ -56,6 +58,7 @@ def main(_):
         native, keras_path = case(shape, out, rate, backward, repeats)
         print(f"| {name} | {rate} | {'fwd + weight grad' if backward else 'fwd'} | {native:.1f} | {keras_path:.1f} | "
               f"{keras_path / native:.1f}x |")
+    print(load.report())
 
 
 if __name__ == "__main__":

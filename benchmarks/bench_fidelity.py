@@ -53,6 +53,7 @@ def define_flags():
     flags.DEFINE_string("folder", "/tmp/bench_fidelity", "scratch folder, one sub-folder per setting")
     flags.DEFINE_list("settings", None, "names of SETTINGS to run (default: all)")
     flags.DEFINE_integer("jobs", 2, "settings run at once, one process each", lower_bound=1)
+    timing.define_load_flags()
     flags.register_validator("folder", bool, "--folder: a folder is required")
     flags.register_validator("settings", lambda names: all(n in SETTINGS for n in names or []),
                              f"--settings: names of SETTINGS, some of {list(SETTINGS)}")
@@ -124,6 +125,7 @@ def run(argv):
     names = FLAGS.settings or list(SETTINGS)
     if not os.path.exists(os.path.join(FLAGS.base, "data", "validation", "val_1.tfrecord")):
         raise app.UsageError(f"--base {FLAGS.base!r} holds no built embedded benchmark: run python main.py first")
+    load = timing.check_load(FLAGS.max_load, FLAGS.force)
     folders = {name: os.path.abspath(os.path.join(FLAGS.folder, _slug(name))) for name in names}
     for folder in folders.values():
         link_base(FLAGS.base, folder)
@@ -138,7 +140,7 @@ def run(argv):
                          seconds, len(failures))
             for failure in failures:
                 logging.error("FAILED: %s", failure)
-    text = table(folders)
+    text = table(folders) + "\n\n" + load.report() + "\n"
     print(text)
     with open(os.path.join(FLAGS.folder, "fidelity.md"), "w", encoding="utf-8") as f:
         f.write(text)

@@ -35,6 +35,7 @@ def define_flags():
                          lower_bound=0)
     flags.DEFINE_integer("synthetic_records", 200, "Records per synthetic file.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the pipeline and of the synthetic data.")
+    timing.define_load_flags()
     flags.register_multi_flags_validator(["ratio_new", "ratio_old"], lambda f: f["ratio_new"] + f["ratio_old"] > 0,
                                          "--ratio_new and --ratio_old: not both 0")
     for name in ("tfrecord", "old_tfrecord"):
@@ -107,6 +108,7 @@ def bench_input(paths_new, paths_old=None, ratio_new=4, ratio_old=0, batch_size=
 
 def main(argv):
     del argv
+    load = timing.check_load(FLAGS.max_load, FLAGS.force)
     with tempfile.TemporaryDirectory() as tmp:
         new = FLAGS.tfrecord
         if not new:
@@ -122,6 +124,7 @@ def main(argv):
                  "%d samples in %.2f s)", result["samples_per_s"], result["batches_per_s"], FLAGS.batch_size,
                  FLAGS.image_size, FLAGS.ratio_new, FLAGS.ratio_old, os.cpu_count(), result["samples"],
                  result["seconds"])
+    logging.info("%s", load.report())
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def define_flags():
     flags.DEFINE_integer("val", 20, "validation images of the VOC folder", lower_bound=20)
     flags.DEFINE_integer("replay", 2, "GAN replay images per class", lower_bound=1)
     flags.DEFINE_bool("small", False, "a tiny network and images: checks the script, not the full-size cost")
+    timing.define_load_flags()
     flags.register_validator("folder", bool, "--folder: a folder is required")
 
 
@@ -179,12 +180,11 @@ def paper_path(folder, config="DISJOINT", test_type="ADD_FIVE_TWO_TIMES", n_trai
 def main(argv):
     del argv
     f = flags.FLAGS
-    before = os.getloadavg()
+    load = timing.check_load(f.max_load, f.force)
     out = paper_path(f.folder, f.config, f.test_type, f.train, f.val, f.replay, f.small)
-    after = os.getloadavg()
     print(f"{f.config} {f.test_type} gan, {'tiny network' if f.small else 'ResNet-101, 321 crops, batch 4'}, "
           f"one step per class; {f.train} train / {f.val} val images, {f.replay} replay images per class")
-    print(f"load average (1, 5, 15 min) before {before}, after {after}")
+    print(load.report())
     print("| command | s |\n|---|---|")
     for name, s in out["seconds"].items():
         print(f"| {name} | {s:.1f} |")

@@ -69,6 +69,7 @@ def define_flags():
     flags.DEFINE_boolean("profile", False, "Write a tf.profiler trace of one encoder+decoder step to --folder "
                          "and print where its time goes, by op type.")
     flags.DEFINE_string("folder", "/tmp/bench_perf", "output folder (the --profile trace)")
+    timing.define_load_flags()
     flags.register_validator("modes", lambda v: bool(v) and set(v) <= set(MODES),
                              f"--modes: one or more of {', '.join(MODES)}")
     flags.register_multi_flags_validator(["profile", "folder"], lambda f: not f["profile"] or bool(f["folder"]),
@@ -236,8 +237,9 @@ def main(argv):
     gpus = tf.config.list_logical_devices("GPU")
     size, batch = FLAGS.image_size, FLAGS.batch_size
     profile_dir = FLAGS.folder if FLAGS.profile else None
-    out = [f"device: {gpus[0].name if gpus else 'CPU'}, {os.cpu_count()} CPUs, load average at start "
-           f"{os.getloadavg()[0]:.2f}, TensorFlow {tf.__version__}, precision {FLAGS.precision}, "
+    load = timing.check_load(FLAGS.max_load, FLAGS.force)
+    out = [f"device: {gpus[0].name if gpus else 'CPU'}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
+           f"precision {FLAGS.precision}, "
            f"jit_compile={FLAGS.jit_compile}, image {size}x{size}, batch {batch}"]
     whole = timing.Stopwatch().start()
 
@@ -295,7 +297,7 @@ def main(argv):
             f"| validation (training.evaluate) | {val_first:.2f} | {val_per_image:.3f} | {1 / val_per_image:.2f} |",
             f"| pseudo-labelling (Segmenter.predict_ids) | {label_first:.2f} | {label_per_image:.3f} | "
             f"{1 / label_per_image:.2f} |",
-            "", f"load average at end {os.getloadavg()[0]:.2f}; whole run {whole.seconds:.0f} s"]
+            "", f"{load.report()}; whole run {whole.seconds:.0f} s"]
     print("\n".join(out))
 
 

@@ -71,8 +71,7 @@ def define_flags():
     flags.DEFINE_integer("batch", 4, "Images per step.", lower_bound=1)
     flags.DEFINE_list("units", ["3", "4", "23", "3"], "Units per block (3,4,23,3: ResNet-101; 1,1,1,1: small).")
     flags.DEFINE_float("width", 1.0, "Channel multiplier (1: ResNet-101; 0.125: small).", lower_bound=0.01)
-    flags.DEFINE_float("max_load", 1.5, "Refuse to time when the 1-minute load average is above this.")
-    flags.DEFINE_boolean("force", False, "Time even above --max_load (the output says so).")
+    timing.define_load_flags()
     flags.DEFINE_boolean("check", False, "Compare the two networks' logits and one step's updates instead of "
                          "timing them (float32).")
     flags.DEFINE_float("tolerance", 1e-3, "--check: largest relative difference accepted.")
@@ -444,25 +443,15 @@ def main(argv):
         print("\n".join([_machine(), versions, ""] + lines))
         return 0 if ok else 1
 
-    before = os.getloadavg()
-    under_load = before[0] > FLAGS.max_load
-    if under_load and not FLAGS.force:
-        print(f"1-minute load average {before[0]:.2f} is above --max_load {FLAGS.max_load}: not timing on a busy "
-              f"machine (wait, or --force to time anyway, flagged as under load)")
-        return 2
+    load = timing.check_load(FLAGS.max_load, FLAGS.force)
     whole = timing.Stopwatch().start()
     results = {dtype: compare(dtype, FLAGS.modes, units, width, FLAGS.image_size, FLAGS.batch, FLAGS.pairs)
                for dtype in FLAGS.dtypes}
-    after = os.getloadavg()
     size, batch = FLAGS.image_size, FLAGS.batch
     network = "ResNet-101" if units == [3, 4, 23, 3] and width == 1.0 else f"ResNet units {units} width {width}"
     out = [_machine(), versions,
            f"DeepLab-V2 {network}, {size}x{size}, batch {batch}, {FLAGS.pairs} pair(s) after one warm-up step "
-           f"each; load average before {', '.join(f'{x:.2f}' for x in before)}, after "
-           f"{', '.join(f'{x:.2f}' for x in after)}; whole run {whole.seconds:.0f} s"]
-    if under_load:
-        out.append(f"UNDER LOAD: the 1-minute load average {before[0]:.2f} was above --max_load {FLAGS.max_load} "
-                   "(--force); both sides saw the same load, the absolute figures are upper bounds")
+           f"each; {load.report()}; whole run {whole.seconds:.0f} s"]
     if "bfloat16" in FLAGS.dtypes:
         out.append(_bfloat16_note())
     out += ["", "| dtype | trains | ours s/step | torch s/step | ours / torch | ours images/s | torch images/s | "
