@@ -204,9 +204,9 @@ def _writers(shared):
 
 def _queue_order(numbered, shared, writers):
     """The order in which the processes of a parallel sweep take the experiments: by level, then plan order.
-    Level 0: the experiments that wait for no other (JOINT, the first of each first step); level k + 1: those
-    that wait for one of level k at most. Every experiment comes after those whose artifacts it waits for, so
-    one of the running experiments never waits; and the first steps start at once, side by side."""
+    Level 0: the experiments that wait for no other (JOINT, the first experiment of most first steps); level
+    k + 1: those that wait for one of level k at most. Every experiment comes after those whose artifacts it
+    waits for, so one of the running experiments never waits; and independent first steps start side by side."""
     level = {}
     for (number, _), names in zip(numbered, shared):
         owners = {writers[n] for n in names if isinstance(n, str) and writers.get(n, number) != number}

@@ -73,6 +73,7 @@ def test_a_process_reports_the_times_of_each_experiment_once(monkeypatch, tmp_pa
         return []
 
     monkeypatch.setattr(main, "_sweep_numbered", fake_sweep)
+    monkeypatch.setattr(main, "_PROCESS_CONTEXT", [])  # as in a new worker process
     reports = [main._sweep_process(k, ("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), 5, CONFIG_DIR, [], [], None,
                                    {"x": 1}, str(tmp_path)) for k in (2, 3)]
     assert [times for _, times in reports] == [{"incremental training": 20.0}, {"incremental training": 30.0}]
