@@ -123,3 +123,54 @@ def remove_stale_temporaries(*folders):
                     os.remove(path)  # a writer killed before it made its temporary
             dirs[:] = [d for d in dirs if not TEMPORARY.search(d)]
     return removed
+
+
+# ------------------------------------------------------------------------------------ what made an artifact
+
+RECORD_SUFFIX = ".made.json"
+
+
+def record_path(path):
+    """The record beside an artifact (`path` as TrainManager gives it: extension-less for a checkpoint)."""
+    return path + RECORD_SUFFIX
+
+
+def _plain(value):
+    """A value as JSON holds it (tuples become lists), so that a recorded and a bound value compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def write_record(path, made_by):
+    """Writes what makes the artifact at `path` ({binding: value}) beside it, atomically. Written before the
+    artifact itself, so that a complete artifact always has its record (a record without its artifact, left by
+    a killed run, is rewritten by the next)."""
+    write_json(record_path(path), {"made_by": _plain(made_by)})
+
+
+def check_record(path, made_by, index_of):
+    """Checks that the artifact at `path` was made with the values `made_by` ({binding: value}) before it is
+    reused. An artifact without a record (the original's checkpoints, runs from before records) is reused as it
+    is; only the bindings both sides hold are compared.
+
+    Args:
+      index_of: binding -> the index binding to change so that a run with other values writes its own
+        artifacts (named in the error).
+
+    Raises:
+      ValueError naming the artifact, the binding, both values and the index binding to change.
+    """
+    try:
+        with open(record_path(path), encoding="utf-8") as f:
+            recorded = json.load(f)["made_by"]
+    except FileNotFoundError:
+        return
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{record_path(path)}: not a record of what made {path} ({e}); delete both to make "
+                         f"it again") from None
+    current = _plain(made_by)
+    for name, value in current.items():
+        if name in recorded and recorded[name] != value:
+            raise ValueError(
+                f"{path} was made with {name} = {recorded[name]!r}, but this run has {name} = {value!r}; its "
+                f"name would be reused for other values: change {index_of(name)} to an index no other run "
+                f"of this folder uses (or delete the artifact to make it again)")

@@ -44,6 +44,13 @@ METHOD_CONFIGS = [f"{method}_{protocol}" for method in ("LWF", "ILT", "MIB", "PL
                   for protocol in ("DISJOINT", "OVERLAPPED")]
 METHOD_TEST_TYPES = ["ADD_ONE_FIVE_TIMES"]
 DEFAULT_CONFIGS = ["JOINT"] + RECALL_CONFIGS + BASELINE_CONFIGS + METHOD_CONFIGS
+# The two RECALLs (README "Results"): as the original's code runs it (every switch of behaviours.SWITCHES at its
+# default) and as the paper describes the method, its replay labelled on the inputs the network was trained on. A
+# variant is a tuple of gin bindings parsed after the experiment's other files; its artifacts and results files
+# carry the switches in their names (behaviours.tag), so the two never share what a switch changes. The embedded
+# sweep runs both; a real VOC sweep runs the original unless --recall_variants says otherwise.
+RECALL_VARIANTS = {"original": (), "paper": ('Training.replay_label_input = "mean_subtracted"',)}
+DEFAULT_VARIANTS = {"embedded": ["original", "paper"], "voc": ["original"]}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "extra gin files, parsed after each experiment's config")
@@ -52,6 +59,9 @@ flags.DEFINE_list("configs", DEFAULT_CONFIGS, "configs (names of config/*.gin) t
 flags.DEFINE_list("test_type", TEST_TYPES, "incremental setups (TrainManager.TESTS names); when not given, the "
                   "field's baselines (METHOD_CONFIGS) run on the multi-step setups only (METHOD_TEST_TYPES)")
 flags.DEFINE_list("replay_source", ["gan", "flickr"], "replay sources of the RECALL configs")
+flags.DEFINE_list("recall_variants", None, f"RECALL's variants to run (RECALL_VARIANTS: {list(RECALL_VARIANTS)}): "
+                  "the original's code and the paper's method (replay labelled on mean-subtracted inputs); "
+                  "default: both on the embedded benchmark, original on real VOC")
 flags.DEFINE_enum("benchmark", "auto", ["auto", "voc", "embedded"],
                   "voc: prepared data under ./data; embedded: the generated benchmark under ./embedded; "
                   "auto: voc when ./data/validation/val_1.tfrecord exists, else embedded")
@@ -66,16 +76,20 @@ flags.DEFINE_integer("jobs", None, "processes that run the experiments, one grou
                      "GPU or TF_CONFIG, else 1", lower_bound=1)
 
 
-def plan(configs, test_types, sources, config_dir="config", method_test_types=None):
+def plan(configs, test_types, sources, config_dir="config", method_test_types=None, variants=("original",)):
     """The experiments of a sweep, in the original's order: JOINT, then each config with replay x source x
     setup, then the configs without replay (the fine-tuning baselines, then the field's: run once, under the
-    first source's names). Whether a config replays is TrainManager.uses_replay's answer for it.
+    first source's names). Whether a config replays is TrainManager.uses_replay's answer for it. The RECALL
+    experiments (a config with replay and TrainManager.method "recall") run once per variant: the first
+    variant's in that order, then the next variant's, and so on.
 
     Args:
       method_test_types: the setups of the configs whose TrainManager.method is not "recall" (the field's
         baselines); None: test_types.
+      variants: names of RECALL_VARIANTS.
 
-    Returns a list of (config, test_type, replay_source)."""
+    Returns a list of (config, test_type, replay_source, variant bindings): the bindings are a tuple of gin
+    bindings, () for the original's behaviours."""
     unknown = [c for c in configs if not os.path.exists(os.path.join(config_dir, c + ".gin"))]
     if unknown:
         raise ValueError(f"--configs: unknown config(s) {unknown}; expected names of {config_dir}/*.gin")
@@ -83,18 +97,24 @@ def plan(configs, test_types, sources, config_dir="config", method_test_types=No
     bad = [t for t in list(test_types) + list(method_test_types or []) if t not in names]
     if bad:
         raise ValueError(f"--test_type: unknown {bad}; expected some of {names}")
+    bad = [v for v in variants if v not in RECALL_VARIANTS]
+    if bad or not variants:
+        raise ValueError(f"--recall_variants: {bad or 'none given'}; expected some of {list(RECALL_VARIANTS)}")
     bad = [s for s in sources if s not in ("gan", "flickr")]
     if bad or not sources:
         raise ValueError(f"--replay_source: {bad or 'none given'}; expected gan and/or flickr")
-    runs = [("JOINT", "JOINT", None)] if "JOINT" in configs else []
+    runs = [("JOINT", "JOINT", None, ())] if "JOINT" in configs else []
     incremental = [c for c in configs if c != "JOINT"]
     facts = {c: _incremental_facts(os.path.join(config_dir, c + ".gin")) for c in incremental}
     replays = {c: replay for c, (replay, _) in facts.items()}
     setups = {c: test_types if method == "recall" or method_test_types is None else method_test_types
               for c, (_, method) in facts.items()}
-    runs += [(c, t, source) for source in sources for c in incremental if replays[c] for t in setups[c]
-             if t != "JOINT"]
-    runs += [(c, t, sources[0]) for c in incremental if not replays[c] for t in setups[c] if t != "JOINT"]
+    methods = {c: method for c, (_, method) in facts.items()}
+    for variant in variants:
+        runs += [(c, t, source, RECALL_VARIANTS[variant]) for source in sources for c in incremental
+                 if replays[c] and (methods[c] == "recall" or variant == variants[0]) for t in setups[c]
+                 if t != "JOINT"]
+    runs += [(c, t, sources[0], ()) for c in incremental if not replays[c] for t in setups[c] if t != "JOINT"]
     return runs
 
 
@@ -154,10 +174,10 @@ def _runs_shared_names(runs, config_dir, extra_files, params, overrides_dir):
     """[_shared_names of each run]; a run whose gin files do not parse gets its own key (it fails alone)."""
     names = []
     for run in runs:
-        config, test_type, source = run
+        config, test_type, source, variant = run
         try:
             names.append(_shared_names(_manager(experiment_gin_files(config, config_dir, extra_files, overrides_dir),
-                                                params, test_type, source)))
+                                                list(params) + list(variant), test_type, source)))
         except Exception:  # pylint: disable=broad-except  (it fails and is logged when it runs)
             names.append([run])
     gin.clear_config()
@@ -242,8 +262,8 @@ def shard_runs(runs, shard, config_dir, extra_files=(), params=(), overrides_dir
     groups = share_groups(runs, config_dir, extra_files, params, overrides_dir)
     weights = []
     for group in groups:
-        managers = [_manager(experiment_gin_files(c, config_dir, extra_files, overrides_dir), params, t, s)
-                    for c, t, s in group]
+        managers = [_manager(experiment_gin_files(c, config_dir, extra_files, overrides_dir),
+                             list(params) + list(v), t, s) for c, t, s, v in group]
         weights.append(managers[0].first_step_schedule().steps + sum(_training_steps(m) for m in managers))
     gin.clear_config()
     loads, mine = [0] * n, set()
@@ -292,7 +312,7 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
                 run_failures, times = [run + (f"{type(e).__name__}: {e}",)], {}
             failures += run_failures
             context.times.update(times)
-    return sorted(failures, key=lambda f: runs.index(f[:3]))
+    return sorted(failures, key=lambda f: runs.index(f[:4]))
 
 
 _PROCESS_CONTEXT = []  # the training.Context of a sweep's worker process, made by its first experiment
@@ -320,15 +340,16 @@ def _sweep_process(number, run, total, config_dir, extra_files, params, override
 
 def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir, context):
     failures = []
-    for k, (config, test_type, source) in numbered:
-        logging.info("experiment %d/%d: %s %s %s", k, total, config, test_type, source)
+    for k, (config, test_type, source, variant) in numbered:
+        logging.info("experiment %d/%d: %s %s %s%s", k, total, config, test_type, source,
+                     "".join(f" [{v}]" for v in variant))
         try:
-            run_experiment(experiment_gin_files(config, config_dir, extra_files, overrides_dir), params,
-                           test_type, source, context)
+            run_experiment(experiment_gin_files(config, config_dir, extra_files, overrides_dir),
+                           list(params) + list(variant), test_type, source, context)
         except Exception as e:  # pylint: disable=broad-except
-            logging.error("experiment %s %s %s failed: %s\n%s", config, test_type, source, e,
+            logging.error("experiment %s %s %s %s failed: %s\n%s", config, test_type, source, variant, e,
                           traceback.format_exc())
-            failures.append((config, test_type, source, f"{type(e).__name__}: {e}"))
+            failures.append((config, test_type, source, variant, f"{type(e).__name__}: {e}"))
     return failures
 
 
@@ -357,7 +378,7 @@ def voc_data_present(base="."):
     return os.path.exists(os.path.join(base, "data", "validation", "val_1.tfrecord"))
 
 
-def checked_plan(extra_files, params, overrides_dir=None):
+def checked_plan(extra_files, params, overrides_dir=None, benchmark="embedded"):
     """The sweep's experiments from the flags, every flag checked first: an unknown config, setup or source,
     a selection that runs nothing, a missing gin file or a gin binding that does not parse (each binding is
     tried alone, so the error names it) is an absl usage error (exit status 2), before any work."""
@@ -365,7 +386,8 @@ def checked_plan(extra_files, params, overrides_dir=None):
         raise app.UsageError(f"--shard: expected K/N with 1 <= K <= N, e.g. 2/8; got {FLAGS.shard!r}", exitcode=2)
     try:
         runs = plan(FLAGS.configs, FLAGS.test_type, FLAGS.replay_source, FLAGS.config_dir,
-                    method_test_types=None if FLAGS["test_type"].present else METHOD_TEST_TYPES)
+                    method_test_types=None if FLAGS["test_type"].present else METHOD_TEST_TYPES,
+                    variants=FLAGS.recall_variants or DEFAULT_VARIANTS[benchmark])
     except ValueError as e:
         raise app.UsageError(str(e), exitcode=2) from None
     _register_bindings()
@@ -383,10 +405,10 @@ def checked_plan(extra_files, params, overrides_dir=None):
             gin.parse_config_files_and_bindings([config] + extra_files, [binding])
         except Exception as e:  # pylint: disable=broad-except  (gin raises several kinds)
             raise app.UsageError(f"--gin_param {binding!r}: {e}", exitcode=2) from None
-    for config, test_type, source in runs:  # every experiment's bindings (TrainManager checks their values)
+    for config, test_type, source, variant in runs:  # every experiment's bindings (TrainManager checks them)
         files = experiment_gin_files(config, FLAGS.config_dir, extra_files, overrides_dir)
         try:
-            _manager(files, params, test_type, source)
+            _manager(files, list(params) + list(variant), test_type, source)
         except ValueError as e:
             raise app.UsageError(f"{config} {test_type} {source} (gin files {files}): {e}", exitcode=2) from None
     gin.clear_config()
@@ -402,7 +424,7 @@ def main(argv):
     if benchmark == "embedded":
         overrides_dir = os.path.join(FLAGS.config_dir, "embedded")
         extra_files = [os.path.join(overrides_dir, "embedded.gin")] + extra_files
-    runs = checked_plan(extra_files, FLAGS.gin_param, overrides_dir)  # before any work
+    runs = checked_plan(extra_files, FLAGS.gin_param, overrides_dir, benchmark)  # before any work
     if FLAGS.shard:
         shard = _parse_shard(FLAGS.shard)
         runs = shard_runs(runs, shard, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir)

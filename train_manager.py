@@ -10,6 +10,8 @@ import os
 
 import gin
 
+import behaviours
+
 # Our checkpoints are HDF5 weight files (model.py): `<extension-less path>` + CHECKPOINT_SUFFIX. A TF1 checkpoint of
 # the original (`<path>.index` + `<path>.data-00000-of-00001`) is accepted too.
 CHECKPOINT_SUFFIX = ".weights.h5"
@@ -156,6 +158,7 @@ class TrainManager:
                  interleave_ratio_new=_MISSING, mixed_labels_per_experiment=False, method="recall",
                  train_encoder_incremental=False):
         values = dict(locals())
+        self._bound = {b: values[b] for b in BINDINGS + ("method", "train_encoder_incremental")}
         missing = [f"TrainManager.{b}" for b in BINDINGS if values[b] is _MISSING]
         if missing:
             raise ValueError(f"TrainManager: missing gin binding(s) {', '.join(missing)}; parse a config such "
@@ -194,6 +197,7 @@ class TrainManager:
         if not isinstance(train_encoder_incremental, bool):
             raise ValueError(f"TrainManager.train_encoder_incremental: expected True or False, got "
                              f"{train_encoder_incremental!r}")
+        self.set_behaviours(behaviours.bound_values())
         self.test_index = names.index(test_type)
         self.test_structure = TrainManager.TESTS[self.test_index][1]
 
@@ -237,6 +241,14 @@ class TrainManager:
             "interleave_ratio_new": interleave_ratio_new,
         }
 
+    def set_behaviours(self, values):
+        """Sets the switch values (behaviours.SWITCHES) the experiment runs with, as gin binds them by default
+        (Training sets its own again). With every switch at its default the names are exactly the original's;
+        a switch set otherwise ends the names of the artifacts it changes with behaviours.tag (e.g.
+        "__replay_label_input-mean_subtracted"), so two runs that differ in a switch share no such artifact."""
+        self.behaviours = dict(values)
+        self._tags = {stage: behaviours.tag(self.behaviours, stage) for stage in behaviours.STAGES}
+
     def mix_labels(self):
         """True when background inpainting runs: disjoint/overlapped incremental data and mix_labels set."""
         return self.dataset_type_incremental in ("disjoint", "overlapped") and bool(self.mix_labels_incremental)
@@ -268,6 +280,17 @@ class TrainManager:
         s = self.incremental
         return Schedule(n_new * s.training_steps_per_class, s.lr_initial_value, s.lr_final_value,
                         n_new * s.decay_steps_per_class)
+
+    def made_by(self, stage):
+        """{"TrainManager.<binding>": value} of the parameter groups that make an artifact of `stage`
+        (behaviours.STAGES): common and first step for step 0; the helpers' group too for the helpers and the
+        labelled replay; every group for the incremental stage. The index bindings themselves are left out: they
+        are part of the names. Recorded beside each artifact and checked when it is reused (Training)."""
+        groups = {"step0": ("parameters_common_index", "parameters_fs_index"),
+                  "helpers": ("parameters_common_index", "parameters_fs_index", "parameters_helper_index"),
+                  "replay": ("parameters_common_index", "parameters_fs_index", "parameters_helper_index"),
+                  "incremental": tuple(GROUPS)}[stage]
+        return {f"TrainManager.{b}": self._bound[b] for index in groups for b in GROUPS[index]}
 
       # ----------------------------------------------------------------------------------------------- paths
 
@@ -331,7 +354,7 @@ class TrainManager:
         steps = self.test_structure_to_steps()
         return [None] + [self._step_file("training_incremental/mixed", self.dataset_type_incremental, s,
                                          "_" + (self._incremental_name(k) if self.mixed_labels_per_experiment
-                                                else "P" + self.parameter_to_str()))
+                                                else "P" + self.parameter_to_str() + self._tags["incremental"]))
                          for k, s in enumerate(steps[1:], start=1)]
 
     def get_helper_train_paths(self):
@@ -382,8 +405,9 @@ class TrainManager:
       # ----------------------------------------------------------------------------------------------- names
 
     def get_encoder_name(self):
-        """'P{c}.{fs}_E{N0}'."""
-        return f"P{self.parameters_common_index}.{self.parameters_fs_index}_E{self.get_encoder_number()}"
+        """'P{c}.{fs}_E{N0}' (and the step-0 tag of behaviours.tag)."""
+        return (f"P{self.parameters_common_index}.{self.parameters_fs_index}_E{self.get_encoder_number()}"
+                + self._tags["step0"])
 
     def get_decoders_names(self):
         """Decoder name of every step; without a replay source only the step-0 decoder (as the original)."""
@@ -395,28 +419,30 @@ class TrainManager:
     def _incremental_name(self, step):
         """'P{c}.{fs}.{h}.{i}_T{test}_S{step}_{source}[_1]': the decoder of an incremental step."""
         suffix = "_1" if self.helper_decoders_one_class else ""
-        return f"P{self.parameter_to_str()}_T{self.test_index}_S{step}_{self.replay_source}{suffix}"
+        return (f"P{self.parameter_to_str()}_T{self.test_index}_S{step}_{self.replay_source}{suffix}"
+                + self._tags["incremental"])
 
     def _helper_prefix(self):
         return (f"P{self.parameters_common_index}.{self.parameters_fs_index}.{self.parameters_helper_index}"
                 f"_E{self.get_encoder_number()}")
 
     def get_helper_names(self):
-        """'P{c}.{fs}.{h}_E{N0}_C{first}-{last}' for every helper group."""
-        return [f"{self._helper_prefix()}_C{h[0]}-{h[-1]}" for h in self.get_helpers_classes()]
+        """'P{c}.{fs}.{h}_E{N0}_C{first}-{last}' for every helper group (and the helpers' tag)."""
+        return [f"{self._helper_prefix()}_C{h[0]}-{h[-1]}{self._tags['helpers']}" for h in self.get_helpers_classes()]
 
     def get_replay_helper_tfrecords_names(self):
         """Labelled replay names of helper classes, grouped by helper."""
         if self.replay_source is None or self.test_type == "JOINT":
             return []
-        return [[f"{self._helper_prefix()}_H{self.get_helper_size()}_C{c}_{self.replay_source}" for c in h]
+        return [[f"{self._helper_prefix()}_H{self.get_helper_size()}_C{c}_{self.replay_source}{self._tags['replay']}"
+                 for c in h]
                 for h in self.get_helpers_classes()]
 
     def get_replay_no_helper_tfrecords_names(self):
         """Labelled replay names of classes 1..N0 (helper size 0)."""
         if self.replay_source is None or self.test_type == "JOINT":
             return []
-        return [f"{self._helper_prefix()}_H0_C{c}_{self.replay_source}"
+        return [f"{self._helper_prefix()}_H0_C{c}_{self.replay_source}{self._tags['replay']}"
                 for c in self.get_replay_classes_no_helper()]
 
     def parameter_to_str(self):
@@ -425,13 +451,13 @@ class TrainManager:
                 f"{self.parameters_helper_index}.{self.parameters_incremental_index}")
 
     def get_validation_file_name(self):
-        """'{test_name} (T{test}_P{c}.{fs}.{h}.{i}[_{source}][_1])'."""
+        """'{test_name} (T{test}_P{c}.{fs}.{h}.{i}[_{source}][_1])' (and the incremental tag of behaviours.tag)."""
         name = f"{self.test_name} (T{self.test_index}_P{self.parameter_to_str()}"
         if self.replay_source is not None:
             name += "_" + self.replay_source
         if self.helper_decoders_one_class:
             name += "_1"
-        return name + ")"
+        return name + ")" + self._tags["incremental"]
 
       # ------------------------------------------------------------------------------------------- test info
 
@@ -576,6 +602,31 @@ class TrainManager:
             return "joint"
         s = self.test_structure
         return "-".join(map(str, s)) if len(s) == 3 else f"{s[0]}-{s[1]}"
+
+
+# Parameter index -> the bindings of its group that an artifact's record holds (the index itself is in the name;
+# method and train_encoder_incremental belong to the incremental group, README "Configs and parameter indices").
+GROUPS = {
+    "parameters_common_index": BINDINGS[BINDINGS.index("batch_size"):BINDINGS.index("parameters_fs_index")],
+    "parameters_fs_index": BINDINGS[BINDINGS.index("dataset_type_first_step"):BINDINGS.index("parameters_helper_index")],
+    "parameters_helper_index": BINDINGS[BINDINGS.index("dataset_type_helpers"):
+                                        BINDINGS.index("parameters_incremental_index")],
+    "parameters_incremental_index": BINDINGS[BINDINGS.index("dataset_type_incremental"):] + (
+        "method", "train_encoder_incremental"),
+}
+
+
+def index_of(binding):
+    """The index binding ("TrainManager.parameters_*_index") to change when `binding` ("TrainManager.x",
+    "backbone.x", "Training.x", a method's weight "mib.x") takes another value in a folder that holds artifacts
+    made with the old one: the index of its group; the common index for what every stage depends on."""
+    name = binding.split(".", 1)[-1]
+    for index, names in GROUPS.items():
+        if binding.startswith("TrainManager.") and name in names:
+            return f"TrainManager.{index}"
+    if binding.split(".")[0] in METHODS:
+        return "TrainManager.parameters_incremental_index"
+    return "TrainManager.parameters_common_index"
 
 
 # binding -> (kind, lower bound, upper bound or None); the bounds are inclusive.

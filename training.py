@@ -15,6 +15,8 @@ import collections
 import contextlib
 import copy
 import faulthandler
+import hashlib
+import inspect
 import io
 import json
 import os
@@ -33,12 +35,14 @@ from PIL import Image
 from tqdm import tqdm
 
 import baselines
+import behaviours
 import data_loader
 import artifacts
 import metrics
 import model
 import prepare_data
 import results
+import train_manager
 
 DEBUG_EVERY = 20  # every 20th labelled replay sample is also saved as image files, as the original did
 REPLAY_LABEL_INPUTS = ("raw", "mean_subtracted")
@@ -237,6 +241,12 @@ class Training:
       reencode_jpeg: True (original): the images of labelled replay and mixed-label files are stored
         re-encoded as JPEG at Pillow's default quality (75), as the original's compute_labels / mix_label
         wrote them through image files; False keeps the source JPEG bytes.
+      folder_pairing: how the original's image-folder round trip pairs the images and labels of a labelled
+        replay or mixed-label file (its tfrecord_from_folder pairs two unsorted directory listings by
+        position; see folder_pairs). "creation_order" (default: a file system that lists a directory in
+        creation order, such as XFS or btrfs): every image keeps its own label, as ours always did.
+        "hash_order" (ext4, which lists in the order of a hash of the names): within each file, image k of
+        the listing gets the label at position k of the other listing, i.e. mostly another image's label.
       context: the Context shared with the process's other experiments (progress bars, times, strategies);
         None: the process's default one. Not a gin binding.
 
@@ -248,17 +258,19 @@ class Training:
     def __init__(self, manager, require_pretrained=True, reproduce_lr_floor=True, seed=0, distribute="default",
                  global_batch=False, jit_compile=False, log_every=10, validation_batch=1, precision="float32",
                  train_batch_norm=True, momentum_rule="tf1", replay_label_input="raw", input_order="original",
-                 reencode_jpeg=True, peer_timeout=600, context=None):
+                 reencode_jpeg=True, peer_timeout=600, context=None, folder_pairing="creation_order"):
         for name, value, allowed in (("precision", precision, model.PRECISIONS),
                                      ("momentum_rule", momentum_rule, model.MOMENTUM_RULES),
                                      ("replay_label_input", replay_label_input, REPLAY_LABEL_INPUTS),
-                                     ("input_order", input_order, INPUT_ORDERS)):
+                                     ("input_order", input_order, INPUT_ORDERS),
+                                     ("folder_pairing", folder_pairing, FOLDER_PAIRINGS)):
             if value not in allowed:
                 raise ValueError(f"Training.{name}: {value!r} is not one of {allowed}")
         for name, value in (("train_batch_norm", train_batch_norm), ("reencode_jpeg", reencode_jpeg)):
             if not isinstance(value, bool):
                 raise ValueError(f"Training.{name}: expected True or False, got {value!r}")
         self.reencode_jpeg = reencode_jpeg
+        self.folder_pairing = folder_pairing
         self.train_batch_norm = train_batch_norm
         self.momentum_rule = momentum_rule
         self.replay_label_input = replay_label_input
@@ -266,6 +278,10 @@ class Training:
         self.require_pretrained = require_pretrained
         self.reproduce_lr_floor = reproduce_lr_floor
         self.seed = int(seed)
+        # The switches decide the names of the artifacts they change (TrainManager.set_behaviours): the caller's
+        # manager is told too, so that it names the files this run writes.
+        manager.set_behaviours({name: getattr(manager if name.startswith("TrainManager.") else self,
+                                              name.split(".", 1)[1]) for name in behaviours.SWITCHES})
         self.context = context or default_context()
         self.strategy = self.context.strategy(distribute, peer_timeout)
         self.chief = is_chief(self.strategy)
@@ -322,6 +338,8 @@ class Training:
         classes = list(range(m.get_encoder_number() + 1))
         self.context.wait_for(encoder_path, artifacts.checkpoint_exists)  # saved after the decoder
         if m.check_encoder() and artifacts.checkpoint_exists(decoder_path):
+            self._check_made(encoder_path, "step0")
+            self._check_made(decoder_path, "step0")
             logging.info("step 0: reused %s and %s (complete checkpoints)", encoder_path, decoder_path)
         else:
             with self.context.timed("step 0"):
@@ -343,6 +361,8 @@ class Training:
             logging.warning("step 0: no pretrained encoder at %s; starting from random weights", pretrained)
         dataset = self._dataset([m.get_train_paths()[0]], None, stream=0, n_old=None)
         self._fit(seg, "step0", classes, dataset, m.first_step_schedule(), train_encoder=True)
+        self._record_made(decoder_path, "step0")
+        self._record_made(encoder_path, "step0")
         model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
         model.save_encoder(seg, encoder_path)
         self._main, self._main_holds = seg, (encoder_path, decoder_path)
@@ -361,6 +381,7 @@ class Training:
                                                  m.get_helper_train_paths()):
             self.context.wait_for(out_path, artifacts.checkpoint_exists)
             if artifacts.checkpoint_exists(out_path):
+                self._check_made(out_path, "helpers")
                 logging.info("helper %s: reused %s", classes, out_path)
                 continue
             seg = self._segmenter(len(classes) + 1, [0] + classes)
@@ -368,6 +389,7 @@ class Training:
             dataset = self._dataset([train_path], None, stream=100 + classes[0], n_old=None)
             self._fit(seg, f"helper_C{classes[0]}-{classes[-1]}", [0] + classes, dataset,
                       m.helper_schedule(len(classes)), train_encoder=False, helper=True)
+            self._record_made(out_path, "helpers")
             model.save_decoder(seg, out_path)
             logging.info("helper %s: trained and saved %s", classes, out_path)
 
@@ -380,6 +402,8 @@ class Training:
             return
         for path in m.get_replay_output_paths():
             self.context.wait_for(path)
+            if os.path.exists(path):
+                self._check_made(path, "replay")
         jobs = []  # (segmenter builder, [(source, output, name)])
         if not m.check_labels_no_helper():
             jobs.append((lambda: self._load(self.n_classes, None, m.get_decoder_paths()[0]),
@@ -399,6 +423,7 @@ class Training:
                 if os.path.exists(output):
                     continue
                 seg = seg or build()
+                self._record_made(output, "replay")
                 self._label_replay(seg, source, output, os.path.join(m.get_replay_folder(), "debug", name))
 
     def incremental_steps(self):
@@ -411,6 +436,9 @@ class Training:
         first = m.find_step()
         for step in range(1, n_steps + 1):
             if first == -1 or step < first:
+                self._check_made(m.get_decoder_paths()[step], "incremental")
+                if m.incremental.train_encoder:
+                    self._check_made(encoders[step], "incremental")
                 logging.info("step %d: reused %s", step, m.get_decoder_paths()[step])
                 self._validate_if_missing(step)
                 continue
@@ -420,11 +448,13 @@ class Training:
                 new_path = m.get_mixed_train_paths()[step]
                 self.context.wait_for(new_path)
                 if m.exists_mixed_tfrecord(step):
+                    self._check_made(new_path, "incremental")
                     logging.info("step %d: reused mixed labels %s", step, new_path)
                 else:
                     with self.context.timed("label mixing"):
                         previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1],
                                               encoders[step - 1])
+                        self._record_made(new_path, "incremental")
                         self._mix_labels(previous, m.get_train_paths()[step], new_path)
             with self.context.timed("incremental training"):
                 seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1], encoders[step - 1])
@@ -433,13 +463,44 @@ class Training:
                 loss, previous = self._baseline_step(seg, step, new_path, old, new)
                 self._fit(seg, f"step{step}", old + new, dataset, m.incremental_schedule(len(new)),
                           train_encoder=m.incremental.train_encoder, loss=loss, previous=previous)
+                self._record_made(m.get_decoder_paths()[step], "incremental")
                 if m.incremental.train_encoder:  # first: a complete decoder marks the step done
+                    self._record_made(encoders[step], "incremental")
                     model.save_encoder(seg, encoders[step])
                 model.save_decoder(seg, m.get_decoder_paths()[step])
                 self._main_holds = (encoders[step], m.get_decoder_paths()[step])
             logging.info("step %d: trained classes %s (old %s) and saved %s", step, new, old[1:],
                          m.get_decoder_paths()[step])
             self._validate(seg, step)
+
+    def _made_by(self, stage):
+        """What makes an artifact of `stage` (behaviours.STAGES), {binding: value}: the TrainManager groups of
+        TrainManager.made_by, the network's size, the seed, the switches that act on this stage or an earlier one
+        and, for the incremental stage, the weights of a field's method (lwf.*, ...)."""
+        made = self.manager.made_by(stage)
+        size = {k: p.default for k, p in inspect.signature(model.build_encoder).parameters.items()}
+        size.update(gin.get_bindings("backbone"))
+        made.update({"backbone.units": [int(u) for u in size["units"]], "backbone.width": float(size["width"]),
+                     "Training.seed": self.seed})
+        upto = behaviours.STAGES[:behaviours.STAGES.index(stage) + 1]
+        made.update({name: value for name, value in self.manager.behaviours.items()
+                     if behaviours.SWITCHES[name][1] in upto})
+        if stage == "incremental" and self.method is not None:
+            section = self.manager.incremental.method
+            made.update({f"{section}.{k}": getattr(self.method, k)
+                         for k in inspect.signature(type(self.method).__init__).parameters
+                         if k != "self" and isinstance(getattr(self.method, k, None), (bool, int, float, str))})
+        return made
+
+    def _record_made(self, path, stage):
+        """Records what makes the artifact at `path` beside it (artifacts.write_record; the chief only)."""
+        if self.chief:
+            artifacts.write_record(path, self._made_by(stage))
+
+    def _check_made(self, path, stage):
+        """Before the artifact at `path` is reused: the values that made it must be this run's (artifacts.check_record:
+        an error names the binding, both values and the index to change)."""
+        artifacts.check_record(path, self._made_by(stage), train_manager.index_of)
 
     def _baseline_step(self, seg, step, data_path, old, new):
         """What a baseline (self.method) prepares before incremental step `step` trains `seg` (the network
@@ -612,6 +673,12 @@ class Training:
         """Writes `output`: every image of `source` with the label `seg` predicts (global class ids)."""
         count = self.context.check_once(source, None, require_labels=False)
         os.makedirs(debug_folder, exist_ok=True)
+        leftovers = self._replay_leftovers(output)
+        if leftovers:
+            logging.warning("replay labels: %s holds %d images, %d fewer than a file labelled before it into the "
+                            "original's temporary folder, which was not cleared in between: the original's file "
+                            "also held those %d leftover records of earlier classes; this one does not (README, "
+                            "Behaviours of the original)", source, count, leftovers, leftovers)
 
         def examples():
             # The original fed the decoded replay JPEG as raw 0..255 pixels (data_loader mode "images").
@@ -621,10 +688,11 @@ class Training:
                                                           leave=False, disable=not self.context.progress_bars)):
                 if i % DEBUG_EVERY == 0:
                     _save_debug(debug_folder, i, sample["rgb_input"], label)
-                yield data_loader.serialize_example(self._image_bytes(raw, sample["rgb_input"]), _png(label))
+                yield self._image_bytes(raw, sample["rgb_input"]), _png(label)
 
-        n = data_loader.write_tfrecord(output, examples())
-        logging.info("replay labels: %s (%d images) -> %s", source, n, output)
+        # The original saved image i as "{i}.jpg" and its label as "{i}.png" (compute_labels).
+        n = data_loader.write_tfrecord(output, folder_examples(examples(), self.folder_pairing, digits=0))
+        logging.info("replay labels: %s (%d images, %s pairing) -> %s", source, n, self.folder_pairing, output)
 
     def _mix_labels(self, previous, source, output):
         """Background inpainting: ground-truth background and void pixels take the previous model's prediction."""
@@ -635,11 +703,29 @@ class Training:
                                  self.validation_batch)
             for raw, sample, prediction in tqdm(samples, total=count, desc="label mixing", leave=False,
                                                 disable=not self.context.progress_bars):
-                yield data_loader.serialize_example(self._image_bytes(raw, sample["rgb_input"]),
-                                                    _png(mix_labels(sample["label"], prediction)))
+                yield self._image_bytes(raw, sample["rgb_input"]), _png(mix_labels(sample["label"], prediction))
 
-        n = data_loader.write_tfrecord(output, examples())
-        logging.info("label mixing: %s (%d images) -> %s", source, n, output)
+        # The original saved image i as "{i:04d}.jpg" and its mixed label as "{i:04d}.png" (mix_label).
+        n = data_loader.write_tfrecord(output, folder_examples(examples(), self.folder_pairing, digits=4))
+        logging.info("label mixing: %s (%d images, %s pairing) -> %s", source, n, self.folder_pairing, output)
+
+    def _replay_leftovers(self, output):
+        """How many leftover records of earlier classes the original's labelled replay file `output` held
+        (replay_leftovers over the files labelled into its temporary folder: the classes 1..N0 of the step-0
+        model, or one helper's classes); 0 for a file of no such group or when a source of its group is missing."""
+        m = self.manager
+        groups = [list(zip(m.get_replay_source_no_helper_paths(), m.get_replay_output_no_helper_paths()))]
+        groups += [list(zip(sources, outputs)) for sources, outputs in
+                   zip(m.get_replay_source_helper_paths() or [], m.get_replay_output_helper_paths())]
+        for group in groups:
+            outputs = [o for _, o in group]
+            if output in outputs:
+                sources = [s for s, _ in group[:outputs.index(output) + 1]]
+                if not all(os.path.exists(s) for s in sources):
+                    return 0
+                return replay_leftovers([self.context.check_once(s, None, require_labels=False)
+                                         for s in sources])[-1]
+        return 0
 
     def _image_bytes(self, raw, rgb):
         """The image bytes a labelled-replay or mixed-label record stores: the source JPEG's, or (the original)
@@ -755,6 +841,66 @@ def mix_labels(label, prediction):
     """
     label = np.asarray(label, np.uint8)
     return np.where((label == 0) | (label == 255), np.asarray(prediction, np.uint8), label).astype(np.uint8)
+
+
+def replay_leftovers(counts):
+    """Leftover records the original added to each labelled replay file of one temporary folder.
+
+    Its compute_labels saves a class's n images and labels as 0..n-1 into one temporary folder, not cleared
+    between the classes it labels in a row (classes 1..N0 with the step-0 model; each helper's classes; the
+    folder is removed after each of these groups, and mix_label removes its own after every file), and
+    tfrecord_from_folder takes every file it finds. So a file also holds the files i >= n that earlier classes
+    of the group left: the most records any of them had, minus n. Args: counts: images of each file, in the
+    order the original labels them. Returns the leftover records of each file (ints)."""
+    most, leftovers = 0, []
+    for n in counts:
+        leftovers.append(max(0, most - n))
+        most = max(most, n)
+    return leftovers
+
+
+# How the original's image-folder round trip (tfrecord_from_folder) pairs images and labels: Training.folder_pairing.
+FOLDER_PAIRINGS = ("creation_order", "hash_order")
+
+
+def folder_pairs(n, pairing, digits=0):
+    """The (image index, label index) of each record, in record order, of a file that the original wrote
+    through two folders: image i as `str(i).zfill(digits) + ".jpg"`, its label as `... + ".png"` (i < n), then
+    both folders listed by os.walk, unsorted, and the two listings paired by position (data_loader.py
+    `tfrecord_from_folder` / `get_all_files`).
+
+    "creation_order": a file system that lists a directory in creation order (XFS, btrfs) pairs every image
+    with its own label, records in index order: [(0, 0), (1, 1), ...] (one that lists in reverse creation
+    order, as tmpfs, gives the same pairs in reverse order). "hash_order": ext4 (dir_index) lists a directory
+    in the order of a hash of the names, seeded per file system, so the two listings are two different
+    permutations; here each is the names sorted by their MD5 digest, a fixed stand-in for ext4's seeded
+    half-MD4: [(images[k], labels[k]) for k < n]. Returns a list of n (int, int) pairs.
+    """
+    if pairing not in FOLDER_PAIRINGS:
+        raise ValueError(f"Training.folder_pairing: {pairing!r} is not one of {FOLDER_PAIRINGS}")
+    if pairing == "creation_order":
+        return [(i, i) for i in range(n)]
+
+    def listing(extension):
+        return sorted(range(n), key=lambda i: hashlib.md5(f"{str(i).zfill(digits)}.{extension}".encode()).digest())
+
+    return list(zip(listing("jpg"), listing("png")))
+
+
+def folder_examples(pairs, pairing, digits=0):
+    """Serialized examples of the (image bytes, label PNG bytes) `pairs` (an iterable, in index order) as
+    the original's folder round trip stores them: paired and ordered by folder_pairs. "creation_order"
+    streams; "hash_order" holds one file's encoded images and labels (a few thousand records at most)."""
+    if pairing == "creation_order":
+        for image, label in pairs:
+            yield data_loader.serialize_example(image, label)
+        return
+    images, labels = [], []
+    for image, label in pairs:
+        images.append(image)
+        labels.append(label)
+    for i, j in folder_pairs(len(images), pairing, digits):
+        yield data_loader.serialize_example(images[i], labels[j])
 
 
 def _predicted(seg, path, mode, dataset_mean, batch_size=1):

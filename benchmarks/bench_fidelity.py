@@ -2,8 +2,13 @@
 original" against the default (the original's behaviour), on the experiments it affects, in one run.
 
     python -m benchmarks.bench_fidelity [--base embedded] [--folder /tmp/bench_fidelity] [--jobs 2]
+                                        [--working_recall]
 
-(--jobs: settings run at once, one process each; default 2.)
+(--jobs: settings run at once, one process each; default 2.) With --working_recall every setting, the default
+included, also binds Training.replay_label_input = "mean_subtracted" (WORKING_RECALL: the paper's RECALL, whose
+replay labels work; with the original's raw-pixel labelling RECALL collapses on the embedded benchmark and the
+switches that act through replay show little): each other switch's effect on a working RECALL. Its settings run
+in <folder>/working_recall/ and its table goes to <folder>/fidelity_working_recall.md.
 
 Needs the built embedded benchmark (`python main.py` builds it under ./embedded). Every setting runs the
 longest setup, 10-1, of DISJOINT with gan replay (and web replay after it, as the sweep orders them, where
@@ -40,10 +45,15 @@ SETTINGS = {
     "reproduce_lr_floor = False": (["Training.reproduce_lr_floor = False"], RECALL),
     "replay_label_input = mean_subtracted": (['Training.replay_label_input = "mean_subtracted"'], RECALL),
     "reencode_jpeg = False": (["Training.reencode_jpeg = False"], RECALL + FINE_TUNING),
+    # Labelled replay and the mixed labels (which FINE_TUNING_DISJOINT makes too).
+    "folder_pairing = hash_order": (['Training.folder_pairing = "hash_order"'], RECALL + FINE_TUNING),
     "mixed_labels_per_experiment = True": (["TrainManager.mixed_labels_per_experiment = True"], BOTH_SOURCES),
     "mixed batches (4 new + 4 replay)": (["TrainManager.interleave_ratio_new = 4",
                                           "TrainManager.interleave_ratio_old = 4"], RECALL),
 }
+DEFAULT = "default (original)"  # every switch at its default: the column the others are compared with
+# --working_recall: bound on top of every setting; the setting that binds it alone is then the default and left out.
+WORKING_RECALL = ['Training.replay_label_input = "mean_subtracted"']
 
 
 def define_flags():
@@ -53,6 +63,8 @@ def define_flags():
     flags.DEFINE_string("folder", "/tmp/bench_fidelity", "scratch folder, one sub-folder per setting")
     flags.DEFINE_list("settings", None, "names of SETTINGS to run (default: all)")
     flags.DEFINE_integer("jobs", 2, "settings run at once, one process each", lower_bound=1)
+    flags.DEFINE_bool("working_recall", False, "bind WORKING_RECALL (replay labelled from mean-subtracted "
+                      "pixels) in every setting: the switches' effect on a working RECALL")
     timing.define_load_flags()
     flags.register_validator("folder", bool, "--folder: a folder is required")
     flags.register_validator("settings", lambda names: all(n in SETTINGS for n in names or []),
@@ -78,15 +90,31 @@ def link_base(base, folder):
             os.symlink(os.path.abspath(os.path.join(source, name)), os.path.join(encoders, name))
 
 
-def run_setting(name, folder):
-    """Runs the setting's experiments in `folder` (in a worker process). Returns (failures, seconds)."""
+def settings_to_run(names, working_recall):
+    """{setting name: its gin bindings}: the SETTINGS `names` (all when None), in SETTINGS order; with
+    `working_recall`, WORKING_RECALL first in every one, and the settings that bind nothing else left out (the
+    default already binds it)."""
+    chosen = {}
+    for name in names or list(SETTINGS):
+        bindings = SETTINGS[name][0]
+        if working_recall:
+            if name != DEFAULT and not set(bindings) - set(WORKING_RECALL):
+                continue
+            bindings = WORKING_RECALL + [b for b in bindings if b not in WORKING_RECALL]
+        chosen[name] = bindings
+    return chosen
+
+
+def run_setting(name, folder, bindings):
+    """Runs the setting's experiments with its gin `bindings` in `folder` (in a worker process). Returns
+    (failures, seconds)."""
     # Imported here, in the worker only: main.py defines its command-line flags on import, and this script's
     # --jobs would clash with main.py's.
     import main  # pylint: disable=import-outside-toplevel
     logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
-    bindings, runs = SETTINGS[name]
-    params = [f'TrainManager.base_folder_path = "{folder}"'] + bindings
+    runs = SETTINGS[name][1]
+    params = [f'TrainManager.base_folder_path = "{folder}"'] + list(bindings)
     extra = [os.path.join("config", "embedded", "embedded.gin")]
     with timing.Stopwatch() as watch:
         failures = main.sweep(runs, "config", extra, params, os.path.join("config", "embedded"), jobs=1,
@@ -122,27 +150,30 @@ def table(folders):
 
 def run(argv):
     del argv
-    names = FLAGS.settings or list(SETTINGS)
+    chosen = settings_to_run(FLAGS.settings, FLAGS.working_recall)
+    root = os.path.join(FLAGS.folder, "working_recall") if FLAGS.working_recall else FLAGS.folder
     if not os.path.exists(os.path.join(FLAGS.base, "data", "validation", "val_1.tfrecord")):
         raise app.UsageError(f"--base {FLAGS.base!r} holds no built embedded benchmark: run python main.py first")
     load = timing.check_load(FLAGS.max_load, FLAGS.force)
-    folders = {name: os.path.abspath(os.path.join(FLAGS.folder, _slug(name))) for name in names}
+    folders = {name: os.path.abspath(os.path.join(root, _slug(name))) for name in chosen}
     for folder in folders.values():
         link_base(FLAGS.base, folder)
     gin.clear_config()
     whole = timing.Stopwatch().start()
     jobs = FLAGS.jobs
     with runtime.worker_pool(jobs) as pool:
-        done = {name: pool.submit(run_setting, name, folders[name]) for name in names}
+        done = {name: pool.submit(run_setting, name, folders[name], bindings) for name, bindings in chosen.items()}
         for name, future in done.items():
             failures, seconds = future.result()
             logging.info("setting %r: %d experiments in %.1f s, %d failed", name, len(SETTINGS[name][1]),
                          seconds, len(failures))
             for failure in failures:
                 logging.error("FAILED: %s", failure)
-    text = table(folders) + "\n\n" + load.report() + "\n"
+    on_top = f"Every setting also binds {'; '.join(WORKING_RECALL)}.\n\n" if FLAGS.working_recall else ""
+    text = on_top + table(folders) + "\n\n" + load.report() + "\n"
     print(text)
-    with open(os.path.join(FLAGS.folder, "fidelity.md"), "w", encoding="utf-8") as f:
+    name = "fidelity_working_recall.md" if FLAGS.working_recall else "fidelity.md"
+    with open(os.path.join(FLAGS.folder, name), "w", encoding="utf-8") as f:
         f.write(text)
     logging.info("time: %.1f s in all, %d processes", whole.seconds, jobs)
 

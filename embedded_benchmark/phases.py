@@ -69,6 +69,10 @@ WORLD_OPTIONS = {"class_colours": 1, "min_scale": 0.25, "max_scale": 0.4,
 # Phases whose outputs a phase reads: when a phase runs, the phases that depend on it are made again.
 DEPENDS = {"data": ("world",), "gan_replay": ("data", "generator", "classifier")}
 CLASSES = generator.CLASSES  # the 20 world classes
+# The gin file main.py parses for the embedded benchmark (the command line parses it too: without it the encoder
+# would be pretrained at backbone.*'s default, the full ResNet-101).
+EMBEDDED_GIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "embedded",
+                            "embedded.gin")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,6 +356,8 @@ def build(base="embedded", seed=0, parallel=False, **sizes):
 def define_flags():
     """Defines the command-line flags (only for the command line: main.py imports this module)."""
     flags.DEFINE_string("base", "embedded", "Output folder.")
+    flags.DEFINE_string("gin_file", EMBEDDED_GIN, "The embedded benchmark's gin file: its network size (backbone.*) "
+                        "and world settings (embedded.*), as main.py parses it; --base and --seed override it.")
     flags.DEFINE_integer("seed", 0, "Master seed.")
     flags.DEFINE_string("samples", None, "Also write a picture of 16 training images above their labels to this "
                         "PNG (the README's docs/world_samples.png).")
@@ -359,6 +365,8 @@ def define_flags():
 
 def main(argv):
     del argv
+    import model  # pylint: disable=g-import-not-at-top,unused-import  (registers the backbone's bindings)
+    gin.parse_config_file(flags.FLAGS.gin_file, skip_unknown=True)
     for phase, seconds in build(flags.FLAGS.base, flags.FLAGS.seed).items():
         logging.info("time: %s %.1f s", phase, seconds)
     if flags.FLAGS.samples:
