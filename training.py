@@ -243,10 +243,10 @@ class Training:
         wrote them through image files; False keeps the source JPEG bytes.
       folder_pairing: how the original's image-folder round trip pairs the images and labels of a labelled
         replay or mixed-label file (its tfrecord_from_folder pairs two unsorted directory listings by
-        position; see folder_pairs). "creation_order" (default: a file system that lists a directory in
-        creation order, such as XFS or btrfs): every image keeps its own label, as ours always did.
-        "hash_order" (ext4, which lists in the order of a hash of the names): within each file, image k of
-        the listing gets the label at position k of the other listing, i.e. mostly another image's label.
+        position; see folder_pairs). "creation_order" (default; what a file system that lists a directory in
+        creation order, such as XFS or btrfs, gives): every image keeps its own label. "hash_order" (what
+        ext4 gives: it lists in the order of a hash of the names): within each file, image k of the listing
+        gets the label at position k of the other listing, i.e. mostly another image's label.
       context: the Context shared with the process's other experiments (progress bars, times, strategies);
         None: the process's default one. Not a gin binding.
 
@@ -675,10 +675,10 @@ class Training:
         os.makedirs(debug_folder, exist_ok=True)
         leftovers = self._replay_leftovers(output)
         if leftovers:
-            logging.warning("replay labels: %s holds %d images, %d fewer than a file labelled before it into the "
-                            "original's temporary folder, which was not cleared in between: the original's file "
-                            "also held those %d leftover records of earlier classes; this one does not (README, "
-                            "Behaviours of the original)", source, count, leftovers, leftovers)
+            logging.warning("replay labels: %s holds %d images, %d fewer than an earlier file of its labelling "
+                            "group; the original's file also held %d leftover records of earlier classes (its "
+                            "temporary folder was not cleared in between), this one does not (README, \"Behaviours "
+                            "of the original\")", source, count, leftovers, leftovers)
 
         def examples():
             # The original fed the decoded replay JPEG as raw 0..255 pixels (data_loader mode "images").
@@ -882,7 +882,9 @@ def folder_pairs(n, pairing, digits=0):
         return [(i, i) for i in range(n)]
 
     def listing(extension):
-        return sorted(range(n), key=lambda i: hashlib.md5(f"{str(i).zfill(digits)}.{extension}".encode()).digest())
+        def key(i):
+            return hashlib.md5(f"{str(i).zfill(digits)}.{extension}".encode(), usedforsecurity=False).digest()
+        return sorted(range(n), key=key)
 
     return list(zip(listing("jpg"), listing("png")))
 

@@ -15,10 +15,10 @@ CONFIG_DIR = os.path.join(ROOT, "config")
 def test_plan_follows_the_original_order():
     runs = main.plan(["JOINT", "DISJOINT", "FINE_TUNING"], ["ADD_ONE_ONE_TIME", "ADD_FIVE_ONE_TIME"],
                      ["gan", "flickr"], CONFIG_DIR)
-    assert runs == [("JOINT", "JOINT", None),
-                    ("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("DISJOINT", "ADD_FIVE_ONE_TIME", "gan"),
-                    ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr"), ("DISJOINT", "ADD_FIVE_ONE_TIME", "flickr"),
-                    ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan"), ("FINE_TUNING", "ADD_FIVE_ONE_TIME", "gan")]
+    assert runs == [("JOINT", "JOINT", None, ()),
+                    ("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("DISJOINT", "ADD_FIVE_ONE_TIME", "gan", ()),
+                    ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", ()), ("DISJOINT", "ADD_FIVE_ONE_TIME", "flickr", ()),
+                    ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ()), ("FINE_TUNING", "ADD_FIVE_ONE_TIME", "gan", ())]
     default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR)
     assert len(default) == 1 + 3 * 7 * 2 + 3 * 7 + 8 * 7  # the field's 4 baselines x 2 protocols: every setup
     # What `python main.py` runs: the field's baselines on 15-1 only (unless --test_type is given), after the
@@ -26,9 +26,30 @@ def test_plan_follows_the_original_order():
     default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
                         method_test_types=main.METHOD_TEST_TYPES)
     assert len(default) == 1 + 3 * 7 * 2 + 3 * 7 + 8
-    assert default[-8:] == [(c, "ADD_ONE_FIVE_TIMES", "gan") for c in main.METHOD_CONFIGS]
+    assert default[-8:] == [(c, "ADD_ONE_FIVE_TIMES", "gan", ()) for c in main.METHOD_CONFIGS]
     assert main.plan(["ILT_FROZEN_DISJOINT", "DISJOINT"], ["ADD_ONE_TEN_TIMES"], ["gan"], CONFIG_DIR) == [
-        ("DISJOINT", "ADD_ONE_TEN_TIMES", "gan"), ("ILT_FROZEN_DISJOINT", "ADD_ONE_TEN_TIMES", "gan")]
+        ("DISJOINT", "ADD_ONE_TEN_TIMES", "gan", ()), ("ILT_FROZEN_DISJOINT", "ADD_ONE_TEN_TIMES", "gan", ())]
+
+
+def test_plan_runs_recall_once_per_variant_and_the_rest_once():
+    """Both RECALLs: the original's code and the paper's method (main.RECALL_VARIANTS), the first variant's
+    experiments in the original's order, then the next's; fine-tuning, JOINT and the field's baselines once."""
+    paper = main.RECALL_VARIANTS["paper"]
+    runs = main.plan(["JOINT", "DISJOINT", "FINE_TUNING", "MIB_DISJOINT"], ["ADD_ONE_ONE_TIME"], ["gan", "flickr"],
+                     CONFIG_DIR, variants=["original", "paper"])
+    assert runs == [("JOINT", "JOINT", None, ()),
+                    ("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", ()),
+                    ("DISJOINT", "ADD_ONE_ONE_TIME", "gan", paper), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", paper),
+                    ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ()), ("MIB_DISJOINT", "ADD_ONE_ONE_TIME", "gan", ())]
+    default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
+                        method_test_types=main.METHOD_TEST_TYPES, variants=main.DEFAULT_VARIANTS["embedded"])
+    assert len(default) == 1 + 2 * 3 * 7 * 2 + 3 * 7 + 8
+    with pytest.raises(ValueError, match="--recall_variants.*papr"):
+        main.plan(["DISJOINT"], ["ADD_ONE_ONE_TIME"], ["gan"], CONFIG_DIR, variants=["papr"])
+    # The two variants share step 0 and the helpers (the switch acts on replay labelling), nothing after them.
+    shared = main._runs_shared_names(runs[1:5], CONFIG_DIR, (), (), None)
+    assert shared[0][0] == shared[2][0] and set(shared[0][1:]) != set(shared[2][1:])
+    assert not set(n for n in shared[2] if "replay_images_and_labels" in n or "mixed" in n) & set(shared[0])
 
 
 @pytest.mark.parametrize("args, match", [
@@ -49,15 +70,15 @@ def test_share_groups_keep_each_shared_artifact_in_one_process():
     runs = main.plan(["JOINT", "DISJOINT", "SEQUENTIAL", "OVERLAPPED", "FINE_TUNING_DISJOINT"],
                      ["ADD_ONE_ONE_TIME", "ADD_ONE_TEN_TIMES"], ["gan", "flickr"], CONFIG_DIR)
     setups = ["ADD_ONE_ONE_TIME", "ADD_ONE_TEN_TIMES"]
-    shared = lambda ts: ([(c, t, s) for s in ("gan", "flickr") for c in ("DISJOINT", "SEQUENTIAL") for t in ts]
-                         + [("FINE_TUNING_DISJOINT", t, "gan") for t in ts])
-    overlapped = lambda ts: [("OVERLAPPED", t, s) for s in ("gan", "flickr") for t in ts]
+    shared = lambda ts: ([(c, t, s, ()) for s in ("gan", "flickr") for c in ("DISJOINT", "SEQUENTIAL") for t in ts]
+                         + [("FINE_TUNING_DISJOINT", t, "gan", ()) for t in ts])
+    overlapped = lambda ts: [("OVERLAPPED", t, s, ()) for s in ("gan", "flickr") for t in ts]
     groups = main.share_groups(runs, CONFIG_DIR)
     assert sorted(r for g in groups for r in g) == sorted(runs)
-    assert groups == [shared(setups), overlapped(setups), [("JOINT", "JOINT", None)]]
+    assert groups == [shared(setups), overlapped(setups), [("JOINT", "JOINT", None, ())]]
     groups = main.share_groups(runs, CONFIG_DIR, params=["TrainManager.mixed_labels_per_experiment = True"])
     assert groups == [shared(setups[:1]), shared(setups[1:]), overlapped(setups[:1]), overlapped(setups[1:]),
-                      [("JOINT", "JOINT", None)]]
+                      [("JOINT", "JOINT", None, ())]]
 
 
 def test_a_process_reports_the_times_of_each_experiment_once(monkeypatch, tmp_path):
@@ -74,7 +95,7 @@ def test_a_process_reports_the_times_of_each_experiment_once(monkeypatch, tmp_pa
 
     monkeypatch.setattr(main, "_sweep_numbered", fake_sweep)
     monkeypatch.setattr(main, "_PROCESS_CONTEXT", [])  # as in a new worker process
-    reports = [main._sweep_process(k, ("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), 5, CONFIG_DIR, [], [], None,
+    reports = [main._sweep_process(k, ("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), 5, CONFIG_DIR, [], [], None,
                                    {"x": 1}, str(tmp_path)) for k in (2, 3)]
     assert [times for _, times in reports] == [{"incremental training": 20.0}, {"incremental training": 30.0}]
     assert sorted(os.listdir(tmp_path)) == ["2", "3"]
@@ -84,8 +105,8 @@ def test_artifact_writers_are_the_first_experiment_that_needs_each():
     """The artifacts two experiments share go to the first in plan order (the serial sweep's writer): 19-1's
     step 0, helper and mixed labels of class 20 are shared by both sources (the original's mixed-label names);
     labelled replay is each source's own; 10-1 shares no first step with 19-1 but its class-20 mixed labels."""
-    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr"),
-            ("DISJOINT", "ADD_ONE_TEN_TIMES", "gan"), ("JOINT", "JOINT", None)]
+    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", ()),
+            ("DISJOINT", "ADD_ONE_TEN_TIMES", "gan", ()), ("JOINT", "JOINT", None, ())]
     writers = main.artifact_writers(runs, CONFIG_DIR)
     assert set(writers.values()) == {1}
     names = [os.path.basename(p) for p in writers]
@@ -112,7 +133,7 @@ def test_the_queue_starts_independent_work_first_and_keeps_writers_before_reader
     independent = [number for (number, _), names in zip(numbered, shared)
                    if all(writers.get(n, number) == number for n in names)]  # wait for no other experiment
     assert [number for number, _ in queue[:len(independent)]] == independent  # first, in plan order
-    assert runs.index(("JOINT", "JOINT", None)) + 1 in independent
+    assert runs.index(("JOINT", "JOINT", None, ())) + 1 in independent
     first_steps = {shared[number - 1][0] for number in independent}  # step-0 checkpoints that start at once
     # JOINT's and the 15-x and 19-x ones of the three protocols; the 10-x experiments wait for 15-x's mixed labels.
     assert len(first_steps) == 7 and not any(s.endswith("_E10") for s in first_steps), first_steps
@@ -140,7 +161,7 @@ def test_wait_for_returns_when_the_artifact_appears_or_its_writer_has_finished(t
 def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path, jobs):
     """Serial, and in two processes (the two experiments have different first steps)."""
     os.remove(copy_base / "data" / "replay_images" / "gan" / "07.tfrecord")  # breaks DISJOINT 19-1 gan
-    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan")]
+    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ())]
     overrides = tmp_path / "overrides"  # a per-config file, as config/embedded/JOINT.gin
     overrides.mkdir()
     (overrides / "FINE_TUNING.gin").write_text("TrainManager.lr_initial_value_incremental = 1.25e-3\n")
@@ -148,8 +169,8 @@ def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path, jobs):
                           overrides_dir=str(overrides), jobs=jobs)
     operative = (copy_base / "outputs" / "FINE_TUNING (T0_P1.0.0.4_gan).gin").read_text()
     assert "TrainManager.lr_initial_value_incremental = 0.00125" in operative
-    assert [f[:3] for f in failures] == [runs[0]]
-    assert "replay_images/gan/07.tfrecord" in failures[0][3]
+    assert [f[:4] for f in failures] == [runs[0]]
+    assert "replay_images/gan/07.tfrecord" in failures[0][4]
     rows = results.summarize(str(copy_base / "outputs"))
     assert [(r["config"], r["setup"], r["replay_source"]) for r in rows] == [("FINE_TUNING", "19-1", "none")]
     with open(copy_base / "outputs" / "summary.csv") as f:
@@ -182,8 +203,8 @@ def test_shards_and_processes_write_what_one_serial_sweep_writes(tiny_data, tmp_
     for byte. The two DISJOINT experiments share step 0, helpers and, with the original's names, their class-20
     mixed labels, so with a process each the flickr one waits for what the gan one writes."""
     import training
-    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan"), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr"),
-            ("OVERLAPPED", "ADD_ONE_ONE_TIME", "gan")]
+    runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", ()),
+            ("OVERLAPPED", "ADD_ONE_ONE_TIME", "gan", ())]
     outputs = {}
     for name, shards, jobs in (("one", [(1, 1)], 1), ("shards", [(1, 2), (2, 2)], 1), ("processes", [(1, 1)], 3)):
         base = tmp_path / name

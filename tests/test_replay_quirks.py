@@ -110,11 +110,11 @@ def test_mixed_labels_hash_order_uses_the_four_digit_names(copy_base):
         training.Training(m, folder_pairing=pairing)._mix_labels(previous, source, path)
         out[pairing] = records(path)
     own = out["creation_order"]
-    truth = [s["label"].numpy()[..., 0] for s in data_loader.load_tfrecord(source, "validation")]
-    assert len(own) == len(truth) > 10
-    for (_, label), gt in zip(own, truth):  # the default keeps each image's own ground truth
-        kept = (gt != 0) & (gt != 255)
-        np.testing.assert_array_equal(decoded(label)[kept], gt[kept])
+    samples = list(data_loader.load_tfrecord(source, "validation"))
+    assert len(own) == len(samples) > 10
+    for (_, label), sample in zip(own, samples):  # the default: each image's own label, mixed
+        prediction = previous.predict_ids(sample["input"][None])[0].numpy()
+        np.testing.assert_array_equal(decoded(label), training.mix_labels(sample["label"].numpy(), prediction))
     pairs = training.folder_pairs(len(own), "hash_order", digits=4)  # the original's "0007.jpg" / "0007.png"
     assert pairs != training.folder_pairs(len(own), "hash_order", digits=0)
     assert out["hash_order"] == [(own[i][0], own[j][1]) for i, j in pairs]
@@ -127,7 +127,7 @@ def test_replay_leftovers_rule():
     assert training.replay_leftovers([]) == []
 
 
-def test_replay_leftovers_counted_per_temporary_folder(copy_base):
+def test_replay_leftovers_counted_per_temporary_folder(copy_base, monkeypatch):
     """Classes 1..10 (step-0 model) share one temporary folder, and so do the helper's classes 11..15; each
     group starts from an empty folder. The tiny world has 4 replay images a class; here classes 3, 4, 5, 12 and
     13 have 2, 6, 3, 2 and 3."""
@@ -143,3 +143,10 @@ def test_replay_leftovers_counted_per_temporary_folder(copy_base):
     assert leftovers == {1: 0, 2: 0, 3: 2, 4: 0, 5: 3, 6: 2, 7: 2, 8: 2, 9: 2, 10: 2,
                          11: 0, 12: 2, 13: 1, 14: 0, 15: 0}
     assert t._replay_leftovers(str(copy_base / "another.tfrecord")) == 0
+    # Labelling says so, and writes the class's own images only.
+    warnings = []
+    monkeypatch.setattr(training.logging, "warning", lambda message, *args: warnings.append(message % args))
+    output = m.get_replay_output_paths()[2]
+    t._label_replay(model.Segmenter(21), m.get_replay_source_no_helper_paths()[2], output, str(copy_base / "debug"))
+    assert len(records(output)) == 2
+    assert len(warnings) == 1 and "03.tfrecord holds 2 images, 2 fewer" in warnings[0]

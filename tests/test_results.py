@@ -166,8 +166,13 @@ def test_summary_rows_from_results_files(tmp_path):
     table = (tmp_path / "outputs" / "recall_vs_finetuning.md").read_text().splitlines()
     assert len(table) == 3  # header, rule, one RECALL row (JOINT and the baseline have no row of their own)
     difference = rows["DISJOINT"]["miou_all"] - rows["FINE_TUNING_DISJOINT"]["miou_all"]
-    assert table[2] == (f"| 19-1 | DISJOINT | gan | 1.0.0.2 | {rows['DISJOINT']['miou_all']:.1f} | "
-                        f"{rows['FINE_TUNING_DISJOINT']['miou_all']:.1f} | {difference:.1f} |")
+    # No operative config beside these results files: the runs record no switch values, variant "?".
+    assert table[2] == (f"| 19-1 | disjoint | DISJOINT | gan | ? | 1.0.0.2 | {rows['DISJOINT']['miou_all']:.1f} | "
+                        f"{rows['FINE_TUNING_DISJOINT']['miou_all']:.1f} | {difference:.1f} | "
+                        f"FINE_TUNING_DISJOINT 1.0.0.5 |")
+    with open(tmp_path / "outputs" / "summary.csv") as f:
+        assert {r["config"]: r["variant"] for r in csv.DictReader(f)} == {
+            "DISJOINT": "?", "FINE_TUNING_DISJOINT": "?", "JOINT": "?"}
 
 
 
@@ -223,11 +228,11 @@ def test_a_nested_list_is_a_named_error(tmp_path):
 
 # ------------------------------------------------------------------------------------- the paper's numbers
 
-def _operative_config(**changed):
+def _operative_config(protocol="disjoint", **changed):
     """The ORIGINAL_BEHAVIOURS switches and the incremental protocol as gin's operative config writes them
     (defaults, but `changed`, e.g. replay_label_input="mean_subtracted")."""
     values = {name: value for name, value in results.ORIGINAL_BEHAVIOURS.items()}
-    values["TrainManager.dataset_type_incremental"] = "disjoint"
+    values["TrainManager.dataset_type_incremental"] = protocol
     for key, value in changed.items():
         values[next(n for n in values if n.endswith("." + key))] = value
     lines = ["# Parameters for Training:", "# " + "=" * 78]
@@ -251,10 +256,13 @@ def test_the_shipped_paper_file_parses_and_names_its_sources():
 
 
 def test_original_behaviours_are_the_defaults_and_the_readme_switches():
-    """ORIGINAL_BEHAVIOURS holds each switch's default, and exactly the run switches of the README table."""
+    """ORIGINAL_BEHAVIOURS (behaviours.DEFAULTS: one owner) holds each switch's default, and exactly the run switches
+    of the README table."""
     import inspect
     import re
+    import behaviours  # pylint: disable=import-outside-toplevel
     import training  # pylint: disable=import-outside-toplevel
+    assert results.ORIGINAL_BEHAVIOURS is behaviours.DEFAULTS
     signatures = {"Training": inspect.signature(training.Training.__init__),
                   "TrainManager": inspect.signature(TrainManager.__init__)}
     for name, original in results.ORIGINAL_BEHAVIOURS.items():
@@ -402,3 +410,167 @@ def test_recall_beside_the_fields_baselines(tmp_path):
     assert results.method_name("ilt", False, "ADD_ONE_FIVE_TIMES", "none") == "ILT (frozen encoder)"
     assert results.method_name("lwf", True, "ADD_ONE_FIVE_TIMES", "none") == "LwF (encoder trained)"
     assert results.recall_vs_baselines([rows["DISJOINT"]]).startswith("No run of a field's baseline")
+
+
+# ------------------------------------------------------------------------------------------------- variants
+
+MEAN_SUBTRACTED = 'Training.replay_label_input = "mean_subtracted"'
+
+
+def _final(value):
+    """A 19-1 results text whose last step has IoU `value` on every class but the background."""
+    return _block(0, [0.9] + [0.7] * 19 + [None]) + _block(1, [0.9] + [value] * 20, list(range(20)), [20])
+
+
+def _table(path):
+    """The body of a markdown table file: a list of rows, each a list of its cells (stripped)."""
+    lines = path.read_text().splitlines()
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+
+
+def test_variant_label_is_derived_from_the_switches():
+    defaults = dict(results.ORIGINAL_BEHAVIOURS)
+    assert results.variant_label(defaults) == "original" and results.run_variant(defaults) == "original"
+    assert results.variant_label(None) == "?" and results.run_variant(None) == "?"
+    paper = dict(defaults, **{"Training.replay_label_input": "mean_subtracted"})
+    assert results.variant_label(paper) == "mean-subtracted"
+    assert results.run_variant(paper) == "Training.replay_label_input = 'mean_subtracted'"
+    two = dict(defaults, **{"Training.train_batch_norm": False, "Training.momentum_rule": "keras"})
+    assert results.variant_label(two) == "no train_batch_norm, keras"
+    assert results.variant_label({"TrainManager.mixed_labels_per_experiment": True}) == "mixed_labels_per_experiment"
+
+
+def test_two_variants_of_recall_in_every_table(tmp_path):
+    """RECALL as the original's code runs it and as the paper describes it (Training.replay_label_input =
+    "mean_subtracted", results files with a name suffix) beside one fine-tuning run per protocol: the summary's
+    variant column; each RECALL row of both variants paired with the fine-tuning run of its setup and protocol
+    (OVERLAPPED, P3.1, with FINE_TUNING_OVERLAPPED, P2.1, which trains its own step 0); a column per variant in
+    recall_vs_baselines, a row per variant in the README table, summary.tex and the paper comparison; both
+    variants' lines in the plots, told apart."""
+    import training  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import  (registers Training.*)
+    outputs = tmp_path / "outputs"
+    lwf = ['TrainManager.test_name = "LWF_DISJOINT"', "TrainManager.interleave_ratio_old = 0",
+           "TrainManager.mix_labels = False", 'TrainManager.method = "lwf"',
+           "TrainManager.parameters_incremental_index = 7"]
+    runs = [  # config (gin file), replay source, final IoU, bindings, protocol, changed switches
+        ("DISJOINT", "gan", 0.3, [], "disjoint", {}),
+        ("DISJOINT", "gan", 0.6, [MEAN_SUBTRACTED], "disjoint", {"replay_label_input": "mean_subtracted"}),
+        ("FINE_TUNING_DISJOINT", "gan", 0.4, [], "disjoint", {}),
+        ("OVERLAPPED", "gan", 0.2, [], "overlapped", {}),
+        ("OVERLAPPED", "gan", 0.55, [MEAN_SUBTRACTED], "overlapped", {"replay_label_input": "mean_subtracted"}),
+        ("FINE_TUNING_OVERLAPPED", "gan", 0.45, [], "overlapped", {}),
+        ("DISJOINT", "gan", 0.5, lwf, "disjoint", {}),  # a field's baseline: LWF_DISJOINT
+    ]
+    paths = [_experiment(tmp_path, config, "ADD_ONE_ONE_TIME", source, _final(value), *bindings,
+                         gin_text=_operative_config(protocol, **changed))
+             for config, source, value, bindings, protocol, changed in runs]
+    assert len(set(paths)) == len(paths), f"two runs wrote one results file: {paths}"
+    assert os.path.basename(paths[1]) == "DISJOINT (T0_P1.0.0.2_gan)__replay_label_input-mean_subtracted.txt"
+    _experiment(tmp_path, "JOINT", "JOINT", None, _block(0, [0.9] + [0.8] * 20), gin_text=_operative_config())
+    rows = results.summarize(str(outputs))
+    by = {(r["config"], r["variant_label"]): r for r in rows}
+    paper_variant = "Training.replay_label_input = 'mean_subtracted'"
+    assert {k: r["variant"] for k, r in by.items()} == {
+        ("DISJOINT", "original"): "original", ("DISJOINT", "mean-subtracted"): paper_variant,
+        ("OVERLAPPED", "original"): "original", ("OVERLAPPED", "mean-subtracted"): paper_variant,
+        ("FINE_TUNING_DISJOINT", "original"): "original", ("FINE_TUNING_OVERLAPPED", "original"): "original",
+        ("LWF_DISJOINT", "original"): "original", ("JOINT", "original"): "original"}
+    with open(outputs / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0])[3:6] == ["replay_source", "variant", "parameters"]
+    assert sorted(r["variant"] for r in table if r["config"] == "DISJOINT") == [paper_variant, "original"]
+
+    # RECALL against fine-tuning: both variants, each against its protocol's fine-tuning run.
+    miou = {k: r["miou_all"] for k, r in by.items()}
+    expected = {("DISJOINT", v): ("FINE_TUNING_DISJOINT", "FINE_TUNING_DISJOINT 1.0.0.5")
+                for v in ("original", "mean-subtracted")}
+    expected.update({("OVERLAPPED", v): ("FINE_TUNING_OVERLAPPED", "FINE_TUNING_OVERLAPPED 2.1.0.1; its own step 0")
+                     for v in ("original", "mean-subtracted")})
+    label = {"original": "original", paper_variant: "mean-subtracted"}
+    table = _table(outputs / "recall_vs_finetuning.md")
+    assert len(table) == 4
+    for setup, protocol, config, source, variant, parameters, recall, ft, difference, run in table:
+        key = (config, label[variant])
+        ft_config, note = expected.pop(key)
+        assert (setup, protocol, source, parameters) == ("19-1", config.lower(), "gan", by[key]["parameters"])
+        assert (recall, ft, run) == (f"{miou[key]:.1f}", f"{miou[(ft_config, 'original')]:.1f}", note)
+        assert difference == f"{miou[key] - miou[(ft_config, 'original')]:.1f}"
+    assert not expected
+
+    # Beside the field's baselines: a RECALL column per variant, and a gap per variant.
+    header, *body = (outputs / "recall_vs_baselines.md").read_text().splitlines()
+    assert header == ("| setup | protocol | RECALL gan | RECALL gan (mean-subtracted) | fine-tuning | LwF | "
+                      "RECALL - best other | RECALL (mean-subtracted) - best other |")
+    best_other = max(miou[("FINE_TUNING_DISJOINT", "original")], miou[("LWF_DISJOINT", "original")])
+    cells = [miou[(c, v)] for c, v in [("DISJOINT", "original"), ("DISJOINT", "mean-subtracted"),
+                                       ("FINE_TUNING_DISJOINT", "original"), ("LWF_DISJOINT", "original")]]
+    cells += [miou[("DISJOINT", "original")] - best_other, miou[("DISJOINT", "mean-subtracted")] - best_other]
+    assert body[1:] == ["| 19-1 | disjoint | " + " | ".join(f"{v:.1f}" for v in cells) + " |"]
+
+    # The README's table: a row per protocol, method and variant; JOINT last.
+    table = _table(outputs / "method_setup_table.md")
+    assert (outputs / "method_setup_table.md").read_text().startswith("| method | 19-1 |\n")
+    assert table == [[name, f"{miou[key]:.1f}"] for name, key in [
+        ("FT (disjoint)", ("FINE_TUNING_DISJOINT", "original")), ("RECALL disj. gan", ("DISJOINT", "original")),
+        ("RECALL disj. gan (mean-subtracted)", ("DISJOINT", "mean-subtracted")),
+        ("FT (overlapped)", ("FINE_TUNING_OVERLAPPED", "original")), ("RECALL ovl. gan", ("OVERLAPPED", "original")),
+        ("RECALL ovl. gan (mean-subtracted)", ("OVERLAPPED", "mean-subtracted")), ("JOINT", ("JOINT", "original"))]]
+
+    # The paper's form: a row per variant.
+    tex = (outputs / "summary.tex").read_text()
+    assert tex.count("\nDISJOINT (gan) &") == 1 and tex.count("\nDISJOINT (gan, mean-subtracted) &") == 1
+    assert tex.count("\nOVERLAPPED (gan) &") == 1 and tex.count("\nOVERLAPPED (gan, mean-subtracted) &") == 1
+
+    # Plots: both variants' lines, labelled, of one colour, solid and dotted.
+    experiments = results.read_experiments(str(outputs))
+    lines = results.plot_lines(experiments)
+    original, paper = (lines[p] for p in paths[:2])
+    assert (original[0], paper[0]) == ("DISJOINT (gan)", "DISJOINT (gan, mean-subtracted)")
+    assert original[1]["color_index"] == paper[1]["color_index"]
+    assert (original[1]["linestyle"], paper[1]["linestyle"]) == ("-", ":")
+    assert len({style["color_index"] for _, style in lines.values()}) == 6  # DISJOINT, OVERLAPPED, 2 FT, LwF, JOINT
+    written = results.plot(experiments, str(tmp_path / "plots"))
+    assert written == [str(tmp_path / "plots" / "miou_19-1.png")] and os.path.getsize(written[0]) > 1000
+    assert (outputs / "plots" / "miou_19-1.png").stat().st_size > 1000
+
+    # The paper comparison: a row per run, the variant named by the switch it changed.
+    paper_file = tmp_path / "paper.csv"
+    paper_file.write_text(PAPER_HEADER + "RECALL,gan,ADD_ONE_ONE_TIME,19-1,disjoint,60.0,35.5,58.0,T1\n")
+    results.summarize(str(outputs), paper=str(paper_file))
+    with open(outputs / "paper_comparison.csv") as f:
+        compared = [(r["method"], r["config"], r["miou_all"], r["changed_behaviours"]) for r in csv.DictReader(f)]
+    assert compared == [("RECALL", "DISJOINT", f"{miou[('DISJOINT', 'original')]:.1f}", ""),
+                        ("RECALL", "DISJOINT", f"{miou[('DISJOINT', 'mean-subtracted')]:.1f}", paper_variant)]
+
+    # Two fine-tuning runs that could pair with DISJOINT: a pair each, the column says which and that it is one of
+    # two; the README table names them by config.
+    _experiment(tmp_path, "FINE_TUNING_DISJOINT_NO_MIX", "ADD_ONE_ONE_TIME", "gan", _final(0.35),
+                gin_text=_operative_config())
+    rows = results.summarize(str(outputs))
+    table = _table(outputs / "recall_vs_finetuning.md")
+    pairs = sorted((r[2], label[r[4]], r[9]) for r in table if r[2] == "DISJOINT")
+    assert pairs == [("DISJOINT", v, f"{ft} 1 of 2 candidates".replace(" 1 of", "; 1 of"))
+                     for v in ("mean-subtracted", "original")
+                     for ft in ("FINE_TUNING_DISJOINT 1.0.0.5", "FINE_TUNING_DISJOINT_NO_MIX 1.0.0.6")]
+    names = [r[0] for r in _table(outputs / "method_setup_table.md")]
+    assert names[:2] == ["FT (disjoint) [FINE_TUNING_DISJOINT 1.0.0.5]",
+                         "FT (disjoint) [FINE_TUNING_DISJOINT_NO_MIX 1.0.0.6]"]
+
+
+def test_method_setup_table_mean_and_std():
+    """The README table from rows of means with their standard deviations (the seed study's): "mean ± std"; a
+    cell of one run (no std) holds the mean alone; JOINT's number in every column; setups in the README's order."""
+    def row(method, protocol, setup, value, std=None, source="none", config="X", label="original"):
+        return dict(method=method, protocol=protocol, setup=setup, miou_all=value, miou_all_std=std,
+                    replay_source=source, config=config, parameters="1.0.0.2", variant_label=label)
+    rows = [row("RECALL", "sequential", "10-1", 40.04, 2.26, "flickr", "SEQUENTIAL"),
+            row("RECALL", "sequential", "19-1", 50.0, math.nan, "flickr", "SEQUENTIAL"),
+            row("fine-tuning", "sequential", "10-1", 20.0, 1.0, config="FINE_TUNING"),
+            row("joint", None, "joint", 70.0, 0.5, config="JOINT"),
+            row("MiB", "disjoint", "10-1", 30.0, 1.0, config="MIB_DISJOINT")]  # not in this table
+    assert results.method_setup_table(rows) == (
+        "| method | 19-1 | 10-1 |\n|---|---|---|\n"
+        "| FT (sequential) |  | 20.0 ± 1.0 |\n"
+        "| RECALL seq. web | 50.0 | 40.0 ± 2.3 |\n"
+        "| JOINT | 70.0 ± 0.5 | 70.0 ± 0.5 |\n")
+    assert "| FT (sequential) |  | 20.0 |" in results.method_setup_table([dict(r, miou_all_std=None) for r in rows])
