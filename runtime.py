@@ -9,6 +9,7 @@ TF_ENABLE_ONEDNN_OPTS in the environment is left as it is.
 import contextlib
 import multiprocessing
 import os
+import platform
 import sys
 import threading
 import time
@@ -43,3 +44,24 @@ def _die_with_parent(parent):
             time.sleep(0.5)
         os._exit(1)  # no cleanup: the parent is gone, and nobody reads this process's results
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def cpu_flags():
+    """(model name, set of the CPU's feature flags) from /proc/cpuinfo (("", set()) where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return platform.processor(), set()
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor())
+    return name, set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+
+
+def cpu_kind():
+    """The CPU kind every timing is named with: "<cores>-core AVX-512 (AVX512-BF16)", "<cores>-core AVX2", ...
+    (timings differ between the kinds several times over; README "Performance")."""
+    flags = cpu_flags()[1]
+    kind = ("AVX-512" + (" (AVX512-BF16)" if "avx512_bf16" in flags else "") if "avx512f" in flags
+            else "AVX2" if "avx2" in flags else "x86 without AVX2" if flags else platform.machine())
+    return f"{os.cpu_count()}-core {kind}"

@@ -33,9 +33,8 @@ difference / norm of ours). Each must be under --tolerance (exit status 1 otherw
 differs most is shown too, unchecked: at ResNet-101's depth the update of a single batch-norm offset (a sum
 over every pixel, summed in another order) differs by up to a few 1e-3 in float32, the whole update by 2e-4.
 """
-import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
+import runtime  # first, before TensorFlow: oneDNN kernels on every x86 CPU
 import os
-import platform
 import statistics
 
 try:  # before TensorFlow: torch.optim imports torch._dynamo, whose triton (torch's GPU compiler, in the PyPI
@@ -398,24 +397,14 @@ def compare(dtype, modes, units, width, size, batch, pairs):
     return results, bench_perf.conv_flops(seg, size)
 
 
-def _cpu():
-    """(model name, set of the CPU's flags) from /proc/cpuinfo."""
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.processor())
-    cpu_flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
-    return name, set(cpu_flags)
-
-
 def _machine():
-    name, cpu_flags = _cpu()
+    name, cpu_flags = runtime.cpu_flags()
     features = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags]
     return f"{name}, {os.cpu_count()} CPUs ({', '.join(features) or 'no AVX2'})"
 
 
 def _bfloat16_note():
-    if {"avx512_bf16", "amx_bf16"} & _cpu()[1]:
+    if {"avx512_bf16", "amx_bf16"} & runtime.cpu_flags()[1]:
         note = "this CPU has bfloat16 instructions (AVX512-BF16 / AMX)"
     else:
         note = ("this CPU has no bfloat16 instructions (no AVX512-BF16 / AMX): both frameworks emulate bfloat16 "
