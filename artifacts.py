@@ -4,13 +4,16 @@ Every artifact (checkpoint, tfrecord, split list, results file, image, SavedMode
 temporary name beside its final one, `<final>.tmp-<pid>-<n>`, and renamed when complete. While a writer
 works it holds an exclusive lock on `<temporary>.lock`; a temporary whose lock nobody holds was left by a
 killed run and `remove_stale_temporaries` deletes it (the kernel releases a killed process's locks, so no
-process-id guess is involved).
+process-id guess is involved). Work that two processes must not do at once (one experiment) holds an
+exclusive_lock, freed the same way.
 
 Checkpoints: ours are HDF5 weight files `<extension-less path>` + CHECKPOINT_SUFFIX (model.py writes them);
 the original's TF1 checkpoints (`<path>.index` + `<path>.data-00000-of-00001`) are recognised too.
 """
 import contextlib
+import errno
 import fcntl
+import hashlib
 import itertools
 import json
 import os
@@ -125,6 +128,81 @@ def remove_stale_temporaries(*folders):
     return removed
 
 
+# ------------------------------------------------------------------------------------ locks held for a while
+
+_HELD = {}  # absolute lock path -> how many blocks of this process hold it (exclusive_lock is re-entrant)
+
+
+def _open_lock(path):
+    """A descriptor of the lock file `path`, created (with its folder) when missing; read-only when it exists but
+    cannot be written (flock needs no write access); None when it is missing and cannot be created."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+
+
+def _holder(fd):
+    """The process id the holder of a lock wrote into its file (None when unknown)."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, on_wait=None):
+    """Holds an exclusive lock on the file `path` during the block (e.g. an experiment while one process runs it).
+    Another process that asks for it waits until the block ends or the holder dies: the kernel frees a dead
+    process's locks (fcntl.flock, as the temporaries' locks of atomic_path). The file is created when missing and
+    kept afterwards (a process may be waiting on it); it holds the holder's process id.
+
+    Re-entrant within a process (not between its threads): a block inside another block of the same process on the
+    same path goes on at once, where a second flock of the file would wait for the first.
+
+    Args:
+      path: the lock file.
+      on_wait: called with the holder's process id (None when unknown) just before this process starts waiting.
+
+    A lock file that exists but cannot be written (a read-only folder) is locked through a read-only descriptor;
+    one that is missing and cannot be created is not locked, with a warning: this process cannot write there.
+    """
+    key = os.path.abspath(path)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    fd = _open_lock(key)
+    if fd is None:
+        logging.warning("cannot create the lock file %s (read-only folder): going on without the lock", key)
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(_holder(fd))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):  # a read-only descriptor: the holder stays unnamed
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+    finally:
+        os.close(fd)  # frees the lock
+
+
 # ------------------------------------------------------------------------------------ what made an artifact
 
 RECORD_SUFFIX = ".made.json"
@@ -143,8 +221,33 @@ def _plain(value):
 def write_record(path, made_by):
     """Writes what makes the artifact at `path` ({binding: value}) beside it, atomically. Written before the
     artifact itself, so that a complete artifact always has its record (a record without its artifact, left by
-    a killed run, is rewritten by the next)."""
+    a killed run, is rewritten by the next); seal_record adds the artifact's digest once it is written."""
     write_json(record_path(path), {"made_by": _plain(made_by)})
+
+
+def _artifact_files(path):
+    """The files of the artifact at `path`: the file itself (a tfrecord), or a checkpoint's (ours, or a TF1
+    checkpoint's index and data)."""
+    return [p for p in (path, path + CHECKPOINT_SUFFIX, path + TF1_INDEX_SUFFIX, path + ".data-00000-of-00001")
+            if os.path.isfile(p)]
+
+
+def _sha256(file):
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def seal_record(path):
+    """Adds the SHA-256 of the artifact's files (now complete) to its record: a later reuse checks that the
+    bytes are still the ones written (HDF5 and tfrecords carry no checksum of their own). An artifact killed
+    between its rename and this call keeps a record without digest, and is reused unchecked."""
+    with open(record_path(path), encoding="utf-8") as f:
+        doc = json.load(f)
+    doc["sha256"] = {os.path.basename(p): _sha256(p) for p in _artifact_files(path)}
+    write_json(record_path(path), doc)
 
 
 def check_record(path, made_by, index_of):
@@ -161,12 +264,19 @@ def check_record(path, made_by, index_of):
     """
     try:
         with open(record_path(path), encoding="utf-8") as f:
-            recorded = json.load(f)["made_by"]
+            recorded_doc = json.load(f)
+        recorded = recorded_doc["made_by"]
     except FileNotFoundError:
         return
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{record_path(path)}: not a record of what made {path} ({e}); delete both to make "
                          f"it again") from None
+    for name, digest in (recorded_doc.get("sha256") or {}).items():
+        file = os.path.join(os.path.dirname(path), name)
+        if not os.path.isfile(file) or _sha256(file) != digest:
+            raise ValueError(f"{file} is not the file that was written (its SHA-256 differs from the one recorded in "
+                             f"{record_path(path)}): it was damaged or replaced; delete it and its record to make it "
+                             f"again")
     current = _plain(made_by)
     for name, value in current.items():
         if name in recorded and recorded[name] != value:

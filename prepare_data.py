@@ -38,6 +38,7 @@ import collections
 import concurrent.futures
 import io
 import os
+import sys
 import threading
 
 from absl import app
@@ -200,9 +201,14 @@ def _require_dir(path, what):
 def _read_list(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image id list {path} not found")
-    with open(path) as f:
-        # "2007_000032", or DeepLab's list form "/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png"
-        ids = [os.path.splitext(os.path.basename(line.split()[0]))[0] for line in f if line.strip()]
+    # utf-8-sig: an editor's byte order mark would otherwise start the first id ("\ufeff2007_000032").
+    with open(path, encoding="utf-8-sig") as f:
+        try:
+            lines = f.read().splitlines()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"image id list {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    # "2007_000032", or DeepLab's list form "/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png"
+    ids = [os.path.splitext(os.path.basename(line.split()[0]))[0] for line in lines if line.strip()]
     if not ids:
         raise ValueError(f"image id list {path} is empty; expected one image id per line")
     unique = list(dict.fromkeys(ids))
@@ -222,7 +228,7 @@ def read_example(image_path, label_path):
       (image uint8 [H, W, 3], label uint8 [H, W]).
     Raises:
       MissingExampleError: a file is missing. BadExampleError: unreadable file, a label that is not
-      single-channel, of another size than its image, or with a value neither 0..20 nor 255.
+      single-channel, a 1-bit label, one of another size than its image, or with a value neither 0..20 nor 255.
     """
     for path, kind in ((image_path, "missing_image"), (label_path, "missing_label")):
         if not os.path.isfile(path):
@@ -237,6 +243,12 @@ def read_example(image_path, label_path):
             if len(im.getbands()) != 1:
                 raise BadExampleError("label_channels", f"{label_path}: label has bands {im.getbands()}, "
                                       "expected a single-channel PNG of class ids")
+            if im.mode == "1":
+                # Its pixels are 0/1: a binary mask, not class ids. Read as ids, every object would become class
+                # 1 (aeroplane); converted as Pillow does, void (1 -> 255). Either would corrupt labels silently.
+                raise BadExampleError("label_mode", f"{label_path}: label is a 1-bit PNG (mode 1), a binary mask "
+                                      "rather than class ids; expected an 8-bit single-channel PNG (mode L or P) of "
+                                      f"class ids 0..{N_CLASSES} and {data_loader.VOID} (void)")
             label = np.asarray(im)
     except OSError as e:
         raise BadExampleError("unreadable", f"{label_path}: cannot read the label ({e})") from None
@@ -430,9 +442,15 @@ def define_flags():
 
 
 def main(argv):
+    """Runs prepare; a fault of the data (a missing or bad file, an empty list) ends it with one line naming the
+    file and the fault, and exit status 2 (as a bad flag), not a traceback."""
     del argv
     f = flags.FLAGS
-    prepare(f.voc_root, f.output_dir, f.label_dir, f.workers, f.skip_bad, f.train_list, f.val_list)
+    try:
+        prepare(f.voc_root, f.output_dir, f.label_dir, f.workers, f.skip_bad, f.train_list, f.val_list)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"prepare_data.py: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def cli():

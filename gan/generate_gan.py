@@ -19,8 +19,11 @@ original's record writer kept the bytes of its JPEG files.
 
 Module contracts (checked, with errors naming the module and the expected inputs):
 - generator: a signature (TF1 Hub: "default") with inputs `z` float [N, dim], `y` float one-hot [N, K] and
-  `truncation` float scalar; output ("default", or the only output) float [N, H, W, 3] in [-1, 1].
-  K and dim are read from the signature.
+  `truncation` float scalar; output ("default", or the only output) float [N, H, W, 3] in [-1, 1], N
+  images per call. K and dim are read from the signature. Every call's output is checked: another rank,
+  dtype, image count or channel count (RGBA, greyscale, channels first), NaN/Inf, or values beyond
+  OUTPUT_RANGE_MARGIN outside [-1, 1] (e.g. 0..255 pixels) is an error naming the generator, the class and
+  what it returned; it comes while the class's record is written, so no record of the class appears.
 - classifier: a signature with input `images` (or a single input) float [N, H, W, 3] in [0, 1]; output
   ("default", "logits", or the only output) [N, K] logits (or probabilities), or [N, K + 1] with a
   background class first (TF-Slim style), which is dropped.
@@ -52,6 +55,9 @@ DEFAULT_CLASSIFIER_SIZE = 260  # EfficientNet-B2's default input size.
 # The original wrote its GAN images with matplotlib.image.imsave(".jpg"), which calls Pillow's JPEG encoder
 # without a quality: Pillow's default, 75.
 DEFAULT_JPEG_QUALITY = 75
+# Outputs may pass +-1 by float rounding (one bfloat16 step above 1 is 2^-7 = 0.0078, a float16's 2^-10): values
+# within this margin of [-1, 1] are accepted (to_uint8 clips them); farther ones break the contract.
+OUTPUT_RANGE_MARGIN = 0.01
 
 
 def _input_specs(signature):
@@ -127,22 +133,62 @@ class Generator:
           truncation: float, passed to the module.
 
         Returns:
-          float32 numpy [N, H, W, 3], nominally in [-1, 1].
+          float32 numpy [N, H, W, 3] in [-1, 1] (within OUTPUT_RANGE_MARGIN).
 
         Raises:
-          ValueError: the module output holds NaN or Inf (naming the generator and the class).
+          ValueError: the output breaks the contract (see _check_output), naming the generator and the class.
         """
         y = tf.one_hot([class_index] * len(z), self.n_classes, dtype=self._dtypes["y"])
         out = self._sig(z=tf.constant(z, self._dtypes["z"]), y=y,
                         truncation=tf.constant(truncation, self._dtypes["truncation"]))[self._out]
-        out = out.numpy().astype(np.float32)
-        bad = ~np.isfinite(out)
-        if bad.any():
+        return self._check_output(out, len(z), class_index)
+
+    def _check_output(self, out, n, class_index):
+        """Returns the module's output tensor as float32 numpy [n, H, W, 3] in [-1, 1].
+
+        Raises:
+          ValueError naming the generator, the class and what it returned (dtype, shape, value range): a rank
+          other than 4, another image count than n, a channel count other than 3 (RGBA, greyscale, channels
+          first), empty images, a non-float dtype, NaN or Inf, or values beyond OUTPUT_RANGE_MARGIN outside
+          [-1, 1] (0..255 pixels, for one).
+        """
+        shape, dtype = out.shape.as_list(), out.dtype
+        values = out.numpy().astype(np.float32) if dtype.is_floating or dtype.is_integer or dtype.is_bool else None
+        faults = [] if dtype.is_floating else ["dtype %s, not float" % dtype.name]
+        if len(shape) != 4:
+            faults.append("rank %d%s" % (len(shape), " (no channel axis)" if len(shape) == 3 else ""))
+        else:
+            if shape[0] != n:
+                faults.append("%d images of %d asked" % (shape[0], n))
+            if shape[3] != 3:
+                channels = {1: "1 channel (greyscale)", 4: "4 channels (RGBA)"}.get(shape[3], "%d channels" % shape[3])
+                faults.append(channels + (", channels first" if shape[1] == 3 else ""))
+            if shape[0] and 0 in shape[1:3]:
+                faults.append("empty images")
+        finite = values is not None and np.isfinite(values).all()
+        if values is not None and not finite and not faults:  # a well-shaped output with NaN or Inf
+            bad = ~np.isfinite(values)
             raise ValueError("generator %r: output for generator class %d holds %d non-finite values (NaN or "
                              "Inf) in %d of %d images; expected values in [-1, 1]"
                              % (self.handle, class_index, int(bad.sum()),
-                                int(bad.reshape(len(out), -1).any(axis=1).sum()), len(out)))
-        return out
+                                int(bad.reshape(len(values), -1).any(axis=1).sum()), len(values)))
+        if values is None:
+            held = "of dtype %s" % dtype.name
+        elif not values.size:
+            held = "with no values"
+        elif not finite:
+            held = "with NaN or Inf"
+        else:
+            low, high = float(values.min()), float(values.max())
+            held = "with values in [%.4g, %.4g]" % (low, high)
+            if low < -1.0 - OUTPUT_RANGE_MARGIN or high > 1.0 + OUTPUT_RANGE_MARGIN:
+                faults.append("values outside [-1, 1]")
+        if faults:
+            raise ValueError("generator %r: output for generator class %d is %s %s %s: %s; expected float "
+                             "[%d, H, W, 3] in [-1, 1] (margin %g)"
+                             % (self.handle, class_index, dtype.name, shape, held, "; ".join(faults), n,
+                                OUTPUT_RANGE_MARGIN))
+        return values
 
 
 class Classifier:

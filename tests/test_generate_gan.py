@@ -412,3 +412,92 @@ def test_non_finite_generator_output_fails_naming_generator_and_class(tmp_path, 
         generate_gan.generate(gen, classes=[1, 4], output_dir=str(out), images_per_class=3, batch_size=2,
                               image_size=0, mapping_file=str(user))
     assert sorted(n for n in os.listdir(out) if n != "class_mapping.json") == ["01.tfrecord"]
+
+
+# ------------------------------------------------------------------------------ generator contract, per call
+
+def _save_contract_generator(path, dtype=tf.float32):
+    """A generator whose class k breaks the output contract (float [N, H, W, 3] in [-1, 1]) as CONTRACT[k]
+    says; class 0 keeps it but passes +-1 by a rounding error (0.004); a uint8 generator paints 0..255."""
+    s = GEN_SIZE
+
+    class Gen(tf.Module):
+
+        @tf.function(input_signature=[tf.TensorSpec([None, Z_DIM], tf.float32, name="z"),
+                                      tf.TensorSpec([None, len(CONTRACT)], tf.float32, name="y"),
+                                      tf.TensorSpec([], tf.float32, name="truncation")])
+        def generate(self, z, y, truncation):
+            del truncation
+            n = tf.shape(z)[0]
+            ramp = tf.broadcast_to(tf.linspace(0.0, 255.0, s)[None, None, :, None], [n, s, s, 3])
+            if dtype == tf.uint8:
+                return {"default": tf.cast(ramp, tf.uint8)}
+            signs = tf.sign(ramp - 127.0)  # -1 on the left half of the image, +1 on the right
+            branches = [lambda: 1.004 * signs,  # within the margin: accepted
+                        lambda: ramp,  # 0..255 pixels
+                        lambda: tf.zeros([n, s, s]),  # no channel axis
+                        lambda: tf.zeros([n, s, s, 4]),  # RGBA
+                        lambda: tf.zeros([n, 3, s, s]),  # channels first
+                        lambda: tf.zeros([n, s, s, 1]),  # one channel
+                        lambda: tf.zeros([n - 1, s, s, 3]),  # fewer images than asked
+                        lambda: tf.zeros([0, s, s, 3]),  # no image
+                        lambda: 1.05 * signs]  # beyond the margin
+            return {"default": tf.switch_case(tf.cast(tf.argmax(y[0]), tf.int32), branches)}
+
+    gen = Gen()
+    tf.saved_model.save(gen, path, signatures={"serving_default": gen.generate})
+    return path
+
+
+# generator class -> what the error must say about the output of a call for 2 images of 16 x 16
+CONTRACT = [None,
+            r"float32 \[2, 16, 16, 3\] with values in \[0, 255\]: values outside \[-1, 1\]",
+            r"float32 \[2, 16, 16\] .*: rank 3 \(no channel axis\)",
+            r"float32 \[2, 16, 16, 4\] .*: 4 channels \(RGBA\)",
+            r"float32 \[2, 3, 16, 16\] .*: 16 channels, channels first",
+            r"float32 \[2, 16, 16, 1\] .*: 1 channel \(greyscale\)",
+            r"float32 \[1, 16, 16, 3\] .*: 1 images? of 2 asked",
+            r"float32 \[0, 16, 16, 3\] with no values: 0 images of 2 asked",
+            r"float32 \[2, 16, 16, 3\] with values in \[-1.05, 1.05\]: values outside \[-1, 1\]"]
+
+
+@pytest.fixture(scope="module")
+def contract_generators(tmp_path_factory):
+    base = tmp_path_factory.mktemp("contract")
+    return (_save_contract_generator(str(base / "contract_gen")),
+            _save_contract_generator(str(base / "uint8_gen"), tf.uint8))
+
+
+@pytest.mark.parametrize("generator_class", range(1, len(CONTRACT)))
+def test_generator_output_contract_checked_per_call(contract_generators, tmp_path, generator_class):
+    gen, _ = contract_generators
+    user = tmp_path / "user.json"
+    user.write_text(json.dumps({"4": generator_class}))
+    out = tmp_path / "gan"
+    with pytest.raises(ValueError, match=r"class 4 \(boat\): generator '.*contract_gen': output for generator "
+                                         r"class %d is %s; expected float \[2, H, W, 3\] in \[-1, 1\]"
+                                         % (generator_class, CONTRACT[generator_class])) as error:
+        generate_gan.generate(gen, classes=[4], output_dir=str(out), images_per_class=3, batch_size=2,
+                              image_size=0, mapping_file=str(user))
+    assert "nothing written to %s" % (out / "04.tfrecord") in str(error.value)
+    assert os.listdir(out) == ["class_mapping.json"]  # no record, no temporary
+
+
+def test_generator_output_dtype_and_rounding_margin(contract_generators, tmp_path):
+    gen, uint8_gen = contract_generators
+    user = tmp_path / "user.json"
+    user.write_text(json.dumps({"4": 0}))
+    out = tmp_path / "gan"
+    with pytest.raises(ValueError, match=r"generator '.*uint8_gen': output for generator class 0 is uint8 "
+                                         r"\[2, 16, 16, 3\] with values in \[0, 255\]: dtype uint8, not float; "
+                                         r"values outside \[-1, 1\]"):
+        generate_gan.generate(uint8_gen, classes=[4], output_dir=str(out), images_per_class=3, batch_size=2,
+                              image_size=0, mapping_file=str(user))
+    assert os.listdir(out) == ["class_mapping.json"]
+    # 1.004 is within the margin of a rounding error: accepted, and clipped to the pixel range.
+    generate_gan.generate(gen, classes=[4], output_dir=str(tmp_path / "ok"), images_per_class=3, batch_size=2,
+                          image_size=0, mapping_file=str(user))
+    images = _read_images(str(tmp_path / "ok" / "04.tfrecord"))
+    assert len(images) == 3
+    assert images[0][:, :4].max() < 10 and images[0][:, -4:].min() > 245
+    assert generate_gan.OUTPUT_RANGE_MARGIN == 0.01

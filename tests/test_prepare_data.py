@@ -448,3 +448,63 @@ def test_expected_records(prepared, tmp_path):
                                                            "train_disjoint_16-20_P1.0.0.2.tfrecord")) is None
     no_list = str(tmp_path / "training_first_step/train_sequential_1-10.tfrecord")
     assert prepare_data.expected_records(no_list) is None
+
+
+# ------------------------------------------------------------------------------ hostile input
+
+def test_one_bit_label_is_named(tmp_path):
+    """A 1-bit PNG holds 0/1 (a binary mask), not class ids: rejected by file and fault, or skipped and
+    counted with skip_bad; formerly an IndexError (boolean indexing of the relabel lookup) naming no file."""
+    root = _small(tmp_path)
+    Image.fromarray(_label([1, 2]) > 0).convert("1").save(os.path.join(root, "SegmentationClassAug", "b_1_2.png"))
+    with pytest.raises(ValueError, match=r"b_1_2\.png: label is a 1-bit PNG \(mode 1\).*expected an 8-bit"):
+        prepare_data.prepare(root, str(tmp_path / "data"))
+    assert not os.path.exists(tmp_path / "data")
+    summary = prepare_data.prepare(root, str(tmp_path / "skipped"), skip_bad=True)
+    assert summary["bad_counts"] == {"label_mode": 1} and summary["n_train"] == 2
+
+
+def test_id_list_with_byte_order_mark(tmp_path):
+    """A list saved by an editor that writes a UTF-8 BOM names the same ids (not "\\ufeffa_1")."""
+    root = _small(tmp_path)
+    lists = os.path.join(root, "ImageSets", "Segmentation")
+    for split in ("train", "val"):
+        path = os.path.join(lists, split + ".txt")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        with open(path, "w", encoding="utf-8-sig") as f:
+            f.write(text)
+    summary = prepare_data.prepare(root, str(tmp_path / "data"))
+    assert (summary["n_train"], summary["n_val"]) == (3, 1)
+    assert read_split(str(tmp_path / "data"), "training_first_step/train_overlapped_1-20.tfrecord") == [
+        "a_1", "b_1_2", "h_20"]
+
+
+def test_list_not_utf8_is_named(tmp_path):
+    root = _small(tmp_path)
+    with open(os.path.join(root, "ImageSets", "Segmentation", "val.txt"), "wb") as f:
+        f.write(b"v_1\n\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"image id list .*val\.txt is not UTF-8 text"):
+        prepare_data.prepare(root, str(tmp_path / "data"))
+
+
+@pytest.mark.parametrize("case", ["label_value", "one_bit", "missing_image", "empty_list"])
+def test_command_line_data_error_is_one_line(tmp_path, case):
+    """A fault of the data ends the script with status 2 and one line naming the file and the fault."""
+    root = _small(tmp_path)
+    if case == "one_bit":
+        Image.new("1", (W, H)).save(os.path.join(root, "SegmentationClassAug", "b_1_2.png"))
+        message = "b_1_2.png: label is a 1-bit PNG"
+    elif case == "empty_list":
+        open(os.path.join(root, "ImageSets", "Segmentation", "val.txt"), "w").close()
+        message = "val.txt is empty"
+    else:
+        message = _break(root, case).replace("\\", "")
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, os.path.join(project, "prepare_data.py"), "--voc_root", root,
+                          "--out_dir", str(tmp_path / "data"), "--workers", "1"], capture_output=True, text=True,
+                         cwd=project)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("prepare_data.py: error: ") and message in last, run.stderr[-2000:]
