@@ -14,11 +14,17 @@ JOINT and the field's baselines on 15-1), build included, in 30.5 minutes on a 2
 README "Results"). It logs its own time and CPU kind at the end.
 """
 import collections
+import contextlib
+import functools
+import io
 import os
+import signal
 import sys
 import tempfile
 import time
+import tokenize
 import traceback
+from concurrent import futures
 
 import runtime  # first: oneDNN kernels before TensorFlow loads; worker processes
 import gin
@@ -128,10 +134,95 @@ def _incremental_facts(config_file):
         gin.parse_config_file(config_file, skip_unknown=True)
         m = TrainManager(test_type="ADD_ONE_ONE_TIME", replay_source="gan")
         return m.uses_replay(), m.incremental.method
-    except (ValueError, SyntaxError) as e:  # a bad binding or value; gin's parse errors
-        raise ValueError(f"--configs: {config_file}: {e}") from None
+    except (ValueError, SyntaxError, tokenize.TokenError) as e:  # a bad binding or value; gin's parse errors
+        raise ValueError(f"--configs: {gin_file_error(config_file) or f'{config_file}: {e}'}") from None
     finally:
         gin.clear_config()
+
+
+def gin_file_error(path):
+    """None when the gin file `path`, and the files it includes, are gin syntax (names and values are checked with
+    each experiment's bindings), else a message naming the file and the line. An unclosed bracket is named at the
+    line where it opens (gin and Python's tokenizer name the line where the next statement or the file ends)."""
+    return _gin_file_error(path, set())
+
+
+def _gin_file_error(path, seen):
+    if os.path.abspath(path) in seen:
+        return None
+    seen.add(os.path.abspath(path))
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    included = []
+    try:
+        for statement in gin.config_parser.ConfigParser(text, gin.config.ParserDelegate(skip_unknown=True)):
+            if isinstance(statement, gin.config_parser.IncludeStatement):
+                included.append(statement.filename)
+    except (SyntaxError, tokenize.TokenError, ValueError) as e:
+        bracket = _unclosed_bracket(text)
+        line = e.args[1][0] if isinstance(e, tokenize.TokenError) else getattr(e, "lineno", None)
+        if bracket is not None and (line is None or line >= bracket.start[0]):
+            return f"{path}: line {bracket.start[0]}: {bracket.string!r} is never closed"
+        message = e.args[0] if isinstance(e, tokenize.TokenError) else getattr(e, "msg", None) or str(e)
+        return f"{path}: line {line}: {message}" if line else f"{path}: {message}"
+    for name in included:  # as gin finds them: as given, else beside the including file
+        for candidate in (name, os.path.join(os.path.dirname(path), name)):
+            if os.path.isfile(candidate):
+                error = _gin_file_error(candidate, seen)
+                if error:
+                    return error
+                break
+    return None
+
+
+def _unclosed_bracket(text):
+    """The token (tokenize.TokenInfo) of the first bracket of `text` that is never closed, or None."""
+    opened = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.OP and token.string in "([{":
+                opened.append(token)
+            elif token.type == tokenize.OP and token.string in ")]}" and opened:
+                opened.pop()
+    except (tokenize.TokenError, SyntaxError):  # the text ends inside a bracket; what only Python rejects
+        pass
+    return opened[0] if opened else None
+
+
+# The names training.make_strategy accepts (Training.distribute).
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def check_bound_values():
+    """Checks the values bound, in the gin config parsed now, to what checks them only when an experiment runs:
+    Training's switches (training.Training's constructor) and the backbone's size (model.build_encoder), so that a
+    bad value stops the sweep before any work. The same checks and messages, without building anything.
+
+    Raises ValueError naming the binding, its value and what is expected."""
+    import model  # pylint: disable=import-outside-toplevel  (see the imports)
+    import training  # pylint: disable=import-outside-toplevel
+    bound = gin.get_bindings("Training", resolve_references=False)
+    for name, allowed in (("precision", model.PRECISIONS), ("momentum_rule", model.MOMENTUM_RULES),
+                          ("replay_label_input", training.REPLAY_LABEL_INPUTS), ("input_order", training.INPUT_ORDERS),
+                          ("folder_pairing", training.FOLDER_PAIRINGS)):
+        if name in bound and bound[name] not in allowed:
+            raise ValueError(f"Training.{name}: {bound[name]!r} is not one of {allowed}")
+    for name in ("train_batch_norm", "reencode_jpeg"):
+        if name in bound and not isinstance(bound[name], bool):
+            raise ValueError(f"Training.{name}: expected True or False, got {bound[name]!r}")
+    if bound.get("distribute", "default") not in STRATEGIES:
+        raise ValueError(f"Training.distribute: unknown strategy {bound['distribute']!r}; expected 'default', "
+                         f"'mirrored' or 'multi_worker'.")
+    backbone = gin.get_bindings("backbone", resolve_references=False)
+    units, width = backbone.get("units", (3, 4, 23, 3)), backbone.get("width", 1.0)
+    try:
+        ints = [int(u) for u in units]
+    except (TypeError, ValueError):
+        ints = []
+    if len(ints) != 4 or min(ints) < 1:
+        raise ValueError(f"backbone.units must be 4 positive ints, got {units}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
+        raise ValueError(f"backbone.width must be positive, got {width}")
 
 
 def experiment_gin_files(config, config_dir, extra_files=(), overrides_dir=None):
@@ -224,15 +315,20 @@ def _writers(shared):
     return {name: number for name, number in writers.items() if needed[name] > 1}
 
 
+def _owners(numbered, shared, writers):
+    """{number: set of the numbers of the other experiments that write an artifact it needs (artifact_writers)}."""
+    return {number: {writers[n] for n in names if isinstance(n, str) and writers.get(n, number) != number}
+            for (number, _), names in zip(numbered, shared)}
+
+
 def _queue_order(numbered, shared, writers):
     """The order in which the processes of a parallel sweep take the experiments: by level, then plan order.
     Level 0: the experiments that wait for no other (JOINT, the first experiment of most first steps); level
     k + 1: those that wait for one of level k at most. Every experiment comes after those whose artifacts it
     waits for, so one of the running experiments never waits; and independent first steps start side by side."""
-    level = {}
-    for (number, _), names in zip(numbered, shared):
-        owners = {writers[n] for n in names if isinstance(n, str) and writers.get(n, number) != number}
-        level[number] = 1 + max((level[o] for o in owners), default=-1)
+    level, owners = {}, _owners(numbered, shared, writers)
+    for number, _ in numbered:
+        level[number] = 1 + max((level[o] for o in owners[number]), default=-1)
     return sorted(numbered, key=lambda item: (level[item[0]], item[0]))
 
 
@@ -292,6 +388,10 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
       context: the training.Context that collects the experiments' times (those of the processes are added
         to it); None: the process's default one.
 
+    A process of the pool that dies (e.g. SIGKILL from the out-of-memory killer) fails its experiment, named with
+    the signal; the experiments that had not started, and those the pool then stopped, run in a fresh pool
+    (_pool_round).
+
     Returns the list of failures as (config, test_type, replay_source, error text)."""
     import training  # pylint: disable=import-outside-toplevel  (see the imports)
     context = context or training.default_context()
@@ -300,30 +400,108 @@ def sweep(runs, config_dir, extra_files=(), params=(), overrides_dir=None, jobs=
         return _sweep_numbered(numbered, len(runs), config_dir, extra_files, params, overrides_dir, context)
     shared = _runs_shared_names(runs, config_dir, extra_files, params, overrides_dir)
     writers = _writers(shared)
-    queue = _queue_order(numbered, shared, writers)
+    queue, owners = _queue_order(numbered, shared, writers), _owners(numbered, shared, writers)
     failures = []
     with tempfile.TemporaryDirectory(prefix="recall-sweep-") as finished, \
-            runtime.worker_pool(min(jobs, len(runs))) as pool:
-        done = [pool.submit(_sweep_process, number, run, len(runs), config_dir, list(extra_files), list(params),
-                            overrides_dir, writers, finished) for number, run in queue]
+            tempfile.TemporaryDirectory(prefix="recall-sweep-marks-") as marks:
+        while queue:
+            round_failures, queue = _pool_round(queue, jobs, len(runs), (config_dir, list(extra_files), list(params),
+                                                overrides_dir, writers, finished), owners, marks, context)
+            failures += round_failures
+    return sorted(failures, key=lambda f: runs.index(f[:4]))
+
+
+def _pool_round(queue, jobs, total, arguments, owners, marks, context):
+    """Runs the experiments of `queue` (numbered runs, in queue order) in a fresh pool of up to `jobs` processes.
+    `arguments`: _sweep_process's (config_dir, extra_files, params, overrides_dir, writers, finished).
+
+    A process of the pool that dies breaks the pool (concurrent.futures): it stops its other processes (SIGTERM)
+    and fails every experiment not done with BrokenProcessPool. Here the experiment that ran in the dead process
+    fails, named with the process's exit signal or status (it would likely die again: the out-of-memory killer's
+    SIGKILL); those that ran in the processes the pool stopped, and those not started yet, are given back to run
+    again in a fresh pool (they resume from their artifacts).
+
+    Returns (failures, the part of `queue` to run again)."""
+    finished = arguments[-1]
+    failures, broken, answered = [], [], 0
+    with runtime.worker_pool(min(jobs, len(queue))) as pool:
+        done = [pool.submit(_sweep_process, number, run, total, *arguments, sorted(owners[number]), marks)
+                for number, run in queue]
         for (number, run), future in zip(queue, done):
             try:
                 run_failures, times = future.result()
-            except Exception as e:  # pylint: disable=broad-except  (its process died)
-                logging.error("the process of experiment %d %s died: %r", number, run, e)
+            except futures.process.BrokenProcessPool:
+                broken.append((number, run))
+                continue
+            except Exception as e:  # pylint: disable=broad-except  (its result did not come back)
+                logging.error("experiment %d %s: its process gave no result: %r", number, run, e)
                 run_failures, times = [run + (f"{type(e).__name__}: {e}",)], {}
+            answered += 1
             failures += run_failures
             context.times.update(times)
-    return sorted(failures, key=lambda f: runs.index(f[:4]))
+        # pid -> multiprocessing.Process of the pool (no public view of them; the exit codes are read after the
+        # block, which waits until the pool has ended them all)
+        processes = dict(getattr(pool, "_processes", None) or {})
+    again, died = [], []
+    for number, run in broken:
+        pid = _started_by(marks, number)
+        code = processes[pid].exitcode if pid in processes else None
+        if pid is None or code == -signal.SIGTERM or os.path.exists(os.path.join(finished, str(number))):
+            again.append((number, run))  # not started; stopped by the pool; or done with its answer lost
+            continue
+        reason = f"its process {pid} died: {_exit_text(code)}"
+        logging.error("experiment %d/%d %s: %s; not run again", number, total, run, reason)
+        died.append(run + (reason,))
+        artifacts.write_text(os.path.join(finished, str(number)), "")  # the experiments waiting for it go on
+    if again and not died and not answered:  # nothing moved: a fresh pool might break the same way for ever
+        codes = sorted({p.exitcode for p in processes.values()}, key=str)
+        return failures + [run + (f"the process pool broke (its processes' exit codes: {codes})",)
+                           for _, run in again], []
+    for number, _ in again:
+        for mark in ("started", "taken"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(marks, f"{number}.{mark}"))
+    if again:
+        logging.warning("a process of the sweep died and the pool stopped the others: experiments %s run again in "
+                        "a fresh pool", [number for number, _ in again])
+    return failures + died, again
+
+
+def _started_by(marks, number):
+    """The process id that started experiment `number` of a parallel sweep (its mark), or None."""
+    try:
+        with open(os.path.join(marks, f"{number}.started"), encoding="ascii") as f:
+            return int(f.read())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _exit_text(code):
+    """How a process ended, from its exit code (multiprocessing's: -N for signal N)."""
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        note = " (what the out-of-memory killer sends)" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{note}, exit code {code}"
+    return f"exit status {code}"
 
 
 _PROCESS_CONTEXT = []  # the training.Context of a sweep's worker process, made by its first experiment
 
 
-def _sweep_process(number, run, total, config_dir, extra_files, params, overrides_dir, writers, finished):
+def _sweep_process(number, run, total, config_dir, extra_files, params, overrides_dir, writers, finished,
+                   owners=(), marks=None):
     """One experiment of a parallel sweep, in a worker process, without progress bars (the bars of parallel
     processes would overwrite each other). It waits for the artifacts `writers` gives to earlier experiments,
-    and leaves the file `finished`/<number> when it ends. Returns (failures, times of this experiment)."""
+    and leaves the file `finished`/<number> when it ends. Returns (failures, times of this experiment).
+
+    With `marks` (a folder), it leaves `<number>.started` (its process id) there when it starts and
+    `<number>.taken` once it holds the experiment's lock, and it takes that lock only after every experiment of
+    `owners` (those that write an artifact it needs) has taken its own or ended (_wait_for_owners)."""
     import training  # pylint: disable=import-outside-toplevel  (see the imports)
     if not _PROCESS_CONTEXT:
         logging.use_absl_handler()  # the log format of the main process (app.run installs it there)
@@ -332,22 +510,56 @@ def _sweep_process(number, run, total, config_dir, extra_files, params, override
     context = _PROCESS_CONTEXT[0]
     context.shared, context.experiment, context.finished_dir = writers, number, finished
     before, start = collections.Counter(context.times), time.time()
+    locked = {}
+    if marks is not None:
+        artifacts.write_text(os.path.join(marks, f"{number}.started"), str(os.getpid()))
+        locked["on_locked"] = lambda k: artifacts.write_text(os.path.join(marks, f"{k}.taken"), "")
     try:
-        failures = _sweep_numbered([(number, run)], total, config_dir, extra_files, params, overrides_dir, context)
+        if marks is not None:
+            _wait_for_owners(number, owners, finished, marks, context)
+        failures = _sweep_numbered([(number, run)], total, config_dir, extra_files, params, overrides_dir, context,
+                                   **locked)
     finally:
         artifacts.write_text(os.path.join(finished, str(number)), "")
     logging.info("experiment %d/%d done in %.1f s (process %d)", number, total, time.time() - start, os.getpid())
     return failures, dict(context.times - before)
 
 
-def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir, context):
+def _wait_for_owners(number, owners, finished, marks, context):
+    """Before experiment `number` of a parallel sweep takes its lock, waits until each experiment of `owners` (those
+    that write an artifact it needs; earlier in the queue, so started before it) holds its own lock
+    (`marks`/<owner>.taken) or has ended (`finished`/<owner>). So a process that holds an experiment's lock and waits
+    for an artifact (training.Context.wait_for) only ever waits for an experiment of its own sweep that runs under
+    its lock, earlier in plan order; never for one that waits for the lock of an experiment another sweep on the
+    same folder runs. Two sweeps on one folder then cannot wait for each other in a circle, whatever the orders of
+    their plans (README "Concurrency")."""
+    import training  # pylint: disable=import-outside-toplevel  (see the imports)
+
+    def pending():
+        return [o for o in owners if not (os.path.exists(os.path.join(marks, f"{o}.taken"))
+                                          or os.path.exists(os.path.join(finished, str(o))))]
+
+    waiting = pending()
+    if not waiting:
+        return
+    logging.info("experiment %d: waiting for experiment(s) %s, which write what it needs, to start", number, waiting)
+    start = time.perf_counter()
+    while pending():
+        time.sleep(training.WAIT_POLL_SECONDS)
+    context.times["waiting for another process"] += time.perf_counter() - start
+
+
+def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_dir, context, on_locked=None):
+    """Runs the numbered experiments one after the other (run_experiment); `on_locked(number)` is called once an
+    experiment holds its lock. Returns the failures."""
     failures = []
     for k, (config, test_type, source, variant) in numbered:
         logging.info("experiment %d/%d: %s %s %s%s", k, total, config, test_type, source,
                      "".join(f" [{v}]" for v in variant))
         try:
             run_experiment(experiment_gin_files(config, config_dir, extra_files, overrides_dir),
-                           list(params) + list(variant), test_type, source, context)
+                           list(params) + list(variant), test_type, source, context,
+                           on_locked=None if on_locked is None else functools.partial(on_locked, k))
         except Exception as e:  # pylint: disable=broad-except
             logging.error("experiment %s %s %s %s failed: %s\n%s", config, test_type, source, variant, e,
                           traceback.format_exc())
@@ -355,14 +567,38 @@ def _sweep_numbered(numbered, total, config_dir, extra_files, params, overrides_
     return failures
 
 
-def run_experiment(files, params, test_type, replay_source, context=None):
-    """Parses the gin files and bindings afresh and runs one experiment (Training(manager).train())."""
+def run_experiment(files, params, test_type, replay_source, context=None, on_locked=None):
+    """Parses the gin files and bindings afresh and runs one experiment (Training(manager).train()) under the
+    experiment's lock (results.experiment_lock, beside its results file): another process that runs the same
+    experiment on the same folder (a second sweep) waits until this one has finished it, then finds every stage
+    complete and reuses it. `on_locked()` is called once the lock is held. A non-chief worker of a multi-worker run
+    takes no lock: it writes into a scratch folder of its own, and its chief holds the lock."""
     try:
         manager = _manager(files, params, test_type, replay_source)
     except ValueError as e:
         raise ValueError(f"gin files {files}: {e}") from None
-    import training  # pylint: disable=import-outside-toplevel  (see the imports)
-    training.Training(manager, context=context).train()
+    import results  # pylint: disable=import-outside-toplevel  (see the imports)
+    import training  # pylint: disable=import-outside-toplevel
+    run = training.Training(manager, context=context)
+    if not run.chief:
+        run.train()
+        return manager
+    start, waited = time.perf_counter(), []
+
+    def waiting(pid):
+        waited.append(pid)
+        logging.info("experiment %s: another process holds its lock %s%s: waiting until it has run the experiment",
+                     manager.get_validation_file_name(), results.lock_path(run.results_file),
+                     f" (process {pid})" if pid else "")
+
+    with results.experiment_lock(run.results_file, on_wait=waiting):
+        if waited:
+            seconds = time.perf_counter() - start
+            run.context.times["waiting for another process"] += seconds
+            logging.info("experiment %s: lock taken after %.1f s", manager.get_validation_file_name(), seconds)
+        if on_locked is not None:
+            on_locked()
+        run.train()
     return manager
 
 
@@ -382,8 +618,10 @@ def voc_data_present(base="."):
 
 def checked_plan(extra_files, params, overrides_dir=None, benchmark="embedded"):
     """The sweep's experiments from the flags, every flag checked first: an unknown config, setup or source,
-    a selection that runs nothing, a missing gin file or a gin binding that does not parse (each binding is
-    tried alone, so the error names it) is an absl usage error (exit status 2), before any work."""
+    a selection that runs nothing, a missing gin file, a gin file that is not gin syntax (named with its line), a
+    gin binding that does not parse (each binding is tried alone, so the error names it), or a bound value that
+    TrainManager, Training or the backbone rejects (check_bound_values) is an absl usage error (exit status 2),
+    before any work."""
     if FLAGS.shard is not None and _parse_shard(FLAGS.shard) is None:
         raise app.UsageError(f"--shard: expected K/N with 1 <= K <= N, e.g. 2/8; got {FLAGS.shard!r}", exitcode=2)
     try:
@@ -400,17 +638,27 @@ def checked_plan(extra_files, params, overrides_dir=None, benchmark="embedded"):
     missing = [f for f in extra_files if not os.path.exists(f)]
     if missing:
         raise app.UsageError(f"--gin_file: not found: {missing}", exitcode=2)
-    config = os.path.join(FLAGS.config_dir, runs[0][0] + ".gin")
-    for binding in params:
+    every_file = dict.fromkeys(f for config, _, _, _ in runs
+                               for f in experiment_gin_files(config, FLAGS.config_dir, extra_files, overrides_dir))
+    for path in every_file:
+        error = gin_file_error(path)
+        if error:
+            raise app.UsageError(f"not a gin file: {error}", exitcode=2)
+    files = [os.path.join(FLAGS.config_dir, runs[0][0] + ".gin")] + extra_files
+    for bindings in [[]] + [[binding] for binding in params]:  # the files alone first: a binding is not blamed
         try:
             gin.clear_config()
-            gin.parse_config_files_and_bindings([config] + extra_files, [binding])
+            gin.parse_config_files_and_bindings(files, bindings)
         except Exception as e:  # pylint: disable=broad-except  (gin raises several kinds)
-            raise app.UsageError(f"--gin_param {binding!r}: {e}", exitcode=2) from None
-    for config, test_type, source, variant in runs:  # every experiment's bindings (TrainManager checks them)
+            bracket = _unclosed_bracket(bindings[0]) if bindings else None
+            message = f"{bracket.string!r} is never closed" if bracket else e
+            where = f"--gin_param {bindings[0]!r}" if bindings else f"gin files {files}"
+            raise app.UsageError(f"{where}: {message}", exitcode=2) from None
+    for config, test_type, source, variant in runs:  # every experiment's bindings and bound values
         files = experiment_gin_files(config, FLAGS.config_dir, extra_files, overrides_dir)
         try:
             _manager(files, list(params) + list(variant), test_type, source)
+            check_bound_values()
         except ValueError as e:
             raise app.UsageError(f"{config} {test_type} {source} (gin files {files}): {e}", exitcode=2) from None
     gin.clear_config()
@@ -450,8 +698,9 @@ def main(argv):
     context = training.Context()
     failures = sweep(runs, FLAGS.config_dir, extra_files, FLAGS.gin_param, overrides_dir, jobs, context)
     timings["experiments"] = time.time() - start
+    refused = []  # results files that hold a step twice (results.read_experiments)
     if context.chief_process():  # other workers of a multi-worker run leave the summary to the chief
-        rows = results.summarize(os.path.join(base, "outputs"))
+        rows = results.summarize(os.path.join(base, "outputs"), refused=refused)
         print(results.markdown_table(rows))
         print(results.method_setup_table(rows))
         print(results.recall_vs_finetuning(rows))
@@ -463,9 +712,12 @@ def main(argv):
         logging.info("time: %s %.1f s", phase, seconds)
     logging.info("the %s sweep of %d experiments took %.1f min on a %s CPU, %d process(es)", benchmark, len(runs),
                  timings["whole run"] / 60, runtime.cpu_kind(), jobs)
-    if failures:
-        for failure in failures:
-            logging.error("FAILED: %s", failure)
+    for failure in failures:
+        logging.error("FAILED: %s", failure)
+    for path, step in refused:
+        logging.error("REFUSED: %s holds step %d twice: left out of the summary (delete the file to validate its "
+                      "steps again, or one of the two blocks)", path, step)
+    if failures or refused:
         sys.exit(1)
 
 

@@ -4,6 +4,8 @@ Each experiment writes `outputs/<name>.txt`, the original's text blocks (one per
 per-class IoU and accuracy, old/new groups; format_results_block, parse_results_file), and beside it, when it
 finishes, `<name>.gin` (the operative gin config) and `<name>.json` (what the experiment was: config, setup,
 parameter indices, replay source; write_description). The summaries read the JSON files, never file names.
+`<name>.lock` is the experiment's lock (experiment_lock): one process at a time runs the experiment or appends to
+its results file, which never holds a step twice (RepeatedStepError).
 
 Writes `summary.csv`, `summary.md`, `summary.tex` (the paper's table form), `method_setup_table.md` (the
 README's table: a row per method, protocol, replay source and variant, a column per setup), `recall_vs_finetuning.md`
@@ -29,13 +31,16 @@ or overlapped), miou_old, miou_new, miou_all (percent; empty: not reported) and 
 Usage: python results.py --outputs outputs [--paper docs/paper_results.csv]
 """
 import ast
+import contextlib
 import csv
+import errno
 import glob
 import io
 import json
 import math
 import os
 import re
+import sys
 
 from absl import app, flags, logging
 import gin
@@ -100,18 +105,47 @@ def format_results_block(step, loss, cm, old_classes, new_classes):
     return "\n".join(lines) + "\n"
 
 
-def append_results_block(path, block):
-    """Appends a block to a results file atomically (the whole file is rewritten under a temporary name).
+def lock_path(results_file):
+    """`<name>.lock` beside the results file `<name>.txt`: the lock of the experiment (experiment_lock)."""
+    return os.path.splitext(results_file)[0] + artifacts.LOCK_SUFFIX
+
+
+def experiment_lock(results_file, on_wait=None):
+    """The lock of the experiment whose results file is `results_file` (artifacts.exclusive_lock on lock_path): held
+    by the process that runs the experiment (main.run_experiment) and around every append, so that two processes
+    never run one experiment, nor append to its file, at once. Re-entrant; on_wait as exclusive_lock's."""
+    return artifacts.exclusive_lock(lock_path(results_file), on_wait)
+
+
+def _header_steps(lines):
+    """[(step, line number)] of the block headers among `lines` (the text's lines, in order)."""
+    headers = [(_HEADER_RE.match(line.rstrip()), number) for number, line in enumerate(lines, 1)]
+    return [(int(match.group(1)), number) for match, number in headers if match]
+
+
+def append_results_block(path, block, lock=True):
+    """Appends a block to a results file atomically (the whole file is rewritten under a temporary name), under the
+    experiment's lock (experiment_lock): the file is read and replaced by one process at a time.
 
     Args:
       path: the results file (created with its folder if missing).
       block: text from format_results_block.
+      lock: False only for a file no other process writes (a multi-worker run's non-chief worker writes a copy in a
+        scratch folder of its own, whose lock file may be a link to the chief's, held by the chief).
+
+    Raises:
+      ValueError naming the file and the step when the file already holds a block of the block's step: a results
+      file holds each step once (the caller checks before it validates: Training._run_validation).
     """
-    old = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = f.read()
-    artifacts.write_text(path, old + block, fsync=True)
+    (step, _), = _header_steps(block.splitlines())
+    with experiment_lock(path) if lock else contextlib.nullcontext():
+        old = ""
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                old = f.read()
+        if step in [s for s, _ in _header_steps(old.splitlines())]:
+            raise ValueError(f"{path} already holds step {step}: a results file holds each step once")
+        artifacts.write_text(path, old + block, fsync=True)
 
 
 def _parse_list(text, where):
@@ -144,6 +178,17 @@ _SCALARS = {"LOSS": "loss", "mIoU": "miou", "mean class accuracy": "mean_class_a
 _LISTS = {"class_iou": "class_iou", "class accuracy": "class_accuracy"}
 
 
+class RepeatedStepError(ValueError):
+    """A results file that holds a step twice (two runs wrote one experiment at once, before the experiment lock):
+    its numbers may be either run's, so it is refused. `path` and `step` name them."""
+
+    def __init__(self, path, step, lines):
+        super().__init__(f"{path}: step {step} appears twice (blocks at lines {lines[0]} and {lines[1]}): two runs "
+                         f"wrote this experiment at once; delete the file (the next run validates every step again "
+                         f"from the checkpoints) or one of the two blocks")
+        self.path, self.step = path, step
+
+
 def parse_results_file(path):
     """Reads every block of a results file (ours or the original's).
 
@@ -155,6 +200,10 @@ def parse_results_file(path):
       mean_pixel_accuracy (floats), class_iou, class_accuracy (lists of float or None), and
       old_classes, new_classes (lists of int or None), old_miou, new_miou, old_accuracy, new_accuracy
       (floats or None; None for a first step).
+
+    Raises:
+      FileNotFoundError; ValueError naming the file and line of what does not parse; RepeatedStepError (a
+      ValueError) naming the file and the step when a step appears twice.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"results file not found: {path}")
@@ -193,6 +242,11 @@ def parse_results_file(path):
         missing = [k for k in list(_SCALARS.values()) + list(_LISTS.values()) if k not in b]
         if missing:
             raise ValueError(f"{path}: block of step {b['step']} lacks {missing}")
+    first = {}
+    for step, number in _header_steps(lines):
+        if step in first:
+            raise RepeatedStepError(path, step, (first[step], number))
+        first[step] = number
     return blocks
 
 
@@ -271,13 +325,17 @@ def _short(structure):
     return "-".join(map(str, structure)) if len(structure) == 3 else f"{structure[0]}-{structure[1]}"
 
 
-def read_experiments(outputs):
+def read_experiments(outputs, refused=None):
     """Reads every finished experiment of `outputs`: each JSON description (write_description) and the
-    results file it names (unreadable or unfinished ones are skipped with a warning; a results file without
-    a description, such as one of the original's, is not summarised). Returns a list of dicts sorted by
-    results file: config, test_type, setup, structure, parameters, replay_source ('gan', 'flickr' or 'none'
-    for experiments without replay), protocol and behaviours (_protocol_and_behaviours), blocks
-    (parse_results_file), path."""
+    results file it names (unreadable or unfinished ones are skipped with a warning, and so is one that holds a
+    step twice, RepeatedStepError; a results file without a description, such as one of the original's, is not
+    summarised). Returns a list of dicts sorted by results file: config, test_type, setup, structure, parameters,
+    replay_source ('gan', 'flickr' or 'none' for experiments without replay), protocol and behaviours
+    (_protocol_and_behaviours), blocks (parse_results_file), path.
+
+    Args:
+      refused: a list that receives (results file, step) of each file skipped for holding that step twice (the
+        callers exit with status 1 then: results.py, main.py)."""
     experiments = []
     for description in sorted(glob.glob(os.path.join(outputs, "*.json"))):
         try:
@@ -295,6 +353,8 @@ def read_experiments(outputs):
                 raise ValueError(f"{path}: class lists of length {sorted(lengths)}, expected {doc['n_classes']}")
         except (OSError, ValueError, KeyError, TypeError) as e:
             logging.warning("skipping %s: %s: %s", description, type(e).__name__, e)
+            if isinstance(e, RepeatedStepError) and refused is not None:
+                refused.append((e.path, e.step))
             continue
         if not blocks or max(b["step"] for b in blocks) != len(structure) - 1:
             logging.warning("skipping %s: the experiment is not finished (steps %s of %d)", path,
@@ -883,38 +943,56 @@ def plot(experiments, folder):
     return written
 
 
-def summarize(outputs, paper=None):
+def summarize(outputs, paper=None, refused=None):
     """Writes summary.csv, summary.md, summary.tex, method_setup_table.md, recall_vs_finetuning.md,
     recall_vs_baselines.md and plots/ for the results files of `outputs`, and with `paper` (a file of the paper's
     numbers, read_paper_results) paper_comparison.md and .csv. Only runs on real VOC should be given a paper file:
-    nothing else decides it (see the module docstring).
+    nothing else decides it (see the module docstring). A folder that cannot be written (a finished, read-only
+    one) gets no file, with a warning naming it: reading results needs no write.
+
+    Args:
+      refused: as read_experiments'.
+
     Returns the rows (list of dicts with COLUMNS)."""
     paper_rows = None if paper is None else read_paper_results(paper)  # a bad file fails before anything is written
-    experiments = read_experiments(outputs)
+    experiments = read_experiments(outputs, refused)
     rows = summary_rows(experiments)
     if not rows:
         logging.warning("no results files in %s", outputs)
         return rows
-    if paper_rows is not None:
-        write_comparison(paper_comparison(experiments, paper_rows), outputs)
-    write_csv(rows, os.path.join(outputs, "summary.csv"))
-    artifacts.write_text(os.path.join(outputs, "summary.md"), markdown_table(rows))
-    artifacts.write_text(os.path.join(outputs, "summary.tex"), latex_table(rows, experiments))
-    artifacts.write_text(os.path.join(outputs, "method_setup_table.md"), method_setup_table(rows))
-    artifacts.write_text(os.path.join(outputs, "recall_vs_finetuning.md"), recall_vs_finetuning(rows))
-    artifacts.write_text(os.path.join(outputs, "recall_vs_baselines.md"), recall_vs_baselines(rows))
-    plot(experiments, os.path.join(outputs, "plots"))
+    try:
+        if paper_rows is not None:
+            write_comparison(paper_comparison(experiments, paper_rows), outputs)
+        write_csv(rows, os.path.join(outputs, "summary.csv"))
+        artifacts.write_text(os.path.join(outputs, "summary.md"), markdown_table(rows))
+        artifacts.write_text(os.path.join(outputs, "summary.tex"), latex_table(rows, experiments))
+        artifacts.write_text(os.path.join(outputs, "method_setup_table.md"), method_setup_table(rows))
+        artifacts.write_text(os.path.join(outputs, "recall_vs_finetuning.md"), recall_vs_finetuning(rows))
+        artifacts.write_text(os.path.join(outputs, "recall_vs_baselines.md"), recall_vs_baselines(rows))
+        plot(experiments, os.path.join(outputs, "plots"))
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        logging.warning("summary not written: %s is not writable (%s); the tables are printed only", outputs, e)
+        return rows
     logging.info("summary of %d experiments written to %s", len(rows), outputs)
     return rows
 
 
 def main(_):
-    rows = summarize(flags.FLAGS.outputs, paper=flags.FLAGS.paper)
+    """Prints the summary table (and with --paper the comparison); exit status 1 when a results file was refused
+    for holding a step twice (its experiment is missing from the tables)."""
+    refused = []
+    rows = summarize(flags.FLAGS.outputs, paper=flags.FLAGS.paper, refused=refused)
     print(markdown_table(rows))
-    comparison = os.path.join(flags.FLAGS.outputs, "paper_comparison.md")
     if flags.FLAGS.paper and rows:
-        with open(comparison, encoding="utf-8") as f:
-            print(f.read())
+        experiments = read_experiments(flags.FLAGS.outputs)
+        print(comparison_markdown(paper_comparison(experiments, read_paper_results(flags.FLAGS.paper))))
+    for path, step in refused:
+        logging.error("%s: step %d appears twice: left out of the summary (delete the file to validate its steps "
+                      "again, or one of the two blocks)", path, step)
+    if refused:
+        sys.exit(1)
 
 
 def cli():

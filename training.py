@@ -309,10 +309,11 @@ class Training:
       # ------------------------------------------------------------------------------------------- the stages
 
     def train(self):
-        """Runs every stage that is not complete yet, then writes the operative gin config and the description
-        (results.write_description) beside the results file."""
+        """Runs every stage that is not complete yet, then, when it validated a step, writes the operative gin
+        config and the description (results.write_description) beside the results file."""
         m = self.manager
         logging.info("experiment %s (%s, %s)", m.get_validation_file_name(), m.short_name(), m.replay_source)
+        validated_before = _steps_in(self.results_file)
         if self.chief:
             artifacts.remove_stale_temporaries(*(os.path.join(m.base_folder_path, f)
                                                   for f in ("checkpoints", "data", "outputs")))
@@ -328,8 +329,17 @@ class Training:
             with self.context.timed("replay labelling"):
                 self.replay_labels()
         self.incremental_steps()
-        artifacts.write_text(os.path.splitext(self.results_file)[0] + ".gin", gin.operative_config_str())
-        results.write_description(self.manager)
+        # The operative config and the description go with the results they describe: written when this run
+        # validated a step (or when they are missing), never over a finished experiment's (a rerun with other
+        # switches writes under other names, behaviours.tag; other values under the same names fail the records'
+        # check before anything is validated). So a finished folder is only read, and may be read-only.
+        described = all(os.path.exists(p) for p in (results.gin_path(self.results_file),
+                                                    results.description_path(self.results_file)))
+        if self.chief and (_steps_in(self.results_file) != validated_before or not described):
+            artifacts.write_text(results.gin_path(self.results_file), gin.operative_config_str())
+            results.write_description(self.manager)
+        else:
+            logging.info("finished before: %s and its description left as they are", self.results_file)
 
     def first_step(self):
         """Step 0: encoder + decoder on classes 0..N0, from the pretrained encoder."""
@@ -364,7 +374,9 @@ class Training:
         self._record_made(decoder_path, "step0")
         self._record_made(encoder_path, "step0")
         model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
+        self._seal(decoder_path)
         model.save_encoder(seg, encoder_path)
+        self._seal(encoder_path)
         self._main, self._main_holds = seg, (encoder_path, decoder_path)
         logging.info("step 0: trained and saved %s, %s", encoder_path, decoder_path)
 
@@ -391,6 +403,7 @@ class Training:
                       m.helper_schedule(len(classes)), train_encoder=False, helper=True)
             self._record_made(out_path, "helpers")
             model.save_decoder(seg, out_path)
+            self._seal(out_path)
             logging.info("helper %s: trained and saved %s", classes, out_path)
 
     def replay_labels(self):
@@ -425,6 +438,7 @@ class Training:
                 seg = seg or build()
                 self._record_made(output, "replay")
                 self._label_replay(seg, source, output, os.path.join(m.get_replay_folder(), "debug", name))
+                self._seal(output)
 
     def incremental_steps(self):
         """Incremental steps from the first missing decoder: label mixing, training (the decoder; encoder +
@@ -456,6 +470,7 @@ class Training:
                                               encoders[step - 1])
                         self._record_made(new_path, "incremental")
                         self._mix_labels(previous, m.get_train_paths()[step], new_path)
+                        self._seal(new_path)
             with self.context.timed("incremental training"):
                 seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1], encoders[step - 1])
                 replay = m.get_replay_tfrecords_for_step(step) if m.uses_replay() else []
@@ -467,7 +482,9 @@ class Training:
                 if m.incremental.train_encoder:  # first: a complete decoder marks the step done
                     self._record_made(encoders[step], "incremental")
                     model.save_encoder(seg, encoders[step])
+                    self._seal(encoders[step])
                 model.save_decoder(seg, m.get_decoder_paths()[step])
+                self._seal(m.get_decoder_paths()[step])
                 self._main_holds = (encoders[step], m.get_decoder_paths()[step])
             logging.info("step %d: trained classes %s (old %s) and saved %s", step, new, old[1:],
                          m.get_decoder_paths()[step])
@@ -496,6 +513,11 @@ class Training:
         """Records what makes the artifact at `path` beside it (artifacts.write_record; the chief only)."""
         if self.chief:
             artifacts.write_record(path, self._made_by(stage))
+
+    def _seal(self, path):
+        """Adds the digest of the artifact just written at `path` to its record (artifacts.seal_record; chief)."""
+        if self.chief:
+            artifacts.seal_record(path)
 
     def _check_made(self, path, stage):
         """Before the artifact at `path` is reused: the values that made it must be this run's (artifacts.check_record:
@@ -754,22 +776,31 @@ class Training:
             self._run_validation(seg, step)
 
     def _run_validation(self, seg, step):
+        """Validates `step` and appends its block unless the results file holds it already. The check and the
+        append happen under the experiment's lock (results.experiment_lock, re-entrant: main.run_experiment holds
+        it for the whole experiment), so the file never holds a step twice, even when two processes run this
+        experiment outside main.py. A non-chief worker takes no lock: it writes its own copy in a scratch folder,
+        whose lock file may be a link to the chief's (_worker_view), held by the chief."""
         m = self.manager
-        if not m.get_validate() or step in _steps_in(self.results_file):
+        if not m.get_validate():
             return
-        if step == 0:
-            old, new = None, list(range(m.get_encoder_number() + 1))
-        else:
-            old, new = m.get_old_classes_for_incremental_step(step), m.get_new_classes_for_incremental_step(step)
-        classes = new if old is None else old + new
-        paths = m.get_val_paths()[step]
-        missing = [p for p in paths if not os.path.exists(p)]
-        if missing:
-            raise FileNotFoundError(f"validation tfrecords not found: {missing}")
-        loss, cm = evaluate(seg, paths, classes, self.n_classes, self.manager.common.dataset_mean,
-                            self.validation_batch, self.context.progress_bars)
-        block = results.format_results_block(step, loss, cm, old, new)
-        results.append_results_block(self.results_file, block)
+        with results.experiment_lock(self.results_file) if self.chief else contextlib.nullcontext():
+            if step in _steps_in(self.results_file):
+                logging.info("step %d: validated already in %s", step, self.results_file)
+                return
+            if step == 0:
+                old, new = None, list(range(m.get_encoder_number() + 1))
+            else:
+                old, new = m.get_old_classes_for_incremental_step(step), m.get_new_classes_for_incremental_step(step)
+            classes = new if old is None else old + new
+            paths = m.get_val_paths()[step]
+            missing = [p for p in paths if not os.path.exists(p)]
+            if missing:
+                raise FileNotFoundError(f"validation tfrecords not found: {missing}")
+            loss, cm = evaluate(seg, paths, classes, self.n_classes, self.manager.common.dataset_mean,
+                                self.validation_batch, self.context.progress_bars)
+            block = results.format_results_block(step, loss, cm, old, new)
+            results.append_results_block(self.results_file, block, lock=self.chief)
         with tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, "validation")).as_default():
             tf.summary.scalar("mIoU", metrics.get_mean_iou(cm, classes), step=step)
         logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
@@ -932,13 +963,29 @@ def _png(label):
 
 
 def _save_debug(folder, index, image, label):
+    """Writes labelled replay sample `index` as `folder`/images/{index}.jpg (Pillow's default quality, 75),
+    labels/{index}.png (class ids) and rgb_labels/{index}.png (VOC colours), each atomically: a failed write
+    (a full disk) leaves no file, or the earlier one whole.
+
+    Args:
+      image: uint8 [H, W, 3]. label: uint8 [H, W] class ids.
+    Raises:
+      OSError: a file cannot be written; it keeps the errno and names the file (its `filename`).
+    """
     for sub, array, ext in (("images", image, "jpg"), ("labels", label, "png"),
                             ("rgb_labels", data_loader.colorize(label), "png")):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
-        Image.fromarray(array).save(os.path.join(folder, sub, f"{index}.{ext}"))
+        path = os.path.join(folder, sub, f"{index}.{ext}")
+        data = io.BytesIO()
+        Image.fromarray(array).save(data, format="JPEG" if ext == "jpg" else "PNG")
+        try:
+            artifacts.write_bytes(path, data.getvalue())
+        except OSError as e:  # a write error names no file ("[Errno 28] No space left on device")
+            raise OSError(e.errno, f"{e.strerror or e} (writing a debug image of replay labelling)", path) from e
 
 
 def _steps_in(results_file):
+    """The steps the results file holds (empty when it is missing). Raises results.RepeatedStepError, naming the
+    file and the step, for a file that holds a step twice."""
     if not os.path.exists(results_file):
         return set()
     return {b["step"] for b in results.parse_results_file(results_file)}

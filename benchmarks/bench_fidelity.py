@@ -33,9 +33,10 @@ import training
 FLAGS = flags.FLAGS
 
 SETUPS = ["ADD_ONE_TEN_TIMES"]
-RECALL = [("DISJOINT", t, "gan") for t in SETUPS]
-BOTH_SOURCES = RECALL + [("DISJOINT", t, "flickr") for t in SETUPS]
-FINE_TUNING = [("FINE_TUNING_DISJOINT", t, "gan") for t in SETUPS]
+# main.plan's runs: (config, setup, source, variant bindings); a setting's bindings are passed as gin params.
+RECALL = [("DISJOINT", t, "gan", ()) for t in SETUPS]
+BOTH_SOURCES = RECALL + [("DISJOINT", t, "flickr", ()) for t in SETUPS]
+FINE_TUNING = [("FINE_TUNING_DISJOINT", t, "gan", ()) for t in SETUPS]
 # name -> (gin bindings, experiments it affects)
 SETTINGS = {
     "default (original)": ([], BOTH_SOURCES + FINE_TUNING),

@@ -94,7 +94,7 @@ def estimate(runs, tflops, replay_size, replay_per_class, images_per_class, conf
     crop = m0.common.train_image_size
     flops[crop] = bench_perf.conv_flops(seg, crop)
     rows, seen, totals = [], set(), collections.Counter()
-    for config, test_type, source in runs:
+    for config, test_type, source, _ in runs:
         m = main._manager(main.experiment_gin_files(config, config_dir), [], test_type, source)
         by_kind = collections.Counter()
         for key, kind, f in stages(m, flops, crop, replay_size, replay_per_class, images_per_class):

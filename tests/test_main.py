@@ -295,3 +295,48 @@ def test_default_jobs(monkeypatch):
     monkeypatch.setattr(main.os, "cpu_count", lambda: 8)
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
     assert main.default_jobs("embedded") == 1
+
+
+@pytest.mark.parametrize("gin_text, flags, message", [
+    # An unclosed bracket, named at the line where it opens (gin and the tokenizer name where the file or the
+    # next statement starts): in a --gin_file, with and without a --gin_param (that is not the culprit).
+    ("TrainManager.batch_size = 8\nTrainManager.dataset_mean = [104.0, 116.7,\n", [],
+     "bad.gin: line 2: '[' is never closed"),
+    ("TrainManager.batch_size = 8\nTrainManager.dataset_mean = (104.0, 116.7\n\nTrainManager.momentum = 0.9\n",
+     ["--gin_param", "TrainManager.batch_size = 4"], "bad.gin: line 2: '(' is never closed"),
+    (None, ["--gin_param", "TrainManager.batch_size = = 3"], "--gin_param 'TrainManager.batch_size = = 3'"),
+    (None, ["--gin_param", "TrainManager.batch_size = (3"], "--gin_param 'TrainManager.batch_size = (3': "
+                                                            "'(' is never closed"),
+    # Bindings that Training and the backbone check only when an experiment runs, checked before any work.
+    (None, ["--gin_param", "backbone.units = [1, 1]"], "backbone.units must be 4 positive ints, got [1, 1]"),
+    (None, ["--gin_param", "backbone.width = -1.0"], "backbone.width must be positive, got -1.0"),
+    (None, ["--gin_param", 'Training.replay_label_input = "mean_subtracte"'],
+     "Training.replay_label_input: 'mean_subtracte' is not one of ('raw', 'mean_subtracted')"),
+    (None, ["--gin_param", "Training.train_batch_norm = 1"], "Training.train_batch_norm: expected True or False"),
+    (None, ["--gin_param", 'Training.distribute = "tpu"'], "Training.distribute: unknown strategy 'tpu'"),
+])
+def test_gin_errors_stop_before_any_work(tmp_path, gin_text, flags, message):
+    """A gin syntax error names its file and line; a bad value of a Training or backbone binding is named: a usage
+    error (exit status 2), no traceback, nothing built or written."""
+    import subprocess
+    import sys
+    run = tmp_path / "run"
+    run.mkdir()
+    if gin_text is not None:
+        (tmp_path / "bad.gin").write_text(gin_text)
+        flags = ["--gin_file", str(tmp_path / "bad.gin")] + flags
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--config_dir", CONFIG_DIR, "--configs",
+                           "FINE_TUNING", "--test_type", "ADD_ONE_ONE_TIME"] + flags,
+                          cwd=run, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert os.listdir(run) == []  # no embedded build started
+
+
+def test_a_config_with_a_syntax_error_is_named_with_its_line(tmp_path):
+    """An unclosed bracket in a config of --configs (read before TensorFlow loads, to plan the sweep)."""
+    shutil.copy(os.path.join(CONFIG_DIR, "FINE_TUNING.gin"), tmp_path)
+    with open(tmp_path / "FINE_TUNING.gin", "a") as f:
+        f.write("TrainManager.dataset_mean = [104.0, 116.7,\n")
+    with pytest.raises(ValueError, match=r"FINE_TUNING.gin: line \d+: '\[' is never closed"):
+        main.plan(["FINE_TUNING"], ["ADD_ONE_ONE_TIME"], ["gan"], str(tmp_path))

@@ -10,6 +10,7 @@ import gin
 import numpy as np
 import pytest
 
+import artifacts
 import baselines
 import data_loader
 import model
@@ -88,7 +89,7 @@ def test_method_end_to_end_and_resume(step0_copy, monkeypatch, config):
 
     # Artifacts: a decoder per step; an encoder per incremental step exactly when the method trains it.
     assert m.check_encoder() and m.check_decoders() and m.find_step() == -1
-    step_encoders = sorted(glob.glob(os.path.join(copy_base, "checkpoints", "encoders", "*_S*")))
+    step_encoders = sorted(glob.glob(os.path.join(copy_base, "checkpoints", "encoders", "*_S*" + artifacts.CHECKPOINT_SUFFIX)))
     encoders = m.get_encoder_paths()
     if trains_encoder:
         assert step_encoders == [p + ".weights.h5" for p in encoders[1:]]

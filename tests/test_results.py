@@ -212,8 +212,8 @@ def test_malformed_experiments_are_skipped_never_shifted(tmp_path):
         assert results.read_experiments(str(outputs)) == []
     with open(ft, "w") as f:
         json.dump(doc, f)
-    with open(outputs / "FINE_TUNING (T0_P1.0.0.4).txt", "a") as f:  # a block with 22 classes
-        f.write(_block(1, [0.8] * 22, list(range(20)), [20]))
+    with open(outputs / "FINE_TUNING (T0_P1.0.0.4).txt", "w") as f:  # its last block with 22 classes
+        f.write(_block(0, [0.9] * 20 + [None]) + _block(1, [0.8] * 22, list(range(20)), [20]))
     assert results.read_experiments(str(outputs)) == []
     os.makedirs(outputs / "folder.json")
     assert results.read_experiments(str(outputs)) == []

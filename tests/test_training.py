@@ -1,4 +1,5 @@
 """A tiny RECALL experiment end to end: stages, artifacts, frozen encoder, label mixing, results, resume."""
+import copy
 import glob
 import io
 import shutil
@@ -63,7 +64,7 @@ def test_experiment_end_to_end(copy_base, monkeypatch):
     assert step2[1] == {"sequential_files": True, "buffer_size": 400 * 15}
     assert step2[0] == m.get_replay_output_paths()[:15]  # classes 1..15 in order
     inputs.clear()  # the switch: data_loader's defaults (records shuffled, buffer 1000, files round-robin)
-    balanced = training.Training(m, input_order="balanced")
+    balanced = training.Training(copy.copy(m), input_order="balanced")  # a copy: the switch renames its artifacts
     balanced._dataset(m.get_train_paths()[:1], None, stream=0, n_old=None)
     balanced._dataset(m.get_mixed_train_paths()[2:], m.get_replay_output_paths()[:15], stream=2, n_old=15)
     assert [kwargs for _, kwargs in inputs] == [{}, {}]
