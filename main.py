@@ -189,10 +189,6 @@ def _unclosed_bracket(text):
     return opened[0] if opened else None
 
 
-# The names training.make_strategy accepts (Training.distribute).
-STRATEGIES = ("default", "mirrored", "multi_worker")
-
-
 def check_bound_values():
     """Checks the values bound, in the gin config parsed now, to what checks them only when an experiment runs:
     Training's switches (training.Training's constructor) and the backbone's size (model.build_encoder), so that a
@@ -201,28 +197,9 @@ def check_bound_values():
     Raises ValueError naming the binding, its value and what is expected."""
     import model  # pylint: disable=import-outside-toplevel  (see the imports)
     import training  # pylint: disable=import-outside-toplevel
-    bound = gin.get_bindings("Training", resolve_references=False)
-    for name, allowed in (("precision", model.PRECISIONS), ("momentum_rule", model.MOMENTUM_RULES),
-                          ("replay_label_input", training.REPLAY_LABEL_INPUTS), ("input_order", training.INPUT_ORDERS),
-                          ("folder_pairing", training.FOLDER_PAIRINGS)):
-        if name in bound and bound[name] not in allowed:
-            raise ValueError(f"Training.{name}: {bound[name]!r} is not one of {allowed}")
-    for name in ("train_batch_norm", "reencode_jpeg"):
-        if name in bound and not isinstance(bound[name], bool):
-            raise ValueError(f"Training.{name}: expected True or False, got {bound[name]!r}")
-    if bound.get("distribute", "default") not in STRATEGIES:
-        raise ValueError(f"Training.distribute: unknown strategy {bound['distribute']!r}; expected 'default', "
-                         f"'mirrored' or 'multi_worker'.")
+    training.check_values(**gin.get_bindings("Training", resolve_references=False))
     backbone = gin.get_bindings("backbone", resolve_references=False)
-    units, width = backbone.get("units", (3, 4, 23, 3)), backbone.get("width", 1.0)
-    try:
-        ints = [int(u) for u in units]
-    except (TypeError, ValueError):
-        ints = []
-    if len(ints) != 4 or min(ints) < 1:
-        raise ValueError(f"backbone.units must be 4 positive ints, got {units}")
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
-        raise ValueError(f"backbone.width must be positive, got {width}")
+    model.check_backbone(backbone.get("units", (3, 4, 23, 3)), backbone.get("width", 1.0))
 
 
 def experiment_gin_files(config, config_dir, extra_files=(), overrides_dir=None):

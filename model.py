@@ -147,6 +147,20 @@ def _bottleneck(x, out_channels, name, strides, dilation, shortcut):
     return keras.layers.ReLU(name=name + "_out")(y)
 
 
+def check_backbone(units, width):
+    """(units as 4 ints, width as a float) of the backbone.* bindings; ValueError naming the binding and value
+    otherwise (main.py checks the bound values with this before any work)."""
+    try:
+        ints = [int(u) for u in units]
+    except (TypeError, ValueError):
+        ints = []
+    if len(ints) != 4 or min(ints) < 1:
+        raise ValueError(f"backbone.units must be 4 positive ints, got {units}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
+        raise ValueError(f"backbone.width must be positive, got {width}")
+    return ints, float(width)
+
+
 @gin.configurable("backbone")
 def build_encoder(units=(3, 4, 23, 3), width=1.0):
     """Builds the ResNet v1 encoder (ResNet-101 by default) with output stride 8.
@@ -160,12 +174,8 @@ def build_encoder(units=(3, 4, 23, 3), width=1.0):
       [B, ceil(H/8), ceil(W/8), int(2048 * width)]. Call it with training=False (inference-mode batch norm)
       except to pretrain it: training=True normalises with batch statistics and updates the moving ones.
     """
+    units, width = check_backbone(units, width)
     _probe_dilation()  # eagerly, before any layer is traced
-    units = [int(u) for u in units]
-    if len(units) != 4 or min(units) < 1:
-        raise ValueError(f"backbone.units must be 4 positive ints, got {units}")
-    if width <= 0:
-        raise ValueError(f"backbone.width must be positive, got {width}")
     inputs = keras.Input((None, None, 3), name="images")
     x = _conv_bn(inputs, _channels(64, width), 7, "conv1", strides=2)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool1")(x)

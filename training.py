@@ -51,6 +51,23 @@ ORIGINAL_BUFFER_PER_OLD_CLASS = 400  # the original's incremental shuffle buffer
 WAIT_POLL_SECONDS = 0.2  # how often Context.wait_for looks for an artifact another process writes
 
 
+STRATEGIES = ("default", "mirrored", "multi_worker")  # Training.distribute (make_strategy)
+
+
+def check_values(**values):
+    """Checks the values of Training's bindings that must be one of a few (the switches, precision, distribute):
+    ValueError naming the binding, the value and what is expected. Training's constructor calls it, and main.py
+    with the values bound in a config, before any work. Bindings not given are not checked."""
+    choices = {"precision": model.PRECISIONS, "momentum_rule": model.MOMENTUM_RULES,
+               "replay_label_input": REPLAY_LABEL_INPUTS, "input_order": INPUT_ORDERS,
+               "folder_pairing": FOLDER_PAIRINGS, "distribute": STRATEGIES}
+    for name, value in values.items():
+        if name in choices and value not in choices[name]:
+            raise ValueError(f"Training.{name}: {value!r} is not one of {choices[name]}")
+        if name in ("train_batch_norm", "reencode_jpeg") and not isinstance(value, bool):
+            raise ValueError(f"Training.{name}: expected True or False, got {value!r}")
+
+
 def make_strategy(name, peer_timeout=600):
     """A new tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG).
 
@@ -259,16 +276,9 @@ class Training:
                  global_batch=False, jit_compile=False, log_every=10, validation_batch=1, precision="float32",
                  train_batch_norm=True, momentum_rule="tf1", replay_label_input="raw", input_order="original",
                  reencode_jpeg=True, peer_timeout=600, context=None, folder_pairing="creation_order"):
-        for name, value, allowed in (("precision", precision, model.PRECISIONS),
-                                     ("momentum_rule", momentum_rule, model.MOMENTUM_RULES),
-                                     ("replay_label_input", replay_label_input, REPLAY_LABEL_INPUTS),
-                                     ("input_order", input_order, INPUT_ORDERS),
-                                     ("folder_pairing", folder_pairing, FOLDER_PAIRINGS)):
-            if value not in allowed:
-                raise ValueError(f"Training.{name}: {value!r} is not one of {allowed}")
-        for name, value in (("train_batch_norm", train_batch_norm), ("reencode_jpeg", reencode_jpeg)):
-            if not isinstance(value, bool):
-                raise ValueError(f"Training.{name}: expected True or False, got {value!r}")
+        check_values(precision=precision, momentum_rule=momentum_rule, replay_label_input=replay_label_input,
+                     input_order=input_order, folder_pairing=folder_pairing, train_batch_norm=train_batch_norm,
+                     reencode_jpeg=reencode_jpeg, distribute=distribute)
         self.reencode_jpeg = reencode_jpeg
         self.folder_pairing = folder_pairing
         self.train_batch_norm = train_batch_norm
