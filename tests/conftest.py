@@ -64,3 +64,13 @@ def write_tf1_checkpoint(prefix, arrays):
         with tf.compat.v1.Session() as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             saver.save(sess, prefix, write_meta_graph=False, write_state=False)
+
+
+def record_bytes(path):
+    """[(image bytes, label bytes)] of the records of a labelled tfrecord, in order."""
+    import tensorflow as tf
+    out = []
+    for raw in tf.data.TFRecordDataset(path):
+        feature = tf.train.Example.FromString(raw.numpy()).features.feature
+        out.append((feature["input"].bytes_list.value[0], feature["label"].bytes_list.value[0]))
+    return out

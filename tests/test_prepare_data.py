@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import artifacts
 import prepare_data
+from conftest import record_bytes
 
 H, W = 6, 8
 # Train ids -> the classes drawn in their labels (one column per class, plus one void pixel).
@@ -371,15 +372,6 @@ def test_command_line(tmp_path):
     assert missing.returncode != 0 and "voc_root" in missing.stderr
 
 
-def _features(path):
-    """[(input bytes, label bytes)] of a tfrecord."""
-    out = []
-    for raw in tf.data.TFRecordDataset(path):
-        feature = tf.train.Example.FromString(raw.numpy()).features.feature
-        out.append((feature["input"].bytes_list.value[0], feature["label"].bytes_list.value[0]))
-    return out
-
-
 def _file_bytes(path):
     with open(path, "rb") as f:
         return f.read()
@@ -389,7 +381,7 @@ def test_records_keep_the_source_bytes(prepared):
     root, out, _ = prepared
     checked_kept = checked_relabelled = 0
     for rel in EXPECTED_FILES:
-        for image_id, (image, label) in zip(read_split(out, rel), _features(os.path.join(out, rel))):
+        for image_id, (image, label) in zip(read_split(out, rel), record_bytes(os.path.join(out, rel))):
             assert image == _file_bytes(os.path.join(root, "JPEGImages", image_id + ".jpg")), (rel, image_id)
             source_label = _file_bytes(os.path.join(root, "SegmentationClassAug", image_id + ".png"))
             want = _label(TRAIN[image_id] if image_id in TRAIN else VAL[image_id])
@@ -409,7 +401,7 @@ def test_palette_labels_and_non_jpeg_images_are_converted(tmp_path):
     Image.fromarray(np.tile(_colour("d_16"), (H, W, 1))).save(os.path.join(root, "JPEGImages", "d_16.jpg"),
                                                               format="PNG")  # a PNG named .jpg
     prepare_data.prepare(root, str(tmp_path / "data"), workers=1)
-    [(image, label)] = _features(str(tmp_path / "data/training_incremental/train_sequential_16.tfrecord"))
+    [(image, label)] = record_bytes(str(tmp_path / "data/training_incremental/train_sequential_16.tfrecord"))
     source = os.path.join(root, "SegmentationClass", "d_16.png")
     # TensorFlow decodes the palette PNG to colours, hence the conversion to class ids.
     assert not np.array_equal(tf.io.decode_png(_file_bytes(source), channels=1).numpy()[..., 0], _label([16]))

@@ -13,7 +13,7 @@ import data_loader
 import embedded_benchmark  # noqa: F401  (registers embedded.*, as the fixtures need it, before gin locks)
 import model
 import training
-from conftest import ROOT, TINY_BINDINGS
+from conftest import ROOT, TINY_BINDINGS, record_bytes
 from train_manager import TrainManager
 
 SETUP = "ADD_FIVE_TWO_TIMES"  # 10-5-5: classes 1..10 by the step-0 model, 11..15 by one helper
@@ -25,15 +25,6 @@ def manager(base, extra=()):
     gin.parse_config_files_and_bindings([os.path.join(ROOT, "config", "DISJOINT.gin")],
                                         TINY_BINDINGS + [f'TrainManager.base_folder_path = "{base}"'] + list(extra))
     return TrainManager(test_type=SETUP, replay_source="gan")
-
-
-def records(path):
-    """[(image bytes, label bytes)] of a tfrecord, in order."""
-    out = []
-    for r in tf.data.TFRecordDataset(path):
-        feature = tf.train.Example.FromString(r.numpy()).features.feature
-        out.append((feature["input"].bytes_list.value[0], feature["label"].bytes_list.value[0]))
-    return out
 
 
 def decoded(png):
@@ -78,7 +69,7 @@ def _label_both_ways(base, m, seg, source):
     for pairing in training.FOLDER_PAIRINGS:
         path = str(base / f"labelled_{pairing}.tfrecord")
         training.Training(m, folder_pairing=pairing)._label_replay(seg, source, path, str(base / "debug" / pairing))
-        out[pairing] = records(path)
+        out[pairing] = record_bytes(path)
     return out
 
 
@@ -108,7 +99,7 @@ def test_mixed_labels_hash_order_uses_the_four_digit_names(copy_base):
     for pairing in training.FOLDER_PAIRINGS:
         path = str(copy_base / f"mixed_{pairing}.tfrecord")
         training.Training(m, folder_pairing=pairing)._mix_labels(previous, source, path)
-        out[pairing] = records(path)
+        out[pairing] = record_bytes(path)
     own = out["creation_order"]
     samples = list(data_loader.load_tfrecord(source, "validation"))
     assert len(own) == len(samples) > 10
@@ -148,5 +139,5 @@ def test_replay_leftovers_counted_per_temporary_folder(copy_base, monkeypatch):
     monkeypatch.setattr(training.logging, "warning", lambda message, *args: warnings.append(message % args))
     output = m.get_replay_output_paths()[2]
     t._label_replay(model.Segmenter(21), m.get_replay_source_no_helper_paths()[2], output, str(copy_base / "debug"))
-    assert len(records(output)) == 2
+    assert len(record_bytes(output)) == 2
     assert len(warnings) == 1 and "03.tfrecord holds 2 images, 2 fewer" in warnings[0]
