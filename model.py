@@ -15,6 +15,7 @@ name, and TF1 / TF-Slim checkpoints of the original are read by the same names.
 """
 
 import contextlib
+import inspect
 import os
 import re
 
@@ -159,6 +160,15 @@ def check_backbone(units, width):
     if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
         raise ValueError(f"backbone.width must be positive, got {width}")
     return ints, float(width)
+
+
+def backbone_size():
+    """{"units": [4 ints], "width": float}: the backbone size build_encoder builds under the current gin config
+    (its bindings, else its defaults), as the embedded build and the artifacts' records note it."""
+    size = {k: p.default for k, p in inspect.signature(build_encoder).parameters.items()}
+    size.update(gin.get_bindings("backbone"))
+    units, width = check_backbone(size["units"], size["width"])
+    return {"units": units, "width": width}
 
 
 @gin.configurable("backbone")

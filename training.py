@@ -505,10 +505,8 @@ class Training:
         TrainManager.made_by, the network's size, the seed, the switches that act on this stage or an earlier one
         and, for the incremental stage, the weights of a field's method (lwf.*, ...)."""
         made = self.manager.made_by(stage)
-        size = {k: p.default for k, p in inspect.signature(model.build_encoder).parameters.items()}
-        size.update(gin.get_bindings("backbone"))
-        made.update({"backbone.units": [int(u) for u in size["units"]], "backbone.width": float(size["width"]),
-                     "Training.seed": self.seed})
+        size = model.backbone_size()
+        made.update({"backbone.units": size["units"], "backbone.width": size["width"], "Training.seed": self.seed})
         upto = behaviours.STAGES[:behaviours.STAGES.index(stage) + 1]
         made.update({name: value for name, value in self.manager.behaviours.items()
                      if behaviours.SWITCHES[name][1] in upto})

@@ -5,10 +5,8 @@ gin-configured) encoder to name renders of every shape/texture kind, and saves i
 for a pretrained encoder (pretrained_encoder_path).
 """
 
-import inspect
 import os
 
-import gin
 import numpy as np
 from tqdm import tqdm
 
@@ -21,11 +19,9 @@ def pretrained_encoder_path(base):
 
 
 def backbone_size():
-    """The gin-configured backbone size (model.build_encoder's units and width), as recorded."""
+    """The gin-configured backbone size (model.backbone_size), as recorded."""
     import model  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
-    size = {k: p.default for k, p in inspect.signature(model.build_encoder).parameters.items()}
-    size.update(gin.get_bindings("backbone"))
-    return {"units": [int(u) for u in size["units"]], "width": float(size["width"])}
+    return model.backbone_size()
 
 
 def pretrain_encoder(cfg, path, progress_bars=True):
