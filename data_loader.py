@@ -17,7 +17,6 @@ corrupt record or an undecodable image can only fail with TensorFlow's own messa
 of these.
 """
 
-import functools
 import os
 import struct
 
@@ -28,12 +27,12 @@ from PIL import Image
 from tqdm import tqdm
 
 import artifacts
+import datasets
 
 DEFAULT_MEAN = (104.00698793, 116.66876762, 122.67891434)
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-               "tvmonitor")  # class id -> Pascal VOC name
-VOID = 255  # the label of void pixels (object borders, unlabelled): ignored by the loss and the metrics
+VOC_CLASSES = datasets.VOC.class_names  # class id -> Pascal VOC name (the dataset record's; kept for notebooks)
+VOID = datasets.VOID  # the label of void pixels (object borders, unlabelled): ignored by the loss and the metrics
+DEFAULT_N_CLASSES = datasets.VOC.n_classes + 1  # label values below it (background included) are valid by default
 MODES = ("training", "validation", "validation+", "images")
 DEFAULT_SHUFFLE_BUFFER = 1000
 
@@ -50,28 +49,13 @@ def _bytes_feature(value):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def voc_palette():
-    """The Pascal VOC colour map: uint8 [256, 3] (void, 255, is light grey (224, 224, 192))."""
-    palette = np.zeros((256, 3), np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
+voc_palette = datasets.voc_colour_map  # the Pascal VOC colour map, uint8 [256, 3] (kept for notebooks)
 
 
-@functools.lru_cache(maxsize=1)
-def _palette():
-    return voc_palette()
-
-
-def colorize(label):
-    """uint8 [H, W] class ids -> uint8 [H, W, 3] VOC colours, for label images saved for inspection."""
-    return _palette()[np.asarray(label, np.uint8)]
+def colorize(label, dataset=datasets.DEFAULT):
+    """uint8 [H, W] class ids -> uint8 [H, W, 3] colours of the dataset's palette, for label images saved for
+    inspection."""
+    return datasets.get(dataset).palette()[np.asarray(label, np.uint8)]
 
 
 def serialize_example(image_bytes, label_bytes=None):
@@ -485,7 +469,8 @@ def _training_map(size, mean, n_classes, seed, stream):
     return fn
 
 
-def load_tfrecord(paths, mode, train_image_size=None, dataset_mean=DEFAULT_MEAN, n_classes=21, seed=None):
+def load_tfrecord(paths, mode, train_image_size=None, dataset_mean=DEFAULT_MEAN, n_classes=DEFAULT_N_CLASSES,
+                  seed=None):
     """Loads record files as a dataset of per-sample dicts (no batching, no shuffling, no repeat).
 
     Args:
@@ -542,7 +527,7 @@ def _batch_shuffled_stream(paths, size, mean, n_classes, seed, batch_size, buffe
 
 
 def training_dataset(paths_new, paths_old, ratio_new, ratio_old, batch_size, train_image_size,
-                     dataset_mean=DEFAULT_MEAN, seed=None, n_classes=21,
+                     dataset_mean=DEFAULT_MEAN, seed=None, n_classes=DEFAULT_N_CLASSES,
                      buffer_size=DEFAULT_SHUFFLE_BUFFER, sequential_files=False, shuffle_batches=False):
     """The training input: new and replay samples blended, shuffled, augmented, repeated, batched.
 

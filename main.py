@@ -31,6 +31,7 @@ import gin
 from absl import app, flags, logging
 
 import artifacts
+import paths
 from train_manager import TrainManager
 
 # TensorFlow and the modules that import it (training, results, embedded_benchmark) are imported where they
@@ -590,7 +591,7 @@ def default_jobs(benchmark):
 
 
 def voc_data_present(base="."):
-    return os.path.exists(os.path.join(base, "data", "validation", "val_1.tfrecord"))
+    return paths.prepared(paths.data_dir(base))
 
 
 def checked_plan(extra_files, params, overrides_dir=None, benchmark="embedded"):

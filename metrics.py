@@ -7,6 +7,10 @@ evaluated classes. The numpy helpers keep the original's names and definitions:
   - class accuracy = TP / (TP + FP) (the original's column-wise definition, i.e. precision), None likewise;
   - mean pixel accuracy = sum of TP / sum of column totals, over the evaluated classes.
 Where the original would divide by zero (mIoU or pixel accuracy with no pixel at all) these return nan.
+
+Every number of the results files and the summaries comes from here: step_results (a step's block, from its
+matrix), class_groups (the paper's old / new / all groups), and the across-step numbers average_miou (PLOP's
+"avg"), forgetting, gap (to JOINT), gathered by experiment_metrics; validation_scalars are TensorBoard's.
 """
 
 import math
@@ -97,3 +101,172 @@ def get_mean_accuracy_old_and_new(confusion_matrix, old_classes, new_classes):
     """Returns (mean class accuracy of old_classes, of new_classes)."""
     return (get_mean_class_accuracy(confusion_matrix, old_classes),
             get_mean_class_accuracy(confusion_matrix, new_classes))
+
+
+# ------------------------------------------------------------------ every number of one validated step
+
+
+def step_results(confusion_matrix, old_classes, new_classes):
+    """Every number of the original's results block of a step, from its confusion matrix (format_results_block in
+    results.py prints these; results.parse_results_file reads them back, its class lists rounded to 0.001).
+
+    Args:
+      confusion_matrix: [n, n] counts, rows ground truth, columns prediction.
+      old_classes: list of old class ids, or None / [] (a first step: no old / new groups).
+      new_classes: list of the step's new class ids (a first step: all its classes, background included).
+
+    Returns:
+      dict: miou, mean_class_accuracy, mean_pixel_accuracy (floats), class_iou, class_accuracy (lists of n float or
+      None), old_classes, new_classes (lists of int; old_classes None for a first step), old_miou, new_miou,
+      old_accuracy, new_accuracy (floats, None for a first step): the keys of parse_results_file's blocks but step
+      and loss.
+    """
+    cm = _as_matrix(confusion_matrix)
+    new_classes = [int(c) for c in new_classes]
+    old_classes = [int(c) for c in old_classes] if old_classes else None
+    classes = new_classes if old_classes is None else old_classes + new_classes
+    out = dict(miou=get_mean_iou(cm, classes), class_iou=get_classes_iou(cm, classes),
+               mean_class_accuracy=get_mean_class_accuracy(cm, classes),
+               mean_pixel_accuracy=get_mean_pixel_accuracy(cm, classes),
+               class_accuracy=get_classes_accuracy(cm, classes), old_classes=old_classes, new_classes=new_classes,
+               old_miou=None, new_miou=None, old_accuracy=None, new_accuracy=None)
+    if old_classes:
+        out["old_miou"], out["new_miou"] = get_mean_iou_old_and_new(cm, old_classes, new_classes)
+        out["old_accuracy"], out["new_accuracy"] = get_mean_accuracy_old_and_new(cm, old_classes, new_classes)
+    return out
+
+
+# ----------------------------------------------------- the paper's groups and the across-step numbers
+# These take per-class IoU lists (class_iou of step_results or of a parsed results block: index = class id, None =
+# not evaluated or no pixel), of any length: the number of classes is the list's.
+
+
+def _mean_of(values):
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(sum(values) / len(values)) if values else math.nan
+
+
+def class_groups(class_iou, n0):
+    """mIoU of the setup's step groups, as the paper's tables (fractions; nan for an empty group).
+
+    Args:
+      class_iou: per-class IoU list of one step (None: not evaluated).
+      n0: the number of classes of the first step (TrainManager.TESTS' structure[0]).
+
+    Returns:
+      (old: classes 1..n0, new: n0+1 .. the last class evaluated, all: 1 .. the last evaluated,
+      all with background: 0 .. the last evaluated).
+    """
+    iou = list(class_iou)
+    seen = [c for c, v in enumerate(iou) if v is not None]
+    last = max(seen) if seen else 0
+    return (_mean_of(iou[1:n0 + 1]), _mean_of(iou[n0 + 1:last + 1]), _mean_of(iou[1:last + 1]),
+            _mean_of(iou[0:last + 1]))
+
+
+def average_miou(step_ious, background=False):
+    """PLOP's "avg": the mean over steps of each step's mIoU over the classes seen (class_groups' all; with
+    `background`, its all with background, the mIoU of PLOP's per-step CSV). nan when no step has a number.
+
+    Args:
+      step_ious: per-class IoU lists of every step, in step order.
+    """
+    return _mean_of([class_groups(iou, 0)[3 if background else 2] for iou in step_ious])
+
+
+def forgetting(step_ious):
+    """Forgetting per class: the best IoU of the class before the last step minus its IoU at the last step
+    (negative when the class improved). None for a class without an IoU before the last step or at it.
+
+    Args:
+      step_ious: per-class IoU lists of every step, in step order (lists may differ in length: a missing entry
+        is None).
+
+    Returns:
+      list of float or None, one per class of the longest list.
+    """
+    if not step_ious:
+        return []
+    n = max(len(iou) for iou in step_ious)
+    at = lambda iou, c: iou[c] if c < len(iou) else None
+    out = []
+    for c in range(n):
+        earlier = [at(iou, c) for iou in step_ious[:-1] if at(iou, c) is not None]
+        last = at(step_ious[-1], c)
+        out.append(max(earlier) - last if earlier and last is not None else None)
+    return out
+
+
+def mean_forgetting(step_ious):
+    """Mean of forgetting over the classes that have one, background excluded; nan when none has (one step)."""
+    return _mean_of(forgetting(step_ious)[1:])
+
+
+def gap(value, reference):
+    """value - reference (the gap to JOINT), nan when either is missing or nan."""
+    if value is None or reference is None or math.isnan(value) or math.isnan(reference):
+        return math.nan
+    return value - reference
+
+
+# Every number results.load gives per experiment (besides iou_<c> and forgetting_<c> per class), in percent:
+# name -> what it is. `python results.py --metric NAME` prints one of them (or iou_<c>, forgetting_<c>).
+EXPERIMENT_METRICS = {
+    "miou_old": "last step, mIoU of the first step's classes 1..N0",
+    "miou_new": "last step, mIoU of the classes added after the first step",
+    "miou_all": "last step, mIoU of every class seen, background excluded",
+    "miou_all_bg": "last step, mIoU of every class seen, background included",
+    "delta_vs_joint": "miou_all minus JOINT's (the gap to JOINT)",
+    "miou_avg": "mean over steps of each step's miou_all (PLOP's avg, background excluded)",
+    "miou_avg_bg": "mean over steps of each step's miou_all_bg (PLOP's avg from its per-step CSV)",
+    "forgetting": "mean over classes 1.. of the best IoU before the last step minus the last",
+    "pixel_accuracy": "last step, mean pixel accuracy (the original's)",
+    "class_accuracy": "last step, mean class accuracy (the original's, column-wise)",
+}
+
+
+def experiment_metrics(step_ious, n0, joint_iou=None, pixel_accuracy=math.nan, class_accuracy=math.nan):
+    """The EXPERIMENT_METRICS of one experiment, in percent, and per class its last IoU and forgetting.
+
+    Args:
+      step_ious: per-class IoU lists of every step, in step order.
+      n0: the number of classes of the setup's first step.
+      joint_iou: JOINT's per-class IoU list of its last step, or None (delta_vs_joint is then nan).
+      pixel_accuracy, class_accuracy: the last step's (fractions), reported as they are.
+
+    Returns:
+      dict: EXPERIMENT_METRICS' names -> float (nan where not defined), and iou_<c>, forgetting_<c> per class.
+    """
+    pct = lambda v: math.nan if v is None else 100 * v
+    old, new, all_, all_bg = class_groups(step_ious[-1], n0)
+    out = dict(miou_old=pct(old), miou_new=pct(new), miou_all=pct(all_), miou_all_bg=pct(all_bg),
+               delta_vs_joint=math.nan if joint_iou is None else gap(pct(all_), pct(class_groups(joint_iou, n0)[2])),
+               miou_avg=pct(average_miou(step_ious)), miou_avg_bg=pct(average_miou(step_ious, background=True)),
+               forgetting=pct(mean_forgetting(step_ious)), pixel_accuracy=pct(pixel_accuracy),
+               class_accuracy=pct(class_accuracy))
+    out.update({f"iou_{c}": pct(v) for c, v in enumerate(step_ious[-1])})
+    out.update({f"forgetting_{c}": pct(v) for c, v in enumerate(forgetting(step_ious))})
+    return out
+
+
+def validation_scalars(confusion_matrix, classes, n0, names=None):
+    """TensorBoard's numbers of a validated step (fractions): per-class IoU ("IoU/<id>_<name>") of the classes
+    evaluated that occur and the mIoU of the setup's groups ("mIoU/old", "mIoU/new", "mIoU/all",
+    "mIoU/all_with_background"; class_groups); groups without a number are left out.
+
+    Args:
+      confusion_matrix: [n, n] counts of the step.
+      classes: the class ids evaluated at the step.
+      n0: the number of classes of the setup's first step.
+      names: class names by id (e.g. data_loader.VOC_CLASSES), or None: ids only.
+    """
+    iou = get_classes_iou(confusion_matrix, classes)
+    out = {}
+    for c, v in enumerate(iou):
+        if v is not None:
+            name = f"_{names[c]}" if names is not None and c < len(names) else ""
+            out[f"IoU/{c:02d}{name}"] = v
+    for group, v in zip(("old", "new", "all", "all_with_background"), class_groups(iou, n0)):
+        if not math.isnan(v):
+            out[f"mIoU/{group}"] = v
+    return out

@@ -2,14 +2,16 @@
 
     python prepare_data.py --voc_root PATH [--label_dir NAME] [--out_dir data] [--skip_bad] [--workers N]
 
-Input: `PATH/JPEGImages/<id>.jpg`, a folder of single-channel PNG labels (`SegmentationClassAug`, else
-`SegmentationClass`; values 0..20 and 255 = void) and the id lists `ImageSets/Segmentation/{train,val}.txt`
-(`--train_list`, `--val_list` for others, e.g. the 10582 ids of the augmented set).
+Input (the dataset's FolderLayout, datasets.py; VOC's): `PATH/JPEGImages/<id>.jpg`, a folder of single-channel PNG
+labels (`SegmentationClassAug`, else `SegmentationClass`; values 0..20 and 255 = void) and the id lists
+`ImageSets/Segmentation/{train,val}.txt` (`--train_list`, `--val_list` for others, e.g. the 10582 ids of the
+augmented set).
 
-Output under `--out_dir` (names as TrainManager asks for them):
+Output under `--out_dir` (the names of paths.py, where TrainManager looks for them):
   training_first_step/train_{sequential|overlapped}_{1-N0}.tfrecord   N0 = 19, 15, 10, 20 (JOINT)
   training_incremental/train_{sequential|disjoint|overlapped}_{cls or first-last}.tfrecord
-      every class group added by an incremental step of the seven setups (the helper groups are among them)
+      every class group added by an incremental step of the dataset's setups (datasets.SETUPS; the helper groups
+      are among them)
   validation/val_{i}.tfrecord   the validation images whose highest class is i (labels unchanged)
   splits/<same base name>.txt   the image ids of every file, one per line
 
@@ -30,7 +32,7 @@ PNGs, which TensorFlow decodes to colours, and a relabelled label has other cont
 The run is incremental: a file whose tfrecord holds as many records as its split list, and whose list holds
 the expected ids, is skipped. Every file is written to a temporary name (artifacts.py) and renamed, the
 tfrecord before its list, so an interrupted or truncated file is made again; temporaries that killed runs
-left under the output folder are deleted at start. `expected_records(tfrecord)` reads a file's expected
+left under the output folder are deleted at start. `paths.expected_records(tfrecord)` reads a file's expected
 record count from its split list. Files are written in parallel (threads).
 """
 
@@ -51,15 +53,14 @@ from tqdm import tqdm
 
 import artifacts
 import data_loader
-from train_manager import FIRST_STEP_PROTOCOLS, PROTOCOLS, TrainManager, class_range_str
+import datasets
+import paths
+from paths import class_range_str, expected_records  # noqa: F401  (re-exported: their owner is paths.py)
+from train_manager import FIRST_STEP_PROTOCOLS, PROTOCOLS
 
-N_CLASSES = 20
-DEFAULT_LABEL_DIRS = ("SegmentationClassAug", "SegmentationClass")
-DEFAULT_TRAIN_LIST = os.path.join("ImageSets", "Segmentation", "train.txt")
-DEFAULT_VAL_LIST = os.path.join("ImageSets", "Segmentation", "val.txt")
-# Output folders under out_dir; splits/ holds the id list of every tfrecord of the other three.
-FIRST_STEP_DIR, INCREMENTAL_DIR, VALIDATION_DIR, SPLITS_DIR = (
-    "training_first_step", "training_incremental", "validation", "splits")
+DEFAULT_LABEL_DIRS = datasets.VOC.layout.label_dirs
+DEFAULT_TRAIN_LIST = datasets.VOC.layout.train_list
+DEFAULT_VAL_LIST = datasets.VOC.layout.val_list
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -70,7 +71,7 @@ def keeps(image_classes, step_classes, protocol):
     """True when an image with these object classes enters the file of a step (see the module doc).
 
     Args:
-      image_classes: the object classes (1..20) present in the image's label (0 and 255 left out).
+      image_classes: the object classes (1..n_classes) present in the image's label (0 and 255 left out).
       step_classes: the consecutive classes the step learns, e.g. [16, ..., 20]; old classes are
         1..step_classes[0]-1 (none for a first step).
       protocol: "sequential", "disjoint" or "overlapped".
@@ -104,73 +105,39 @@ def validation_class(image_classes):
     return max(image_classes, default=0)
 
 
-def class_groups():
-    """The class groups of every setup (TrainManager.TESTS).
-
-    Returns:
-      (first-step groups, incremental groups): sorted lists of class lists, e.g. [1..10], [1..15], ...
-      and [11], [11, 12], [11..15], ... Helper groups are the groups of all but the last incremental step
-      of their setup, so they are among the incremental groups.
-    """
-    first, incremental = set(), set()
-    for _, structure in TrainManager.TESTS:
-        start = 1
-        for step, size in enumerate(structure):
-            group = tuple(range(start, start + size))
-            (incremental if step else first).add(group)
-            start += size
-    return [list(g) for g in sorted(first)], [list(g) for g in sorted(incremental)]
+def class_groups(dataset=datasets.DEFAULT):
+    """The class groups of every setup of a dataset (datasets.class_groups): (first-step groups, incremental
+    groups), sorted lists of class lists."""
+    return datasets.class_groups(dataset)
 
 
 OutputFile = collections.namedtuple("OutputFile", "path split_path ids lookup")
 
 
-def plan_outputs(train_classes, val_classes, out_dir):
+def plan_outputs(train_classes, val_classes, out_dir, dataset=datasets.DEFAULT):
     """Every output file with its image ids.
 
     Args:
       train_classes, val_classes: dict image id -> set of object classes of its label.
       out_dir: output folder.
+      dataset: the dataset (name or datasets.Dataset) whose setups and classes name the files.
     Returns:
       list of OutputFile(path, split_path, ids: sorted tuple, lookup: uint8 [256] label rewrite).
     """
-    def output(folder, name, ids, lookup):
-        return OutputFile(os.path.join(out_dir, folder, name + ".tfrecord"),
-                          os.path.join(out_dir, SPLITS_DIR, name + ".txt"), tuple(sorted(ids)), lookup)
+    def output(path, ids, lookup):
+        return OutputFile(path, paths.split_list(path), tuple(sorted(ids)), lookup)
 
-    first_groups, incremental_groups = class_groups()
-    jobs = [(FIRST_STEP_DIR, p, g) for g in first_groups for p in FIRST_STEP_PROTOCOLS]
-    jobs += [(INCREMENTAL_DIR, p, g) for g in incremental_groups for p in PROTOCOLS]
+    first_groups, incremental_groups = class_groups(dataset)
+    jobs = [(paths.first_step_file, p, g) for g in first_groups for p in FIRST_STEP_PROTOCOLS]
+    jobs += [(paths.incremental_file, p, g) for g in incremental_groups for p in PROTOCOLS]
     outputs = []
-    for folder, protocol, group in jobs:
+    for file, protocol, group in jobs:
         ids = [i for i, c in train_classes.items() if keeps(c, group, protocol)]
-        outputs.append(output(folder, f"train_{protocol}_{class_range_str(group)}", ids,
-                              relabel_lookup(group, protocol)))
-    for k in range(1, N_CLASSES + 1):
+        outputs.append(output(file(out_dir, protocol, group), ids, relabel_lookup(group, protocol)))
+    for k in datasets.get(dataset).classes:
         ids = [i for i, c in val_classes.items() if validation_class(c) == k]
-        outputs.append(output(VALIDATION_DIR, f"val_{k}", ids, np.arange(256, dtype=np.uint8)))
+        outputs.append(output(paths.validation_file(out_dir, k), ids, np.arange(256, dtype=np.uint8)))
     return outputs
-
-
-def expected_records(tfrecord_path):
-    """The record count a prepared tfrecord should hold, from its split list.
-
-    Args:
-      tfrecord_path: a file of `<out_dir>/{training_first_step,training_incremental,validation}/`.
-    Returns:
-      int: the number of ids in `<out_dir>/splits/<name>.txt`; None when the file is not one that
-      prepare_data writes or its list does not exist (the list is written after its tfrecord, so a
-      missing list also means an unfinished file).
-    """
-    folder, name = os.path.split(os.fspath(tfrecord_path))
-    if os.path.basename(folder) not in (FIRST_STEP_DIR, INCREMENTAL_DIR, VALIDATION_DIR) or \
-            not name.endswith(".tfrecord"):
-        return None
-    split = os.path.join(os.path.dirname(folder), SPLITS_DIR, name[:-len(".tfrecord")] + ".txt")
-    if not os.path.isfile(split):
-        return None
-    with open(split) as f:
-        return len(f.read().split())
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -217,19 +184,17 @@ def _read_list(path):
     return unique
 
 
-def _paths(image_dir, label_dir, image_id):
-    return os.path.join(image_dir, image_id + ".jpg"), os.path.join(label_dir, image_id + ".png")
-
-
-def read_example(image_path, label_path):
-    """Reads and checks one image/label pair.
+def read_example(image_path, label_path, dataset=datasets.DEFAULT):
+    """Reads and checks one image/label pair of `dataset` (name or datasets.Dataset).
 
     Returns:
       (image uint8 [H, W, 3], label uint8 [H, W]).
     Raises:
       MissingExampleError: a file is missing. BadExampleError: unreadable file, a label that is not
-      single-channel, a 1-bit label, one of another size than its image, or with a value neither 0..20 nor 255.
+      single-channel, a 1-bit label, one of another size than its image, or with a value neither a class id
+      (0..20 for VOC) nor the void label (255).
     """
+    n_classes, void = datasets.get(dataset).n_classes, datasets.get(dataset).void
     for path, kind in ((image_path, "missing_image"), (label_path, "missing_label")):
         if not os.path.isfile(path):
             raise MissingExampleError(kind, f"{path} not found")
@@ -248,7 +213,7 @@ def read_example(image_path, label_path):
                 # 1 (aeroplane); converted as Pillow does, void (1 -> 255). Either would corrupt labels silently.
                 raise BadExampleError("label_mode", f"{label_path}: label is a 1-bit PNG (mode 1), a binary mask "
                                       "rather than class ids; expected an 8-bit single-channel PNG (mode L or P) of "
-                                      f"class ids 0..{N_CLASSES} and {data_loader.VOID} (void)")
+                                      f"class ids 0..{n_classes} and {void} (void)")
             label = np.asarray(im)
     except OSError as e:
         raise BadExampleError("unreadable", f"{label_path}: cannot read the label ({e})") from None
@@ -256,23 +221,25 @@ def read_example(image_path, label_path):
         raise BadExampleError("size_mismatch", f"{label_path}: label size {label.shape[1]}x{label.shape[0]} "
                               f"differs from image {image_path} size {image.shape[1]}x{image.shape[0]}")
     values = np.unique(label)
-    bad = [int(v) for v in values if not (0 <= v <= N_CLASSES or v == data_loader.VOID)]
+    bad = [int(v) for v in values if not (0 <= v <= n_classes or v == void)]
     if bad:
         raise BadExampleError("label_value", f"{label_path}: label values {bad[:10]} are neither "
-                              f"0..{N_CLASSES} nor {data_loader.VOID}")
+                              f"0..{n_classes} nor {void}")
     return image, label.astype(np.uint8)
 
 
-def _scan(ids, image_dir, label_dir, skip_bad, workers, desc):
+def _scan(ids, image_dir, label_dir, skip_bad, workers, desc, dataset):
     """Object classes of every listed example; bad ones raise, or are returned when skip_bad."""
+    record = datasets.get(dataset)
+
     def check(image_id):
         try:
-            _, label = read_example(*_paths(image_dir, label_dir, image_id))
+            _, label = read_example(*record.layout.example_paths(image_dir, label_dir, image_id), record)
         except (BadExampleError, MissingExampleError) as e:
             if not skip_bad:
                 raise
             return image_id, e
-        return image_id, frozenset(int(v) for v in np.unique(label) if 0 < v <= N_CLASSES)
+        return image_id, frozenset(int(v) for v in np.unique(label) if 0 < v <= record.n_classes)
 
     classes, bad = {}, []
     pool = concurrent.futures.ThreadPoolExecutor(workers)
@@ -328,14 +295,14 @@ def label_bytes(label_path, lookup):
     return tf.io.encode_png(new.astype(np.uint8)[..., None]).numpy()
 
 
-def _write(out, image_dir, label_dir, progress):
+def _write(out, image_dir, label_dir, progress, layout):
     if os.path.exists(out.split_path):
         os.remove(out.split_path)  # the list is the completion mark: drop it while the file is remade
 
     def examples():
         # The inputs were checked by read_example in the scan; here the files' bytes are stored.
         for image_id in out.ids:
-            image_path, label_path = _paths(image_dir, label_dir, image_id)
+            image_path, label_path = layout.example_paths(image_dir, label_dir, image_id)
             example = data_loader.serialize_example(image_bytes(image_path),
                                                     label_bytes(label_path, out.lookup))
             progress()
@@ -348,18 +315,18 @@ def _write(out, image_dir, label_dir, progress):
     return count
 
 
-def _resolve_label_dir(voc_root, label_dir):
+def _resolve_label_dir(voc_root, label_dir, layout):
     if label_dir is not None:
         return _require_dir(os.path.join(voc_root, label_dir), "label")
-    for name in DEFAULT_LABEL_DIRS:
+    for name in layout.label_dirs:
         if os.path.isdir(os.path.join(voc_root, name)):
             return os.path.join(voc_root, name)
-    raise FileNotFoundError(f"no label folder in {voc_root}: expected one of {DEFAULT_LABEL_DIRS}")
+    raise FileNotFoundError(f"no label folder in {voc_root}: expected one of {layout.label_dirs}")
 
 
-def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False, train_list=DEFAULT_TRAIN_LIST,
-            val_list=DEFAULT_VAL_LIST):
-    """Writes every training and validation tfrecord (and its id list) from a VOC-layout folder.
+def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False, train_list=None, val_list=None,
+            dataset=datasets.DEFAULT):
+    """Writes every training and validation tfrecord (and its id list) from a folder in a dataset's layout.
 
     First deletes the temporaries that killed runs left under out_dir (remove_stale_temporaries).
 
@@ -370,7 +337,9 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
         SegmentationClass.
       workers: threads for reading and writing.
       skip_bad: skip (and count) bad examples instead of failing on the first.
-      train_list, val_list: id lists, relative to voc_root (or absolute).
+      train_list, val_list: id lists, relative to voc_root (or absolute); None: the layout's (VOC's
+        ImageSets/Segmentation/{train,val}.txt).
+      dataset: the dataset (name or datasets.Dataset): its layout, classes and setups.
     Returns:
       dict: label_dir, n_train, n_val (usable examples), bad (list of (split, id, kind, message)),
       bad_counts ({kind: n}), written and skipped (lists of tfrecord paths), files ({path: n_images}).
@@ -381,21 +350,23 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
     _require_dir(voc_root, "VOC root")
     if os.path.isdir(out_dir):
         artifacts.remove_stale_temporaries(out_dir)
-    image_dir = _require_dir(os.path.join(voc_root, "JPEGImages"), "image")
-    label_dir = _resolve_label_dir(voc_root, label_dir)
-    train_ids = _read_list(os.path.join(voc_root, train_list))
-    val_ids = _read_list(os.path.join(voc_root, val_list))
+    record = datasets.get(dataset)
+    layout = record.layout
+    image_dir = _require_dir(os.path.join(voc_root, layout.image_dir), "image")
+    label_dir = _resolve_label_dir(voc_root, label_dir, layout)
+    train_ids = _read_list(os.path.join(voc_root, train_list or layout.train_list))
+    val_ids = _read_list(os.path.join(voc_root, val_list or layout.val_list))
     shared = set(train_ids) & set(val_ids)
     if shared:
         logging.warning("%d ids are in both the train and the val list (e.g. %s).", len(shared), min(shared))
     workers = max(1, int(workers))
-    train_classes, train_bad = _scan(train_ids, image_dir, label_dir, skip_bad, workers, "checking train")
-    val_classes, val_bad = _scan(val_ids, image_dir, label_dir, skip_bad, workers, "checking val")
+    train_classes, train_bad = _scan(train_ids, image_dir, label_dir, skip_bad, workers, "checking train", record)
+    val_classes, val_bad = _scan(val_ids, image_dir, label_dir, skip_bad, workers, "checking val", record)
     bad = [("train",) + b for b in train_bad] + [("val",) + b for b in val_bad]
     for split, image_id, kind, message in bad:
         logging.warning("skipped %s id %s (%s): %s", split, image_id, kind, message)
 
-    outputs = plan_outputs(train_classes, val_classes, out_dir)
+    outputs = plan_outputs(train_classes, val_classes, out_dir, record)
     todo = [o for o in outputs if not is_complete(o)]
     skipped = [o.path for o in outputs if o not in todo]
     logging.info("%d files complete (skipped), %d to write.", len(skipped), len(todo))
@@ -409,7 +380,7 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     try:
         # Largest first, so that the last files to finish are small ones.
-        jobs = [pool.submit(_write, o, image_dir, label_dir, progress)
+        jobs = [pool.submit(_write, o, image_dir, label_dir, progress, layout)
                 for o in sorted(todo, key=lambda o: -len(o.ids))]
         for job in concurrent.futures.as_completed(jobs):
             job.result()
@@ -433,8 +404,12 @@ def define_flags():
                         "SegmentationClass.")
     flags.DEFINE_string("output_dir", "data", "Output folder.")
     flags.DEFINE_alias("out_dir", "output_dir")  # the flag's name before 2026-12
-    flags.DEFINE_string("train_list", DEFAULT_TRAIN_LIST, "Training id list, relative to voc_root.")
-    flags.DEFINE_string("val_list", DEFAULT_VAL_LIST, "Validation id list, relative to voc_root.")
+    flags.DEFINE_enum("dataset", datasets.DEFAULT, sorted(datasets.DATASETS), "The dataset (datasets.py): its "
+                      "folder layout, classes and setups.")
+    flags.DEFINE_string("train_list", None, f"Training id list, relative to voc_root; default the dataset's "
+                        f"({DEFAULT_TRAIN_LIST} for voc).")
+    flags.DEFINE_string("val_list", None, f"Validation id list, relative to voc_root; default the dataset's "
+                        f"({DEFAULT_VAL_LIST} for voc).")
     flags.DEFINE_bool("skip_bad", False, "Skip and count bad examples instead of stopping at the first.")
     flags.DEFINE_integer("workers", 2, "Reading/writing threads.", lower_bound=1)
     flags.register_validator("voc_root", lambda path: path is None or os.path.isdir(path),
@@ -447,7 +422,7 @@ def main(argv):
     del argv
     f = flags.FLAGS
     try:
-        prepare(f.voc_root, f.output_dir, f.label_dir, f.workers, f.skip_bad, f.train_list, f.val_list)
+        prepare(f.voc_root, f.output_dir, f.label_dir, f.workers, f.skip_bad, f.train_list, f.val_list, f.dataset)
     except (FileNotFoundError, ValueError) as e:
         print(f"prepare_data.py: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)

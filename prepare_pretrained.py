@@ -50,7 +50,7 @@ from keras.src.backend import config as keras_config  # Keras' cache folder (ker
 import numpy as np
 
 import model
-from train_manager import CHECKPOINT_SUFFIX, checkpoint_exists
+from artifacts import CHECKPOINT_SUFFIX, checkpoint_exists
 
 KERAS_BN_EPSILON = 1.001e-5  # keras.applications.resnet's batch norms
 UNITS = (3, 4, 23, 3)  # ResNet-101

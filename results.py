@@ -5,13 +5,17 @@ per-class IoU and accuracy, old/new groups; format_results_block, parse_results_
 finishes, `<name>.gin` (the operative gin config) and `<name>.json` (what the experiment was: config, setup,
 parameter indices, replay source; write_description). The summaries read the JSON files, never file names.
 `<name>.lock` is the experiment's lock (experiment_lock): one process at a time runs the experiment or appends to
-its results file, which never holds a step twice (RepeatedStepError).
+its results file, which never holds a step twice (RepeatedStepError). The text is printed from numbers: every
+validated step's confusion matrix, loss and old / new classes are kept beside it in `<name>.matrices.npz`
+(append_results, write_matrices, read_matrices), and the summaries compute every number from the matrices
+(metrics.py; matrix_blocks), or from the text for runs without them (the original's, earlier ones).
 
 Writes `summary.csv`, `summary.md`, `summary.tex` (the paper's table form), `method_setup_table.md` (the
 README's table: a row per method, protocol, replay source and variant, a column per setup), `recall_vs_finetuning.md`
 (RECALL's final mIoU minus the fine-tuning baseline's of the same protocol), `recall_vs_baselines.md` (RECALL
-beside fine-tuning and the field's baselines, LwF, ILT, MiB, PLOP, per setup and protocol) and PNG plots in
-`plots/`.
+beside fine-tuning and the field's baselines, LwF, ILT, MiB, PLOP, per setup and protocol), PNG plots in
+`plots/` and a CSV per experiment in `per_step/` (PLOP's layout: step, per-class IoU, mIoU; step_csv).
+`load(outputs)` gives the same numbers as rows (a dict per experiment, or per step), for notebooks and pandas.
 
 A run's variant is the set of switches of README "Behaviours of the original" (behaviours.SWITCHES) it set
 otherwise: "original" when none (the original's code), e.g. "Training.replay_label_input = 'mean_subtracted'" for
@@ -29,6 +33,7 @@ test_type (a TrainManager.TESTS name), setup (its short name, e.g. 15-5, 10-5-5)
 or overlapped), miou_old, miou_new, miou_all (percent; empty: not reported) and source (address and table).
 
 Usage: python results.py --outputs outputs [--paper docs/paper_results.csv]
+       python results.py --outputs outputs --metric miou_avg   (one number per run: metrics.EXPERIMENT_METRICS)
 """
 import ast
 import contextlib
@@ -41,6 +46,8 @@ import math
 import os
 import re
 import sys
+import zipfile
+import zlib
 
 from absl import app, flags, logging
 import gin
@@ -56,8 +63,7 @@ _HEADER_RIGHT = "#" * 36
 _HEADER_RE = re.compile(r"^#+ VALIDATION RESULTS OF STEP (\d+)#+$")
 _GROUP_RE = re.compile(r"^(old|new) classes (miou|mean accuracy) (\[.*\])$")
 COLUMNS = ["config", "test_type", "setup", "replay_source", "variant", "parameters", "miou_old", "miou_new",
-           "miou_all", "miou_all_bg", "delta_vs_joint"]
-N_CLASSES = 21
+           "miou_all", "miou_all_bg", "delta_vs_joint", "miou_avg", "forgetting"]
 
 
 # ------------------------------------------------------------------------------------ the results file
@@ -68,7 +74,8 @@ def _fmt_list(values):
 
 
 def format_results_block(step, loss, cm, old_classes, new_classes):
-    """The text the original appends to the results file after validating a step.
+    """The text the original appends to the results file after validating a step (the numbers are
+    metrics.step_results' of the matrix).
 
     Args:
       step: int, the step index.
@@ -80,28 +87,24 @@ def format_results_block(step, loss, cm, old_classes, new_classes):
     Returns:
       str, starting with an empty line and ending with a blank line, ready to append.
     """
-    new_classes = [int(c) for c in new_classes]
-    old_classes = None if old_classes is None else [int(c) for c in old_classes]
-    classes = new_classes if old_classes is None else old_classes + new_classes
-    cm = np.asarray(cm, np.float64)
+    r = metrics.step_results(np.asarray(cm, np.float64), old_classes, new_classes)
     loss = loss.numpy() if hasattr(loss, "numpy") else loss
     lines = [
         "",
         f"{_HEADER_LEFT}{step}{_HEADER_RIGHT}",
         f"LOSS\n{loss}\n",
-        f"mIoU\n{metrics.get_mean_iou(cm, classes)}\n",
-        f"class_iou\n{_fmt_list(metrics.get_classes_iou(cm, classes))}\n",
-        f"mean class accuracy\n{metrics.get_mean_class_accuracy(cm, classes)}\n",
-        f"mean pixel accuracy\n{metrics.get_mean_pixel_accuracy(cm, classes)}\n",
-        f"class accuracy\n{_fmt_list(metrics.get_classes_accuracy(cm, classes))}\n",
+        f"mIoU\n{r['miou']}\n",
+        f"class_iou\n{_fmt_list(r['class_iou'])}\n",
+        f"mean class accuracy\n{r['mean_class_accuracy']}\n",
+        f"mean pixel accuracy\n{r['mean_pixel_accuracy']}\n",
+        f"class accuracy\n{_fmt_list(r['class_accuracy'])}\n",
     ]
-    if old_classes:
-        old_miou, new_miou = metrics.get_mean_iou_old_and_new(cm, old_classes, new_classes)
-        old_acc, new_acc = metrics.get_mean_accuracy_old_and_new(cm, old_classes, new_classes)
-        lines += [f"old classes miou {old_classes}\n{old_miou}\n",
-                  f"new classes miou {new_classes}\n{new_miou}\n",
-                  f"old classes mean accuracy {old_classes}\n{old_acc}\n",
-                  f"new classes mean accuracy {new_classes}\n{new_acc}\n"]
+    if r["old_classes"]:
+        old, new = r["old_classes"], r["new_classes"]
+        lines += [f"old classes miou {old}\n{r['old_miou']}\n",
+                  f"new classes miou {new}\n{r['new_miou']}\n",
+                  f"old classes mean accuracy {old}\n{r['old_accuracy']}\n",
+                  f"new classes mean accuracy {new}\n{r['new_accuracy']}\n"]
     return "\n".join(lines) + "\n"
 
 
@@ -137,6 +140,48 @@ def append_results_block(path, block, lock=True):
       ValueError naming the file and the step when the file already holds a block of the block's step: a results
       file holds each step once (the caller checks before it validates: Training._run_validation).
     """
+    _append(path, block, lock, None)
+
+
+def append_results(path, step, loss, cm, old_classes, new_classes, lock=True):
+    """Appends a validated step to an experiment: its matrix to the matrices file (matrices_path, write_matrices)
+    and its block (format_results_block) to the results file, both under the experiment's lock, the matrices
+    first: a step is in the results file only once its matrix is stored (a matrix of a step the results file does
+    not hold, left by a run killed in between, is replaced).
+
+    Args:
+      path: the results file. step, loss, old_classes, new_classes: as format_results_block's.
+      cm: confusion matrix [n, n] of integer counts (numpy or tensor).
+      lock: as append_results_block's.
+
+    Raises:
+      ValueError naming the file and the step when the results file holds the step already, or naming the
+      matrices file and its fault when it cannot be read or holds matrices of another size.
+    """
+    cm = np.asarray(cm.numpy() if hasattr(cm, "numpy") else cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or not np.issubdtype(cm.dtype, np.integer):
+        raise ValueError(f"step {step} of {path}: expected a square integer confusion matrix, got {cm.dtype} "
+                         f"{cm.shape}")
+    block = format_results_block(step, loss, cm, old_classes, new_classes)
+    loss = float(loss.numpy() if hasattr(loss, "numpy") else loss)
+    entry = dict(step=int(step), loss=loss, confusion_matrix=cm.astype(np.int64),
+                 old_classes=[int(c) for c in old_classes] if old_classes else None,
+                 new_classes=[int(c) for c in new_classes])
+
+    def store_matrix():
+        data = matrices_path(path)
+        entries = read_matrices(data) if os.path.exists(data) else []
+        if entries and entries[0]["confusion_matrix"].shape != cm.shape:
+            raise ValueError(f"{data}: holds {entries[0]['confusion_matrix'].shape} matrices, step {step} is "
+                             f"{cm.shape}: not this experiment's; delete it (the results file is unaffected)")
+        if any(e["step"] == step for e in entries):
+            logging.info("%s: replacing the matrix of step %d, which %s does not hold", data, step, path)
+        write_matrices(data, sorted([e for e in entries if e["step"] != step] + [entry], key=lambda e: e["step"]))
+
+    _append(path, block, lock, store_matrix)
+
+
+def _append(path, block, lock, before_text):
     (step, _), = _header_steps(block.splitlines())
     with experiment_lock(path) if lock else contextlib.nullcontext():
         old = ""
@@ -145,7 +190,175 @@ def append_results_block(path, block, lock=True):
                 old = f.read()
         if step in [s for s, _ in _header_steps(old.splitlines())]:
             raise ValueError(f"{path} already holds step {step}: a results file holds each step once")
+        if before_text is not None:
+            before_text()
         artifacts.write_text(path, old + block, fsync=True)
+
+
+# ------------------------------------------------------------------------------------ the matrices file
+
+MATRICES_SUFFIX = ".matrices.npz"
+# The arrays of a matrices file, over its S steps (n classes): name -> (dtype, shape as a function of S and n).
+_MATRIX_ARRAYS = {"step": (np.int64, lambda s, n: (s,)), "loss": (np.float64, lambda s, n: (s,)),
+                  "confusion_matrix": (np.int64, lambda s, n: (s, n, n)),
+                  "old_classes": (np.int64, lambda s, n: (s, n)), "new_classes": (np.int64, lambda s, n: (s, n))}
+
+
+def matrices_path(results_file):
+    """`<name>.matrices.npz` beside the results file `<name>.txt`: the data of its steps (write_matrices)."""
+    return os.path.splitext(results_file)[0] + MATRICES_SUFFIX
+
+
+def write_matrices(path, entries):
+    """Writes a matrices file atomically: a numpy .npz (np.load(path) reads it) with, over the steps in order,
+    `step` int64 [S], `loss` float64 [S], `confusion_matrix` int64 [S, n, n] (rows ground truth, columns prediction),
+    `old_classes` and `new_classes` int64 [S, n] (each step's class ids in order, padded with -1; a first step has
+    no old class). The same entries give the same bytes (no time stamps in the archive).
+
+    Args:
+      entries: list of dicts: step (int), loss (float), confusion_matrix (int [n, n], one n for all),
+        old_classes (list of int or None), new_classes (list of int).
+    """
+    n = entries[0]["confusion_matrix"].shape[0] if entries else 0
+    shapes = sorted({np.shape(e["confusion_matrix"]) for e in entries})
+    if shapes and shapes != [(n, n)]:
+        raise ValueError(f"{path}: the matrices of one experiment are [n, n] of one n, got {shapes}")
+
+    def classes(lists):
+        out = np.full((len(lists), n), -1, np.int64)
+        for i, values in enumerate(lists):
+            out[i, :len(values or [])] = values or []
+        return out
+
+    arrays = {"step": np.array([e["step"] for e in entries], np.int64).reshape(-1),
+              "loss": np.array([e["loss"] for e in entries], np.float64).reshape(-1),
+              "confusion_matrix": np.array([e["confusion_matrix"] for e in entries], np.int64).reshape(-1, n, n),
+              "old_classes": classes([e["old_classes"] for e in entries]),
+              "new_classes": classes([e["new_classes"] for e in entries])}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w") as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+    artifacts.write_bytes(path, buffer.getvalue(), fsync=True)
+
+
+def _class_list(row, n, where):
+    values = [int(v) for v in row]
+    length = values.index(-1) if -1 in values else len(values)
+    if any(v != -1 for v in values[length:]) or any(not 0 <= v < n for v in values[:length]) \
+            or len(set(values[:length])) != length:
+        raise ValueError(f"{where}: expected distinct class ids in [0, {n}) padded with -1 at the end, got {values}")
+    return values[:length]
+
+
+def read_matrices(path):
+    """Reads a matrices file (write_matrices).
+
+    Returns:
+      list of dicts sorted by step: step (int), loss (float), confusion_matrix (int64 numpy [n, n]), old_classes
+      (list of int, None for a step without), new_classes (list of int).
+
+    Raises:
+      FileNotFoundError; ValueError naming the file and its fault (not an .npz, a missing array, another dtype or
+      shape, negative counts, a class id outside the matrix, a step without new classes, a step held twice).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"matrices file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in _MATRIX_ARRAYS if name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"{path}: not a matrices file ({type(e).__name__}: {e})") from None
+    missing = [name for name in _MATRIX_ARRAYS if name not in arrays]
+    if missing:
+        raise ValueError(f"{path}: lacks the arrays {missing}")
+    cms = arrays["confusion_matrix"]
+    if cms.ndim != 3 or cms.shape[1] != cms.shape[2]:
+        raise ValueError(f"{path}: confusion_matrix of shape {cms.shape}, expected [steps, n, n]")
+    s, n = cms.shape[:2]
+    for name, (dtype, shape) in _MATRIX_ARRAYS.items():
+        if arrays[name].dtype != dtype or arrays[name].shape != shape(s, n):
+            raise ValueError(f"{path}: {name} is {arrays[name].dtype} {arrays[name].shape}, expected "
+                             f"{np.dtype(dtype)} {shape(s, n)}")
+    if (cms < 0).any():
+        raise ValueError(f"{path}: negative counts in confusion_matrix")
+    entries, seen = [], set()
+    for i in range(s):
+        step, where = int(arrays["step"][i]), f"{path}: step {int(arrays['step'][i])}"
+        if step in seen:
+            raise ValueError(f"{where} appears twice: a matrices file holds each step once")
+        seen.add(step)
+        new = _class_list(arrays["new_classes"][i], n, f"{where}: new_classes")
+        if not new:
+            raise ValueError(f"{where}: no new class")
+        old = _class_list(arrays["old_classes"][i], n, f"{where}: old_classes") or None
+        entries.append(dict(step=step, loss=float(arrays["loss"][i]), confusion_matrix=cms[i], old_classes=old,
+                            new_classes=new))
+    return sorted(entries, key=lambda e: e["step"])
+
+
+def _text_blocks(text):
+    """{step: (its block's lines without the loss value and trailing blank lines, the loss value's text)} of a
+    results file's text. A float32 loss prints otherwise than its float64: the two are compared as numbers."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    headers = _header_steps(lines)
+    blocks = {}
+    for (step, number), end in zip(headers, [n - 1 for _, n in headers[1:]] + [len(lines)]):
+        block = lines[number - 1:end]
+        while block and not block[-1]:
+            block.pop()
+        loss = block.pop(block.index("LOSS") + 1) if "LOSS" in block[:-1] else None
+        blocks[step] = block, loss
+    return blocks
+
+
+def _same_loss(text, value):
+    try:
+        printed = float(text)
+    except (TypeError, ValueError):
+        return False
+    return (math.isnan(printed) and math.isnan(value)) or math.isclose(printed, value, rel_tol=1e-6)
+
+
+def matrix_blocks(results_file, n_classes=None):
+    """The blocks of an experiment computed from its matrices file (metrics.step_results), or None when it has
+    none, or one that cannot stand for its results file: unreadable, of another number of classes, without a step
+    the results file holds, or whose numbers do not give the file's text (all but a warning naming the matrices
+    file and the fault; the caller reads the text then). Steps the results file does not hold are left out.
+
+    Returns:
+      list of dicts sorted by step with parse_results_file's keys (class lists not rounded) and
+      confusion_matrix (int64 [n, n]); or None.
+    """
+    data = matrices_path(results_file)
+    if not os.path.exists(data):
+        return None
+    try:
+        entries = {e["step"]: e for e in read_matrices(data)}
+        with open(results_file, encoding="utf-8") as f:
+            text = _text_blocks(f.read())
+        missing = sorted(set(text) - set(entries))
+        if missing:
+            raise ValueError(f"{data}: no matrix of the step(s) {missing} that {results_file} holds")
+        blocks = []
+        for step in sorted(text):
+            e = entries[step]
+            cm, where = e["confusion_matrix"], f"{data}: step {step}"
+            if n_classes is not None and cm.shape[0] != n_classes:
+                raise ValueError(f"{where}: a {cm.shape[0]}-class matrix, the experiment has {n_classes} classes")
+            block = format_results_block(step, e["loss"], cm, e["old_classes"], e["new_classes"])
+            lines, loss = text[step]
+            if _text_blocks(block)[step][0] != lines or not _same_loss(loss, e["loss"]):
+                raise ValueError(f"{where}: its numbers do not give the block of step {step} in {results_file}")
+            blocks.append(dict(metrics.step_results(cm, e["old_classes"], e["new_classes"]), step=step,
+                               loss=e["loss"], confusion_matrix=cm))
+    except (OSError, ValueError) as e:
+        logging.warning("%s (the summary reads the results file's text instead)", e)
+        return None
+    return blocks
 
 
 def _parse_list(text, where):
@@ -316,11 +529,6 @@ def write_description(manager):
 # ---------------------------------------------------------------------------------------- summaries
 
 
-def _mean(values):
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(values) / len(values) if values else math.nan
-
-
 def _short(structure):
     return "-".join(map(str, structure)) if len(structure) == 3 else f"{structure[0]}-{structure[1]}"
 
@@ -331,7 +539,10 @@ def read_experiments(outputs, refused=None):
     step twice, RepeatedStepError; a results file without a description, such as one of the original's, is not
     summarised). Returns a list of dicts sorted by results file: config, test_type, setup, structure, parameters,
     replay_source ('gan', 'flickr' or 'none' for experiments without replay), protocol and behaviours
-    (_protocol_and_behaviours), blocks (parse_results_file), path.
+    (_protocol_and_behaviours), blocks, path, read_from: "matrices" when the blocks are computed from the
+    experiment's matrices file (matrix_blocks: unrounded, each with its confusion_matrix), "text" when they are
+    parse_results_file's (runs from before matrices files, the original's; or a matrices file that cannot be
+    used, with a warning naming it).
 
     Args:
       refused: a list that receives (results file, step) of each file skipped for holding that step twice (the
@@ -351,6 +562,7 @@ def read_experiments(outputs, refused=None):
             lengths = {len(b[k]) for b in blocks for k in _LISTS.values()}
             if lengths - {doc["n_classes"]}:  # a class list of another length would shift the classes
                 raise ValueError(f"{path}: class lists of length {sorted(lengths)}, expected {doc['n_classes']}")
+            data = matrix_blocks(path, doc["n_classes"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             logging.warning("skipping %s: %s: %s", description, type(e).__name__, e)
             if isinstance(e, RepeatedStepError) and refused is not None:
@@ -366,7 +578,8 @@ def read_experiments(outputs, refused=None):
                                 replay_source=source, protocol=protocol, behaviours=behaviours,
                                 method=method_name(doc.get("method", "recall"), doc.get("train_encoder_incremental"),
                                                    test_type, source),
-                                blocks=sorted(blocks, key=lambda b: b["step"]), path=path))
+                                blocks=data or sorted(blocks, key=lambda b: b["step"]), path=path,
+                                read_from="text" if data is None else "matrices"))
     return sorted(experiments, key=lambda e: e["path"])
 
 
@@ -389,12 +602,18 @@ def _protocol_and_behaviours(doc, results_file):
 
 
 def group_mious(block, n0):
-    """(old 1..n0, new n0+1..last seen, all without background, all with background) mIoU of a block, %."""
-    iou = list(block["class_iou"]) + [None] * N_CLASSES
-    seen = [c for c in range(N_CLASSES) if iou[c] is not None]
-    last = max(seen) if seen else 0
-    pct = lambda values: 100 * _mean(values)
-    return (pct(iou[1:n0 + 1]), pct(iou[n0 + 1:last + 1]), pct(iou[1:last + 1]), pct(iou[0:last + 1]))
+    """(old 1..n0, new n0+1..last seen, all without background, all with background) mIoU of a block, %
+    (metrics.class_groups; any number of classes: the block's class_iou list's)."""
+    return tuple(100 * v for v in metrics.class_groups(block["class_iou"], n0))
+
+
+def experiment_metrics(experiment, joint=None):
+    """metrics.experiment_metrics of an experiment of read_experiments (percent), JOINT's last step as the
+    reference of delta_vs_joint when `joint` (JOINT's experiment) is given."""
+    blocks = experiment["blocks"]
+    return metrics.experiment_metrics([b["class_iou"] for b in blocks], experiment["structure"][0],
+                                      None if joint is None else joint["blocks"][-1]["class_iou"],
+                                      blocks[-1]["mean_pixel_accuracy"], blocks[-1]["mean_class_accuracy"])
 
 
 def variant_label(values):
@@ -436,24 +655,80 @@ def _named(name, label):
 
 
 def summary_rows(experiments):
-    """One row per experiment: final-step mIoU (percent) of old, new, all classes and the gap to JOINT, and the
-    run's variant (run_variant; variant_label, for the tables' headers, is not a column)."""
+    """One row per experiment: final-step mIoU (percent) of old, new, all classes and the gap to JOINT, the mean
+    mIoU over steps and the mean forgetting (metrics.EXPERIMENT_METRICS), and the run's variant (run_variant;
+    variant_label, for the tables' headers, is not a column)."""
     joint = next((e for e in experiments if e["test_type"] == "JOINT"), None)
     rows = []
     for e in experiments:
-        n0 = e["structure"][0]
-        old, new, all_, all_bg = group_mious(e["blocks"][-1], n0)
-        delta = math.nan
-        if joint is not None:
-            delta = all_ - group_mious(joint["blocks"][-1], n0)[2]
+        numbers = experiment_metrics(e, joint)
         rows.append(dict(config=e["config"], test_type=e["test_type"], setup=e["setup"],
                          replay_source=e["replay_source"], variant=run_variant(e["behaviours"]),
-                         parameters=e["parameters"], miou_old=old, miou_new=new, miou_all=all_,
-                         miou_all_bg=all_bg, delta_vs_joint=delta,
+                         parameters=e["parameters"], **{k: numbers[k] for k in COLUMNS[6:]},
                          # not COLUMNS: for the tables below
                          variant_label=variant_label(e["behaviours"]), method=e.get("method"),
                          protocol=e.get("protocol")))
     return rows
+
+
+# The columns that say which run a row of load() is (then its numbers).
+RUN_COLUMNS = ["config", "test_type", "setup", "replay_source", "variant", "parameters", "method", "protocol"]
+
+
+def load(outputs, per_step=False, refused=None):
+    """The finished experiments of `outputs` as rows a notebook can use (`pandas.DataFrame(results.load(...))`),
+    computed from the folder alone (matrices where they are, else the results files' text; read_experiments).
+
+    Args:
+      outputs: a folder of results files and their descriptions.
+      per_step: False: a row per experiment; True: a row per experiment and validated step.
+      refused: as read_experiments'.
+
+    Returns:
+      list of dicts. Per experiment: RUN_COLUMNS, every metrics.EXPERIMENT_METRICS number, iou_<c> (last step)
+      and forgetting_<c> per class, steps (how many), read_from ("matrices" or "text"), results_file. Per step:
+      RUN_COLUMNS, step, loss, miou (the results file's: the step's classes, background included), miou_old,
+      miou_new, miou_all, miou_all_bg (the setup's groups at that step), pixel_accuracy, class_accuracy, iou_<c>,
+      read_from, results_file. Numbers in percent but loss; nan where not defined (a class not evaluated).
+    """
+    experiments = read_experiments(outputs, refused)
+    joint = next((e for e in experiments if e["test_type"] == "JOINT"), None)
+    pct = lambda v: math.nan if v is None else 100 * v
+    rows = []
+    for e in experiments:
+        run = {k: run_variant(e["behaviours"]) if k == "variant" else e.get(k) for k in RUN_COLUMNS}
+        where = dict(read_from=e["read_from"], results_file=os.path.basename(e["path"]))
+        if not per_step:
+            rows.append(dict(run, **experiment_metrics(e, joint), steps=len(e["blocks"]), **where))
+            continue
+        for b in e["blocks"]:
+            groups = group_mious(b, e["structure"][0])
+            rows.append(dict(run, step=b["step"], loss=b["loss"], miou=pct(b["miou"]),
+                             **dict(zip(("miou_old", "miou_new", "miou_all", "miou_all_bg"), groups)),
+                             pixel_accuracy=pct(b["mean_pixel_accuracy"]),
+                             class_accuracy=pct(b["mean_class_accuracy"]),
+                             **{f"iou_{c}": pct(v) for c, v in enumerate(b["class_iou"])}, **where))
+    return rows
+
+
+def step_csv(experiment):
+    """An experiment's per-step CSV in PLOP's layout (its results/<run>.csv): a line per validated step, no header:
+    step, the IoU of every class (fractions, "x" for a class not evaluated), the step's mIoU (the results file's)."""
+    lines = []
+    for b in experiment["blocks"]:
+        iou = ["x" if v is None else repr(float(v)) for v in b["class_iou"]]
+        lines.append(",".join([str(b["step"])] + iou + [repr(float(b["miou"]))]))
+    return "\n".join(lines) + "\n"
+
+
+def write_step_csvs(experiments, folder):
+    """Writes step_csv of each experiment to `folder`/<results file name>.csv. Returns the paths."""
+    written = []
+    for e in experiments:
+        out = os.path.join(folder, os.path.splitext(os.path.basename(e["path"]))[0] + ".csv")
+        artifacts.write_text(out, step_csv(e))
+        written.append(out)
+    return written
 
 
 # TrainManager.method -> (the method's name in the papers, whether this project's config of it trains the encoder:
@@ -945,10 +1220,10 @@ def plot(experiments, folder):
 
 def summarize(outputs, paper=None, refused=None):
     """Writes summary.csv, summary.md, summary.tex, method_setup_table.md, recall_vs_finetuning.md,
-    recall_vs_baselines.md and plots/ for the results files of `outputs`, and with `paper` (a file of the paper's
-    numbers, read_paper_results) paper_comparison.md and .csv. Only runs on real VOC should be given a paper file:
-    nothing else decides it (see the module docstring). A folder that cannot be written (a finished, read-only
-    one) gets no file, with a warning naming it: reading results needs no write.
+    recall_vs_baselines.md, plots/ and per_step/ (write_step_csvs) for the results files of `outputs`, and with
+    `paper` (a file of the paper's numbers, read_paper_results) paper_comparison.md and .csv. Only runs on real VOC
+    should be given a paper file: nothing else decides it (see the module docstring). A folder that cannot be
+    written (a finished, read-only one) gets no file, with a warning naming it: reading results needs no write.
 
     Args:
       refused: as read_experiments'.
@@ -970,6 +1245,7 @@ def summarize(outputs, paper=None, refused=None):
         artifacts.write_text(os.path.join(outputs, "recall_vs_finetuning.md"), recall_vs_finetuning(rows))
         artifacts.write_text(os.path.join(outputs, "recall_vs_baselines.md"), recall_vs_baselines(rows))
         plot(experiments, os.path.join(outputs, "plots"))
+        write_step_csvs(experiments, os.path.join(outputs, "per_step"))
     except OSError as e:
         if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
@@ -979,15 +1255,38 @@ def summarize(outputs, paper=None, refused=None):
     return rows
 
 
+def metric_table(rows, name):
+    """Markdown table of one number of load()'s rows (`name`: an EXPERIMENT_METRICS name, iou_<c>, forgetting_<c>)
+    beside the columns that say which run each row is.
+
+    Raises:
+      ValueError naming `name` and the names there are, when no row has it.
+    """
+    if rows and not any(name in r for r in rows):
+        known = list(metrics.EXPERIMENT_METRICS) + ["iou_<class id>", "forgetting_<class id>"]
+        raise ValueError(f"--metric {name!r}: no run has it; expected one of {known}")
+    if not rows and name not in metrics.EXPERIMENT_METRICS:
+        raise ValueError(f"--metric {name!r}: unknown; expected one of {list(metrics.EXPERIMENT_METRICS)}")
+    header = ["config", "setup", "replay_source", "variant", "parameters", name]
+    return _markdown(header, [[_fmt(r.get(k, math.nan)) for k in header] for r in rows])
+
+
 def main(_):
-    """Prints the summary table (and with --paper the comparison); exit status 1 when a results file was refused
-    for holding a step twice (its experiment is missing from the tables)."""
+    """Prints the summary table (and with --paper the comparison; with --metric only that number per run); exit
+    status 1 when a results file was refused for holding a step twice (its experiment is missing from the
+    tables)."""
     refused = []
-    rows = summarize(flags.FLAGS.outputs, paper=flags.FLAGS.paper, refused=refused)
-    print(markdown_table(rows))
-    if flags.FLAGS.paper and rows:
-        experiments = read_experiments(flags.FLAGS.outputs)
-        print(comparison_markdown(paper_comparison(experiments, read_paper_results(flags.FLAGS.paper))))
+    if flags.FLAGS.metric:
+        try:
+            print(metric_table(load(flags.FLAGS.outputs, refused=refused), flags.FLAGS.metric))
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
+    else:
+        rows = summarize(flags.FLAGS.outputs, paper=flags.FLAGS.paper, refused=refused)
+        print(markdown_table(rows))
+        if flags.FLAGS.paper and rows:
+            experiments = read_experiments(flags.FLAGS.outputs)
+            print(comparison_markdown(paper_comparison(experiments, read_paper_results(flags.FLAGS.paper))))
     for path, step in refused:
         logging.error("%s: step %d appears twice: left out of the summary (delete the file to validate its steps "
                       "again, or one of the two blocks)", path, step)
@@ -1000,6 +1299,9 @@ def cli():
     flags.DEFINE_string("outputs", "outputs", "folder of the results files")
     flags.DEFINE_string("paper", None, "file of the paper's numbers (docs/paper_results.csv): also write "
                         "paper_comparison.md/.csv. For runs on real VOC only, never the embedded benchmark")
+    flags.DEFINE_string("metric", None, "print only this number of every finished run (results.load's rows: "
+                        f"{', '.join(metrics.EXPERIMENT_METRICS)}, iou_<class id>, forgetting_<class id>), "
+                        "computed from the folder alone; no file is written")
     app.run(main)
 
 

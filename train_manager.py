@@ -1,8 +1,9 @@
 """Plans an experiment: the class steps of a setup, and the name and path of every artifact.
 
 `TrainManager` is bound by gin under the name `TrainManager` with exactly the original's bindings
-(see config/*.gin), so the original nine configs parse unchanged. Every name or path of the project is
-computed here from the four parameter indices and the test structure; nobody else builds these strings.
+(see config/*.gin), so the original nine configs parse unchanged. Every artifact name of the project is
+computed here from the four parameter indices and the test structure, and put in the folder that paths.py says;
+the setups are datasets.SETUPS's. Nobody else builds these names.
 Public methods keep the original's names and results, so notebooks written for the original still work.
 """
 import dataclasses
@@ -11,35 +12,19 @@ import os
 import gin
 
 import behaviours
-
-# Our checkpoints are HDF5 weight files (model.py): `<extension-less path>` + CHECKPOINT_SUFFIX. A TF1 checkpoint of
-# the original (`<path>.index` + `<path>.data-00000-of-00001`) is accepted too.
-CHECKPOINT_SUFFIX = ".weights.h5"
-TF1_INDEX_SUFFIX = ".index"
+import datasets
+import paths
+# Re-exported for the original's code, notebooks and tests that import them from here; their owners are artifacts
+# (checkpoints) and paths (names of class groups).
+from artifacts import CHECKPOINT_SUFFIX, checkpoint_exists  # noqa: F401
+from paths import class_range_str  # noqa: F401
 
 FIRST_STEP_PROTOCOLS = ("sequential", "overlapped")
 PROTOCOLS = ("sequential", "disjoint", "overlapped")
 REPLAY_SOURCES = (None, "gan", "flickr")
 # The loss of the incremental steps (`TrainManager.method`): RECALL's (the original's cross-entropy) or one of
-# the field's baselines (baselines.py: LwF, ILT, MiB, PLOP).
+# the field's methods (baselines.py: LwF, ILT, MiB, PLOP).
 METHODS = ("recall", "lwf", "ilt", "mib", "plop")
-
-
-def checkpoint_exists(path):
-    """True when a *complete* checkpoint is stored at `path` (extension-less, as TrainManager gives it).
-
-    Our files are written to a temporary name and renamed, so existence means complete. The original's TF1
-    checkpoints are recognised by their index file (written by the TF1 saver after the data file).
-    """
-    return (os.path.exists(path + CHECKPOINT_SUFFIX) or
-            os.path.exists(path + TF1_INDEX_SUFFIX))
-
-
-def class_range_str(classes):
-    """'11' for [11], '11-15' for [11, ..., 15]: how the original names a group of classes."""
-    if classes[0] == classes[-1]:
-        return str(classes[0])
-    return f"{classes[0]}-{classes[-1]}"
 
 
 _MISSING = object()
@@ -113,8 +98,8 @@ class TrainManager:
         original did, shared by every setup and replay source of the same protocol and indices; True names
         it per experiment (see get_mixed_train_paths).
       method: not the original's, incremental group: the loss of the incremental steps, "recall" (default: the
-        original's cross-entropy) or a baseline of baselines.py ("lwf", "ilt", "mib", "plop"; their weights
-        are the bindings lwf.*, ilt.*, mib.*, plop.*).
+        original's cross-entropy) or one of the field's methods of baselines.py ("lwf", "ilt", "mib", "plop";
+        their weights are the bindings lwf.*, ilt.*, mib.*, plop.*).
       train_encoder_incremental: not the original's, incremental group: False (default, the original) keeps
         the step-0 encoder in every incremental step; True trains encoder + decoder (batch norms in inference
         mode, as at step 0) and saves an encoder per step (get_encoder_paths).
@@ -128,14 +113,10 @@ class TrainManager:
       ValueError: unknown test_type, replay_source or protocol, or missing bindings.
     """
 
-    TEST_0 = ("ADD_ONE_ONE_TIME", [19, 1])
-    TEST_1 = ("ADD_FIVE_ONE_TIME", [15, 5])
-    TEST_2 = ("ADD_FIVE_TWO_TIMES", [10, 5, 5])
-    TEST_3 = ("ADD_ONE_FIVE_TIMES", [15, 1, 1, 1, 1, 1])
-    TEST_4 = ("ADD_TEN_ONE_TIME", [10, 10])
-    TEST_5 = ("ADD_TWO_FIVE_TIMES", [10, 2, 2, 2, 2, 2])
-    TEST_6 = ("ADD_ONE_TEN_TIMES", [10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
-    TEST_7 = ("JOINT", [20])
+    # The original's test types, read from the setup table (datasets.SETUPS["voc"], in the original's order: the
+    # position is the T{index} of the names): (name, classes added per step).
+    DATASET = datasets.VOC
+    TEST_0, TEST_1, TEST_2, TEST_3, TEST_4, TEST_5, TEST_6, TEST_7 = datasets.tests(DATASET)
 
     TESTS = [TEST_0, TEST_1, TEST_2, TEST_3, TEST_4, TEST_5, TEST_6, TEST_7]
 
@@ -294,16 +275,16 @@ class TrainManager:
 
       # ----------------------------------------------------------------------------------------------- paths
 
-    def _path(self, *parts):
-        return self.base_folder_path + "/" + "".join(parts)
+    def _data(self):
+        return paths.data_dir(self.base_folder_path)
 
     def get_encoder_pretrained_path(self):
         """Checkpoint the step-0 encoder starts from."""
-        return self._path("checkpoints/encoders/pretrained")
+        return paths.checkpoint(self.base_folder_path, "encoders", "pretrained")
 
     def get_encoder_path(self):
         """Checkpoint of the step-0 encoder of this test (extension-less)."""
-        return self._path("checkpoints/encoders/", self.get_encoder_name())
+        return paths.checkpoint(self.base_folder_path, "encoders", self.get_encoder_name())
 
     def get_encoder_paths(self):
         """Encoder checkpoint of every step (index = step), as get_decoder_paths: the step-0 encoder, then the
@@ -312,15 +293,16 @@ class TrainManager:
         names = self.get_decoders_names()
         if not self.incremental.train_encoder:
             return [self.get_encoder_path()] * len(names)
-        return [self.get_encoder_path()] + [self._path("checkpoints/encoders/", n) for n in names[1:]]
+        return [self.get_encoder_path()] + [paths.checkpoint(self.base_folder_path, "encoders", n)
+                                            for n in names[1:]]
 
     def get_decoder_paths(self):
         """Decoder checkpoints, one per step (index = step)."""
-        return [self._path("checkpoints/decoders/", n) for n in self.get_decoders_names()]
+        return [paths.checkpoint(self.base_folder_path, "decoders", n) for n in self.get_decoders_names()]
 
     def get_helper_out_paths(self):
         """Helper decoder checkpoints, one per helper group."""
-        return [self._path("checkpoints/helper_decoders/", n) for n in self.get_helper_names()]
+        return [paths.checkpoint(self.base_folder_path, "helper_decoders", n) for n in self.get_helper_names()]
 
     def get_validation_file_path(self):
         """The results text file of this experiment."""
@@ -328,18 +310,13 @@ class TrainManager:
         # The original appends "_1" here too, after the name already ends in "_1)".
         if self.helper_decoders_one_class:
             name += "_1"
-        return self._path("outputs/", name, ".txt")
-
-    def _step_file(self, folder, protocol, classes, suffix=""):
-        return self._path("data/", folder, "/train_", protocol, "_", class_range_str(classes), suffix,
-                          ".tfrecord")
+        return paths.results_file(self.base_folder_path, name)
 
     def get_train_paths(self):
         """Training tfrecord of every step (index = step): first-step file, then incremental files."""
         steps = self.test_structure_to_steps()
-        paths = [self._step_file("training_first_step", self.dataset_type_first_step, steps[0])]
-        paths += [self._step_file("training_incremental", self.dataset_type_incremental, s) for s in steps[1:]]
-        return paths
+        return ([paths.first_step_file(self._data(), self.dataset_type_first_step, steps[0])] +
+                [paths.incremental_file(self._data(), self.dataset_type_incremental, s) for s in steps[1:]])
 
     def get_mixed_train_paths(self):
         """Mixed-label (background-inpainted) tfrecord of every step; None for step 0.
@@ -352,25 +329,24 @@ class TrainManager:
         (`..._P{c}.{fs}.{h}.{i}_T{test}_S{step}_{source}[_1]`).
         """
         steps = self.test_structure_to_steps()
-        return [None] + [self._step_file("training_incremental/mixed", self.dataset_type_incremental, s,
-                                         "_" + (self._incremental_name(k) if self.mixed_labels_per_experiment
-                                                else "P" + self.parameter_to_str() + self._tags["incremental"]))
+        return [None] + [paths.mixed_file(self._data(), self.dataset_type_incremental, s,
+                                          "_" + (self._incremental_name(k) if self.mixed_labels_per_experiment
+                                                 else "P" + self.parameter_to_str() + self._tags["incremental"]))
                          for k, s in enumerate(steps[1:], start=1)]
 
     def get_helper_train_paths(self):
         """Training tfrecord of every helper group."""
-        return [self._step_file("training_incremental", self.dataset_type_helpers, h)
-                for h in self.get_helpers_classes()]
+        return [paths.incremental_file(self._data(), self.dataset_type_helpers, h) for h in self.get_helpers_classes()]
 
     def get_val_paths(self):
         """Validation tfrecords of every step: val_1 .. val_(last class seen at that step)."""
-        return [[self._path("data/validation/val_", str(i + 1), ".tfrecord") for i in range(s[-1])]
+        return [[paths.validation_file(self._data(), i + 1) for i in range(s[-1])]
                 for s in self.test_structure_to_steps()]
 
     def _replay_source_path(self, cls):
         if self.replay_source is None:
             raise ValueError("TrainManager: replay images need replay_source 'gan' or 'flickr', got None.")
-        return self._path("data/replay_images/", self.replay_source, "/", str(cls).zfill(2), ".tfrecord")
+        return paths.replay_file(self._data(), self.replay_source, cls)
 
     def get_replay_source_helper_paths(self):
         """Raw replay tfrecords of the classes labelled by helpers, grouped by helper; None without replay."""
@@ -400,7 +376,7 @@ class TrainManager:
 
     def get_replay_folder(self):
         """Folder of the labelled replay tfrecords (ends with '/')."""
-        return self._path("data/replay_images_and_labels/")
+        return paths.labelled_replay_dir(self._data()) + "/"
 
       # ----------------------------------------------------------------------------------------------- names
 

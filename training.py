@@ -40,7 +40,7 @@ import data_loader
 import artifacts
 import metrics
 import model
-import prepare_data
+from paths import expected_records
 import results
 import train_manager
 
@@ -189,7 +189,7 @@ class Context:
             count = data_loader.check_tfrecord(path, n_classes, require_labels)
             if count == 0 and not allow_empty:
                 raise ValueError(f"tfrecord {path} holds no record")
-            expected = prepare_data.expected_records(path)  # a file cut at a record boundary reads cleanly
+            expected = expected_records(path)  # a file cut at a record boundary reads cleanly
             if expected is not None and count != expected:
                 raise ValueError(f"tfrecord {path} holds {count} records, but its split list (data/splits/) "
                                  f"names {expected} images: the file is incomplete or stale; delete it and run "
@@ -807,10 +807,12 @@ class Training:
                 raise FileNotFoundError(f"validation tfrecords not found: {missing}")
             loss, cm = evaluate(seg, paths, classes, self.n_classes, self.manager.common.dataset_mean,
                                 self.validation_batch, self.context.progress_bars)
-            block = results.format_results_block(step, loss, cm, old, new)
-            results.append_results_block(self.results_file, block, lock=self.chief)
+            results.append_results(self.results_file, step, loss, cm, old, new, lock=self.chief)  # + its matrix
         with tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, "validation")).as_default():
             tf.summary.scalar("mIoU", metrics.get_mean_iou(cm, classes), step=step)
+            for tag, value in metrics.validation_scalars(cm, classes, m.test_structure[0],
+                                                         data_loader.VOC_CLASSES).items():
+                tf.summary.scalar(tag, value, step=step)  # per-class IoU, the setup's old / new / all mIoU
         logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
                      self.results_file)
 

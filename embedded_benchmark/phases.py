@@ -49,6 +49,7 @@ import gin
 
 import artifacts
 import data_loader
+import paths
 from embedded_benchmark import classifier
 from embedded_benchmark import generator
 from embedded_benchmark import pretraining
@@ -189,19 +190,18 @@ def _open_settings(base, cfg):
 def build_gan_replay(cfg, base):
     """Runs gan/generate_gan.generate with the embedded generator and classifier; reports the mapping."""
     from gan import generate_gan  # pylint: disable=g-import-not-at-top  (TensorFlow Hub)
-    out_dir = os.path.join(base, "data", "replay_images", "gan")
+    data = os.path.join(base, paths.DATA_DIR)
     mapping = generate_gan.generate(
-        os.path.join(base, "models", "generator"), CLASSES, out_dir, images_per_class=cfg.replay_per_class,
-        batch_size=64, truncation=cfg.truncation, seed=cfg.seed, image_size=cfg.image_size,
-        classifier_handle=os.path.join(base, "models", "classifier"),
-        mapping_tfrecords=[os.path.join(base, "data", "training_first_step",
-                                        "train_sequential_1-20.tfrecord")])
+        os.path.join(base, "models", "generator"), CLASSES, paths.replay_dir(data, "gan"),
+        images_per_class=cfg.replay_per_class, batch_size=64, truncation=cfg.truncation, seed=cfg.seed,
+        image_size=cfg.image_size, dataset=world.DATASET, classifier_handle=os.path.join(base, "models", "classifier"),
+        mapping_tfrecords=list(generate_gan.default_mapping_tfrecords(world.DATASET, data)))
     truth = generator.hidden_mapping(cfg.seed, cfg.generator_classes)
     correct = [c for c in CLASSES if mapping[c] == truth[c]]
     logging.info("GAN class mapping: %d of %d world classes mapped to their own generator class%s.",
                  len(correct), len(CLASSES),
                  "" if len(correct) == len(CLASSES) else
-                 f" (wrong: {[data_loader.VOC_CLASSES[c] for c in CLASSES if c not in correct]})")
+                 f" (wrong: {[world.DATASET.class_name(c) for c in CLASSES if c not in correct]})")
     return {"mapping_correct": len(correct), "mapping": {str(c): mapping[c] for c in CLASSES},
             "hidden_mapping": {str(c): truth[c] for c in CLASSES},
             "wrong_classes": [c for c in CLASSES if c not in correct]}
@@ -210,14 +210,14 @@ def build_gan_replay(cfg, base):
 # ------------------------------------------------------------------------------------------ build
 
 
-def _replay_complete(folder, n):
-    """Whether a replay folder holds n records for every class."""
-    return all(data_loader.framed_record_count(os.path.join(folder, f"{c:02d}.tfrecord")) == n for c in CLASSES)
+def _replay_complete(data, source, n):
+    """Whether a replay source's folder holds n records for every class."""
+    return all(data_loader.framed_record_count(paths.replay_file(data, source, c)) == n for c in CLASSES)
 
 
 def _phase_outputs_complete(name, cfg, base, record):
     """Whether the outputs of a recorded phase are still all there."""
-    data = os.path.join(base, "data")
+    data = os.path.join(base, paths.DATA_DIR)
     if name == "world":
         return os.path.exists(os.path.join(base, "voc", "world.json"))
     if name == "data":
@@ -230,11 +230,11 @@ def _phase_outputs_complete(name, cfg, base, record):
         return (os.path.exists(pretraining.pretrained_encoder_path(base) + model.CHECKPOINT_SUFFIX)
                 and record.get("backbone") == pretraining.backbone_size())
     if name == "gan_replay":
-        return _replay_complete(os.path.join(data, "replay_images", "gan"), cfg.replay_per_class)
+        return _replay_complete(data, "gan", cfg.replay_per_class)
     if name == "web_replay":
-        return (all(web_replay.web_class_complete(os.path.join(base, "web", f"{c:02d}"), cfg.replay_per_class)
-                    for c in CLASSES)
-                and _replay_complete(os.path.join(data, "replay_images", "flickr"), cfg.replay_per_class))
+        return (all(web_replay.web_class_complete(paths.web_class_dir(web_replay.web_dir(base), c),
+                                                  cfg.replay_per_class) for c in CLASSES)
+                and _replay_complete(data, "flickr", cfg.replay_per_class))
     raise AssertionError(name)
 
 
@@ -245,7 +245,8 @@ def _run_phase(name, cfg, base, progress_bars=True):
         return {"counts": meta["counts"]}
     if name == "data":
         import prepare_data  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
-        summary = prepare_data.prepare(os.path.join(base, "voc"), os.path.join(base, "data"))
+        summary = prepare_data.prepare(os.path.join(base, "voc"), os.path.join(base, paths.DATA_DIR),
+                                       dataset=world.DATASET)
         return {"n_train": summary["n_train"], "n_val": summary["n_val"],
                 "files": sorted(os.path.relpath(p, base) for p in summary["files"])}
     if name in ("generator", "classifier"):
@@ -282,7 +283,7 @@ def _invalidate(name, cfg, base, doc):
             if doc["phases"].pop(phase, None) is not None:
                 logging.info("phase %s will be made again (it depends on %s)", phase, name)
             if phase == "gan_replay":
-                shutil.rmtree(os.path.join(base, "data", "replay_images", "gan"), ignore_errors=True)
+                shutil.rmtree(paths.replay_dir(os.path.join(base, paths.DATA_DIR), "gan"), ignore_errors=True)
 
 
 @gin.configurable("embedded", denylist=["base", "parallel"])

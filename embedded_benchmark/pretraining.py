@@ -5,17 +5,16 @@ gin-configured) encoder to name renders of every shape/texture kind, and saves i
 for a pretrained encoder (pretrained_encoder_path).
 """
 
-import os
-
 import numpy as np
 from tqdm import tqdm
 
+import paths
 from embedded_benchmark import world
 
 
 def pretrained_encoder_path(base):
     """Where TrainManager looks for the encoder that step 0 starts from (extension-less)."""
-    return os.path.join(base, "checkpoints", "encoders", "pretrained")
+    return paths.checkpoint(base, "encoders", "pretrained")
 
 
 def backbone_size():

@@ -17,10 +17,16 @@ from tqdm import tqdm
 
 import artifacts
 import data_loader
+import paths
 from embedded_benchmark import generator
 from embedded_benchmark import world
 
 WEB_MANIFEST = "manifest.json"  # flickr/download_flickr.py's MANIFEST (checked in build_web_replay)
+
+
+def web_dir(base):
+    """The parent of the class folders of the "search results": <base>/web (flickr's --images_dir)."""
+    return os.path.join(base, "web")
 
 
 def _shift_look(image, amount, rng):
@@ -90,18 +96,17 @@ def build_web_replay(cfg, base):
     """Writes the web folders (skipping complete classes) and turns them into the flickr replay tfrecords."""
     from flickr import download_flickr  # pylint: disable=g-import-not-at-top  (flickrapi)
     assert download_flickr.MANIFEST == WEB_MANIFEST, download_flickr.MANIFEST
-    web_dir = os.path.join(base, "web")
-    out_dir = os.path.join(base, "data", "replay_images", "flickr")
+    images_dir, data = web_dir(base), os.path.join(base, paths.DATA_DIR)
     todo = []
     for c in tqdm(generator.CLASSES, desc="web folders", leave=False):
-        folder = os.path.join(web_dir, f"{c:02d}")
+        folder = paths.web_class_dir(images_dir, c)
         if not web_class_complete(folder, cfg.replay_per_class):
-            _write_web_class(cfg, folder, c, download_flickr.KEYWORDS[c])
+            _write_web_class(cfg, folder, c, world.DATASET.web_keywords[c])
             todo.append(c)
-        elif data_loader.framed_record_count(os.path.join(out_dir, f"{c:02d}.tfrecord")) != cfg.replay_per_class:
+        elif data_loader.framed_record_count(paths.replay_file(data, "flickr", c)) != cfg.replay_per_class:
             todo.append(c)
     if todo:
-        download_flickr.folders_to_tfrecords(web_dir, out_dir, todo)
+        download_flickr.folders_to_tfrecords(images_dir, paths.replay_dir(data, "flickr"), todo)
     n_wrong, n_empty = round(cfg.web_wrong_class * cfg.replay_per_class), round(cfg.web_no_object
                                                                                * cfg.replay_per_class)
     return {"images_per_class": cfg.replay_per_class, "wrong_class_per_class": n_wrong,

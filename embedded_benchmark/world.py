@@ -40,9 +40,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 import artifacts
-import data_loader
+import datasets
 
-N_CLASSES = 20
+DATASET = datasets.VOC  # the world is VOC-like: its classes, names, colours and folder layout
+N_CLASSES = DATASET.n_classes
 SHAPES = ("disk", "box", "triangle", "cross", "ring", "star")
 TEXTURES = ("plain", "stripes", "checker", "dots", "grid")
 N_KINDS = len(SHAPES) * len(TEXTURES)  # 30; kind = shape_index * len(TEXTURES) + texture_index
@@ -302,7 +303,7 @@ def compose(kinds, values, size, rng, cfg, scale=None, background=None):
     for i, (mask, pixels) in enumerate(layers):
         img[mask] = pixels[mask]
         label[depth == i] = values[i]
-    label[_void_band(depth, int(rng.integers(1, 3)))] = data_loader.VOID
+    label[_void_band(depth, int(rng.integers(1, 3)))] = DATASET.void
     img += rng.normal(0, 3, img.shape).astype(np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), label, n
 
@@ -426,9 +427,10 @@ def generate_world(root, seed=0, image_size=64, train_per_class=100, val_per_cla
             raise ValueError(f"{meta_path} holds a world with settings {old.get('settings')}, expected "
                              f"{settings}; pass overwrite=True or choose another folder")
         os.remove(meta_path)
-    image_dir, label_dir = os.path.join(root, "JPEGImages"), os.path.join(root, "SegmentationClassAug")
-    list_dir = os.path.join(root, "ImageSets", "Segmentation")
-    for d in (image_dir, label_dir, list_dir):
+    layout = DATASET.layout
+    image_dir, label_dir = os.path.join(root, layout.image_dir), os.path.join(root, layout.label_dirs[0])
+    lists = {"train": os.path.join(root, layout.train_list), "val": os.path.join(root, layout.val_list)}
+    for d in (image_dir, label_dir, *map(os.path.dirname, lists.values())):
         os.makedirs(d, exist_ok=True)
     start = time.time()
     counts = {}
@@ -441,14 +443,13 @@ def generate_world(root, seed=0, image_size=64, train_per_class=100, val_per_cla
                                                          leave=False)):
             rng = np.random.default_rng([seed, split_code, index])
             img, label = render_scene(int(primary), rng, cfg)
-            _atomic_save(Image.fromarray(img), os.path.join(image_dir, image_id + ".jpg"), format="JPEG",
-                         quality=cfg.jpeg_quality, subsampling=0)
-            _atomic_save(Image.fromarray(label, mode="L"), os.path.join(label_dir, image_id + ".png"),
-                         format="PNG")
-        artifacts.write_text(os.path.join(list_dir, split + ".txt"), "".join(i + "\n" for i in ids))
+            image_path, label_path = layout.example_paths(image_dir, label_dir, image_id)
+            _atomic_save(Image.fromarray(img), image_path, format="JPEG", quality=cfg.jpeg_quality, subsampling=0)
+            _atomic_save(Image.fromarray(label, mode="L"), label_path, format="PNG")
+        artifacts.write_text(lists[split], "".join(i + "\n" for i in ids))
         counts[split] = len(ids)
     meta = {"settings": settings, "counts": counts,
-            "classes": {data_loader.VOC_CLASSES[c]: describe_class(c) for c in range(1, N_CLASSES + 1)}}
+            "classes": {DATASET.class_names[c]: describe_class(c) for c in range(1, N_CLASSES + 1)}}
     artifacts.write_json(meta_path, meta)
     logging.info("World written to %s: %d train, %d val images of %dx%d in %.1f s.", root, counts["train"],
                  counts["val"], image_size, image_size, time.time() - start)
@@ -471,17 +472,20 @@ def save_sample_grid(root, out_png, n=16, split="train", columns=8, zoom=2):
     Returns:
       The output path.
     """
-    list_path = os.path.join(root, "ImageSets", "Segmentation", split + ".txt")
+    layout = DATASET.layout
+    list_path = os.path.join(root, {"train": layout.train_list, "val": layout.val_list}[split])
     with open(list_path) as f:
         ids = f.read().split()[:n]
-    palette = data_loader.voc_palette()
+    palette = DATASET.palette()
     tiles = []
     for image_id in ids:
-        img = np.asarray(Image.open(os.path.join(root, "JPEGImages", image_id + ".jpg")).convert("RGB"))
-        label = np.asarray(Image.open(os.path.join(root, "SegmentationClassAug", image_id + ".png")))
+        image_path, label_path = layout.example_paths(os.path.join(root, layout.image_dir),
+                                                      os.path.join(root, layout.label_dirs[0]), image_id)
+        img = np.asarray(Image.open(image_path).convert("RGB"))
+        label = np.asarray(Image.open(label_path))
         tile = Image.fromarray(np.concatenate([img, palette[label]], axis=0))
         tile = tile.resize((tile.width * zoom, tile.height * zoom), Image.NEAREST)
-        names = [data_loader.VOC_CLASSES[c] for c in np.unique(label) if 0 < c <= N_CLASSES]
+        names = [DATASET.class_names[c] for c in np.unique(label) if 0 < c <= N_CLASSES]
         canvas = Image.new("RGB", (tile.width, tile.height + 12), (255, 255, 255))
         canvas.paste(tile, (0, 0))
         ImageDraw.Draw(canvas).text((2, tile.height), "+".join(names)[:tile.width // 6], fill=(0, 0, 0))

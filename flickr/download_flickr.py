@@ -3,10 +3,11 @@
   # 1. download (credentials from the environment only, never from a flag or a file)
   export FLICKR_API_KEY=... FLICKR_API_SECRET=...
   python flickr/download_flickr.py --images_per_class=1000
-  # 2. convert data/replay_images/flickr/images/{cc}/ into data/replay_images/flickr/{cc}.tfrecord
+  # 2. convert data/replay_images/flickr/images/{cc}/ into data/replay_images/flickr/{cc}.tfrecord (paths.py)
   python flickr/download_flickr.py --to_tfrecord
 
-Searches every class keyword (KEYWORDS, as the original; `--keywords=20=tv monitor` edits one) with signed
+Searches every class keyword (the dataset's web keywords, datasets.py: VOC's are the original's, KEYWORDS;
+`--keywords=20=tv monitor` edits one) with signed
 `flickr.photos.search` POSTs, relevance order, medium-size URLs (`url_c`), page by page until N images are
 kept. Each image download and each search call ends by `--deadline` (retries and waits included), which a
 server dripping bytes cannot stretch; replies are size-capped.
@@ -49,13 +50,11 @@ import requests
 from tqdm import tqdm
 
 import artifacts
+import datasets
+import paths
 
 
-# Search keyword of each VOC class (SPEC.md, "Replay generation").
-KEYWORDS = {1: "airplane", 2: "bicycle", 3: "bird", 4: "boat", 5: "bottle", 6: "bus", 7: "car",
-            8: "cat", 9: "chair", 10: "cow", 11: "dining table", 12: "dog", 13: "horse",
-            14: "motorbike", 15: "person", 16: "potted plant", 17: "sheep", 18: "sofa", 19: "train",
-            20: "monitor"}
+KEYWORDS = datasets.VOC.web_keywords  # search keyword of each VOC class (SPEC.md, "Replay generation")
 ENV_KEY, ENV_SECRET = "FLICKR_API_KEY", "FLICKR_API_SECRET"
 REST_URL = flickrapi.FlickrAPI.REST_URL
 MANIFEST = "manifest.json"
@@ -570,13 +569,13 @@ def _download_pages(search, pool, manifest, folder, n, workers, per_page, max_pa
 
 
 def check_download(classes, images_dir, images_per_class, keywords=None, workers=8, per_page=100,
-                   max_pages=100):
+                   max_pages=100, dataset=datasets.DEFAULT):
     """Checks the arguments of download before any request; returns {class: keyword}.
 
     Raises: ValueError naming the bad value and what was expected (also for a corrupt manifest, or a
       class folder made for another keyword).
     """
-    keywords = {**KEYWORDS, **(keywords or {})}
+    keywords = {**datasets.get(dataset).web_keywords, **(keywords or {})}
     unknown = [c for c in classes if c not in keywords]
     if unknown:
         raise ValueError("no search keyword for classes %s (known: %s)" % (unknown, sorted(keywords)))
@@ -586,31 +585,32 @@ def check_download(classes, images_dir, images_per_class, keywords=None, workers
         if value < low or (high is not None and value > high):
             raise ValueError("%s must be in [%d, %s], got %r" % (name, low, high or "inf", value))
     for c in classes:
-        folder = os.path.join(images_dir, "%02d" % c)
+        folder = paths.web_class_dir(images_dir, c)
         if os.path.exists(os.path.join(folder, MANIFEST)):
             _load_manifest(folder, c, keywords[c])
     return {c: keywords[c] for c in classes}
 
 
 def download(classes, images_dir, images_per_class, keywords=None, api_url=None, workers=8,
-             per_page=100, max_pages=100, limits=Limits(), credentials=None):
+             per_page=100, max_pages=100, limits=Limits(), credentials=None, dataset=datasets.DEFAULT):
     """Downloads every class into images_dir/{cc}/ (see download_class).
 
     Args:
       classes: class ids; images_dir: parent of the class folders; images_per_class: N;
-      keywords: {class: keyword} overriding KEYWORDS; api_url: REST endpoint (default Flickr's);
+      keywords: {class: keyword} overriding the dataset's web keywords; api_url: REST endpoint (default Flickr's);
       workers: parallel downloads; per_page, max_pages: search paging (Flickr allows 500 per page);
       limits: Limits of every download and search call;
       credentials: (key, secret); default from the environment (get_credentials).
+      dataset: the dataset (name or datasets.Dataset) whose web keywords are searched.
     Returns:
       {class: kept images}.
     """
     keywords = check_download(classes, images_dir, images_per_class, keywords, workers, per_page,
-                              max_pages)
+                              max_pages, dataset)
     key, secret = credentials or get_credentials()
     search = FlickrSearch(key, secret, api_url, limits)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        return {c: download_class(search, pool, c, keywords[c], os.path.join(images_dir, "%02d" % c),
+        return {c: download_class(search, pool, c, keywords[c], paths.web_class_dir(images_dir, c),
                                   images_per_class, workers, per_page, max_pages, limits)
                 for c in classes}
 
@@ -623,7 +623,7 @@ def class_files(images_dir, class_id):
     Raises:
       FileNotFoundError / ValueError: no such folder, or no image in it.
     """
-    folder = os.path.join(images_dir, "%02d" % class_id)
+    folder = paths.web_class_dir(images_dir, class_id)
     if os.path.exists(os.path.join(folder, MANIFEST)):
         with open(os.path.join(folder, MANIFEST)) as f:
             names = [e["file"] for e in json.load(f)["images"]]
@@ -647,17 +647,17 @@ def folders_to_tfrecords(images_dir, tfrecord_dir, classes, max_side=0):
     os.makedirs(tfrecord_dir, exist_ok=True)
     counts = {}
     for c in classes:
-        folder, names = os.path.join(images_dir, "%02d" % c), class_files(images_dir, c)
+        folder, names = paths.web_class_dir(images_dir, c), class_files(images_dir, c)
 
         def examples(folder=folder, names=names):
-            for name in tqdm(names, desc="%02d.tfrecord" % c):
+            for name in tqdm(names, desc=paths.replay_name(c)):
                 with Image.open(os.path.join(folder, name)) as im:
                     im = im.convert("RGB")
                     if max_side:
                         im.thumbnail((max_side, max_side), Image.BILINEAR)  # keeps the aspect ratio
                     yield data_loader.encode_example(np.asarray(im), None)
 
-        path = os.path.join(tfrecord_dir, "%02d.tfrecord" % c)
+        path = os.path.join(tfrecord_dir, paths.replay_name(c))
         counts[c] = data_loader.write_tfrecord(path, examples())
         logging.info("class %02d: %d images -> %s", c, counts[c], path)
     return counts
@@ -678,11 +678,13 @@ def define_flags():
     """Defines the command-line flags (only when run as a script, so importing defines none)."""
     d = Limits()
     flags.DEFINE_bool("to_tfrecord", False, "Only convert the class folders into tfrecords.")
-    flags.DEFINE_list("classes", [str(c) for c in range(1, 21)], "Class ids.")
+    flags.DEFINE_enum("dataset", datasets.DEFAULT, sorted(datasets.DATASETS), "The dataset (datasets.py): its "
+                      "classes and their search keywords.")
+    flags.DEFINE_list("classes", None, "Class ids (default: every class of the dataset, 1..20 for voc).")
     flags.DEFINE_integer("images_per_class", 1000, "Images kept per class.")
     flags.DEFINE_multi_string("keywords", [], "Search keyword override CLASS=WORDS (repeatable).")
-    flags.DEFINE_string("images_dir", "data/replay_images/flickr/images", "Parent of the class folders.")
-    flags.DEFINE_string("output_dir", "data/replay_images/flickr", "Folder of {cc}.tfrecord.")
+    flags.DEFINE_string("images_dir", paths.web_images_dir(paths.DATA_DIR), "Parent of the class folders.")
+    flags.DEFINE_string("output_dir", paths.replay_dir(paths.DATA_DIR, "flickr"), "Folder of {cc}.tfrecord.")
     flags.DEFINE_alias("tfrecord_dir", "output_dir")  # the flag's name before 2026-12
     flags.DEFINE_string("api_url", None, "Flickr REST endpoint (default Flickr's; for tests/proxies).")
     flags.DEFINE_integer("workers", 8, "Parallel downloads.")
@@ -705,9 +707,9 @@ def main(argv):
         raise app.UsageError("unexpected arguments %s" % argv[1:])
     f = flags.FLAGS
     try:
-        if not all(c.strip().isdigit() for c in f.classes):
+        if f.classes is not None and not all(c.strip().isdigit() for c in f.classes):
             raise ValueError("--classes: expected class ids such as 1,2,20, got %s" % f.classes)
-        classes = [int(c) for c in f.classes]
+        classes = datasets.get(f.dataset).classes if f.classes is None else [int(c) for c in f.classes]
         if f.to_tfrecord:
             if f.max_side < 0:
                 raise ValueError("max_side must be >= 0, got %d" % f.max_side)
@@ -719,7 +721,7 @@ def main(argv):
                             max_pixels=f.max_pixels, max_side=f.max_side)
             keywords = parse_keywords(f.keywords)
             check_download(classes, f.images_dir, f.images_per_class, keywords, f.workers, f.per_page,
-                           f.max_pages)
+                           f.max_pages, f.dataset)
             credentials = get_credentials()
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e), exitcode=2)
@@ -728,7 +730,7 @@ def main(argv):
         return
     try:
         download(classes, f.images_dir, f.images_per_class, keywords, f.api_url, f.workers, f.per_page,
-                 f.max_pages, limits, credentials)
+                 f.max_pages, limits, credentials, f.dataset)
     except ApiKeyError as e:
         raise app.UsageError(str(e), exitcode=2)
 

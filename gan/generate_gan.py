@@ -1,8 +1,9 @@
 """GAN replay: class-conditional images for every old class, as RECALL's GAN replay source.
 
 Loads a class-conditional generator with `tensorflow_hub.load` (BigGAN-deep in the legacy TF1 Hub format,
-or a TF2 SavedModel with the same inputs), maps every target class (VOC ids 1..20) to a generator class,
-and writes `data/replay_images/gan/{cc}.tfrecord` (images only, JPEG, two-digit class).
+or a TF2 SavedModel with the same inputs), maps every target class (the dataset's GAN classes, datasets.py: VOC
+ids 1..20) to a generator class, and writes `data/replay_images/gan/{cc}.tfrecord` (paths.replay_file: images
+only, JPEG, two-digit class).
 
 Class mapping, as in the paper: a classifier over the generator's classes (EfficientNet-B2 from TF-Hub for
 ImageNet) scores every training image that contains the target class (the whole image; an image with
@@ -49,8 +50,10 @@ from tqdm import tqdm
 
 import artifacts
 import data_loader
+import datasets
+import paths
 
-DEFAULT_MAPPING_TFRECORDS = ("data/training_first_step/train_sequential_1-20.tfrecord",)
+DEFAULT_OUTPUT_DIR = paths.replay_dir(paths.DATA_DIR, "gan")
 DEFAULT_CLASSIFIER_SIZE = 260  # EfficientNet-B2's default input size.
 # The original wrote its GAN images with matplotlib.image.imsave(".jpg"), which calls Pillow's JPEG encoder
 # without a quality: Pillow's default, 75.
@@ -272,8 +275,17 @@ def _cap(images_per_class):
     return images_per_class
 
 
+def default_mapping_tfrecords(dataset=datasets.DEFAULT, data=paths.DATA_DIR):
+    """The labelled images the classifier scores by default: the first-step file of every class of the dataset in
+    the data folder `data` (VOC: data/training_first_step/train_sequential_1-20.tfrecord, JOINT's)."""
+    return (paths.first_step_file(data, "sequential", datasets.get(dataset).classes),)
+
+
+DEFAULT_MAPPING_TFRECORDS = default_mapping_tfrecords()
+
+
 def compute_class_mapping(classifier, classes, labelled_images, n_generator_classes,
-                          images_per_class=0, batch_size=16):
+                          images_per_class=0, batch_size=16, dataset=datasets.DEFAULT):
     """Maps each target class to the generator class of highest mean classifier confidence.
 
     The mean is over the softmax probabilities of every image that contains the class (the original's rule),
@@ -286,6 +298,7 @@ def compute_class_mapping(classifier, classes, labelled_images, n_generator_clas
       n_generator_classes: K.
       images_per_class: 0 or None (default): every image of the class is scored; N > 0: at most N.
       batch_size: classifier batch size.
+      dataset: the dataset whose class names the log shows.
 
     Returns:
       {class: {"generator_class", "top5": [{"class", "confidence"}], "n_images", "source": "classifier"}}.
@@ -335,12 +348,8 @@ def compute_class_mapping(classifier, classes, labelled_images, n_generator_clas
         mapping[c] = {"generator_class": int(top[0]), "n_images": counts[c], "source": "classifier",
                       "top5": [{"class": int(k), "confidence": float(mean[k])} for k in top]}
         logging.info("class %d (%s) -> generator class %d (mean confidence %.3f over %d images)", c,
-                     _name(c), top[0], mean[top[0]], counts[c])
+                     datasets.get(dataset).class_name(c), top[0], mean[top[0]], counts[c])
     return mapping
-
-
-def _name(c):
-    return data_loader.VOC_CLASSES[c] if 0 <= c < len(data_loader.VOC_CLASSES) else str(c)
 
 
 def _load_json(path, what):
@@ -352,11 +361,11 @@ def _load_json(path, what):
             raise ValueError("%s %r is not valid JSON (%s)" % (what, path, e)) from None
 
 
-def read_mapping_file(path, n_generator_classes):
+def read_mapping_file(path, n_generator_classes, dataset=datasets.DEFAULT):
     """Reads a user mapping: {"classes": {cls: {"generator_class": k}}} (our format) or {cls: k}.
 
-    Class keys are ids ("1") or VOC names ("aeroplane"); values are JSON integers (not true/false, 1.5 or
-    "3").
+    Class keys are ids ("1") or the dataset's class names (VOC: "aeroplane"); values are JSON integers (not
+    true/false, 1.5 or "3").
 
     Returns:
       {class id: generator class}.
@@ -372,15 +381,15 @@ def read_mapping_file(path, n_generator_classes):
     entries = data.get("classes", data) if isinstance(data, dict) else None
     if not isinstance(entries, dict):
         raise ValueError("mapping file %r: expected a JSON object {class: generator class}" % path)
-    mapping, keys = {}, {}
+    mapping, keys, names = {}, {}, datasets.get(dataset).class_names
     for key, value in entries.items():
-        c = data_loader.VOC_CLASSES.index(key) if key in data_loader.VOC_CLASSES else None
+        c = names.index(key) if key in names else None
         if c is None:
             try:
                 c = int(key)
             except ValueError:
-                raise ValueError("mapping file %r: class %r is neither an id nor a VOC class name"
-                                 % (path, key)) from None
+                raise ValueError("mapping file %r: class %r is neither an id nor a %s class name"
+                                 % (path, key, datasets.get(dataset).name.upper())) from None
         if c in keys:
             raise ValueError("mapping file %r: class %d is given twice (as %r and %r)"
                              % (path, c, keys[c], key))
@@ -395,16 +404,19 @@ def read_mapping_file(path, n_generator_classes):
 
 
 def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, mapping_file=None,
-                    mapping_tfrecords=DEFAULT_MAPPING_TFRECORDS, mapping_folder=None,
+                    mapping_tfrecords=None, mapping_folder=None,
                     images_per_class=0, classifier_image_size=0, classifier_outputs="logits",
-                    batch_size=16):
+                    batch_size=16, dataset=datasets.DEFAULT):
     """Returns {class: generator class}; writes the full mapping to `mapping_output` (JSON).
 
     Classifier entries already in `mapping_output` (same generator size) are reused, unless a classifier is
     given and they were computed with another image cap (`images_per_class`, 0 = every image; files
     without the field were made with the former cap of 100); missing classes are computed with the
-    classifier; entries of the user's `mapping_file` override both.
+    classifier; entries of the user's `mapping_file` override both. mapping_tfrecords None: the dataset's
+    (default_mapping_tfrecords).
     """
+    if mapping_tfrecords is None:
+        mapping_tfrecords = default_mapping_tfrecords(dataset)
     cap = 0 if _cap(images_per_class) == math.inf else images_per_class
     entries = {}
     if os.path.exists(mapping_output):
@@ -424,7 +436,7 @@ def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, 
             else:
                 logging.warning("class mapping: reused %s, computed with %s images per class (%s asked; give "
                                 "--classifier to recompute)", mapping_output, old_cap or "all", cap or "all")
-    user = read_mapping_file(mapping_file, generator.n_classes) if mapping_file else {}
+    user = read_mapping_file(mapping_file, generator.n_classes, dataset) if mapping_file else {}
     todo = [c for c in classes if c not in entries and c not in user]
     if todo:
         if not classifier_handle:
@@ -440,14 +452,15 @@ def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, 
                                         "--mapping_folder)" % (missing or "none given"))
             images = iter_tfrecord_images(mapping_tfrecords)
         entries.update(compute_class_mapping(classifier, todo, images, generator.n_classes,
-                                             images_per_class, batch_size))
+                                             images_per_class, batch_size, dataset))
     else:
         logging.info("class mapping: reused %s", mapping_output if entries else mapping_file)
     for c, k in user.items():
         entries[c] = {"generator_class": k, "source": "user"}
     doc = {"generator": str(generator.handle), "generator_classes": generator.n_classes,
            "classifier": classifier_handle or None, "images_per_class": cap,
-           "classes": {str(c): dict(entries[c], name=_name(c)) for c in sorted(entries)}}
+           "classes": {str(c): dict(entries[c], name=datasets.get(dataset).class_name(c))
+                       for c in sorted(entries)}}
     artifacts.write_bytes(mapping_output, json.dumps(doc, indent=1).encode())
     return {c: entries[c]["generator_class"] for c in classes}
 
@@ -497,20 +510,21 @@ def jpeg_bytes(image, quality=DEFAULT_JPEG_QUALITY):
     return buf.getvalue()
 
 
-def generate(generator_handle, classes=tuple(range(1, 21)), output_dir="data/replay_images/gan",
+def generate(generator_handle, classes=None, output_dir=DEFAULT_OUTPUT_DIR,
              images_per_class=500, batch_size=8, truncation=1.0, seed=0, image_size=512, jpeg_dir=None,
-             mapping_output=None, jpeg_quality=DEFAULT_JPEG_QUALITY, **mapping_kwargs):
+             mapping_output=None, jpeg_quality=DEFAULT_JPEG_QUALITY, dataset=datasets.DEFAULT, **mapping_kwargs):
     """Writes `output_dir/{cc}.tfrecord` for every class (skipping complete ones).
 
     Args:
       generator_handle: generator path or hub handle.
-      classes: target class ids.
-      output_dir: folder of the per-class tfrecords.
+      classes: target class ids; None: the dataset's GAN classes (VOC: 1..20).
+      output_dir: folder of the per-class tfrecords (the data folder's replay_images/gan for TrainManager).
       images_per_class, batch_size, truncation, seed, image_size: see sample_images (the seed of class c
         is (seed, c), so a resumed run writes the same images).
       jpeg_dir: if set, also writes jpeg_dir/{cc}/{i:04d}.jpg (the same bytes as the record) for inspection.
       mapping_output: mapping JSON path (default output_dir/class_mapping.json).
       jpeg_quality: JPEG quality of the images (Pillow); the original's was Pillow's default, 75.
+      dataset: the dataset (name or datasets.Dataset): its GAN classes, class names and mapping tfrecords.
       **mapping_kwargs: classifier_handle, mapping_file, mapping_tfrecords, mapping_folder,
         images_per_class (as mapping_images_per_class; 0 = every image), classifier_image_size,
         classifier_outputs.
@@ -518,15 +532,17 @@ def generate(generator_handle, classes=tuple(range(1, 21)), output_dir="data/rep
     Returns:
       {class: generator class}.
     """
+    record = datasets.get(dataset)
+    classes = record.gan_classes if classes is None else classes
     generator = Generator(generator_handle)
     if "mapping_images_per_class" in mapping_kwargs:
         mapping_kwargs["images_per_class"] = mapping_kwargs.pop("mapping_images_per_class")
     mapping = resolve_mapping(generator, list(classes),
                               mapping_output or os.path.join(output_dir, "class_mapping.json"),
-                              batch_size=batch_size, **mapping_kwargs)
+                              batch_size=batch_size, dataset=record, **mapping_kwargs)
     os.makedirs(output_dir, exist_ok=True)
     for c in classes:
-        path = os.path.join(output_dir, "%02d.tfrecord" % c)
+        path = os.path.join(output_dir, paths.replay_name(c))
         if os.path.exists(path) and data_loader.count_records(path) == images_per_class:
             logging.info("class %d: %s complete, skipped", c, path)
             continue
@@ -543,8 +559,9 @@ def generate(generator_handle, classes=tuple(range(1, 21)), output_dir="data/rep
         try:
             count = data_loader.write_tfrecord(path, examples())
         except ValueError as e:
-            raise ValueError("class %d (%s): %s; nothing written to %s" % (c, _name(c), e, path)) from e
-        logging.info("class %d (%s): wrote %d images of generator class %d to %s", c, _name(c), count,
+            raise ValueError("class %d (%s): %s; nothing written to %s"
+                             % (c, record.class_name(c), e, path)) from e
+        logging.info("class %d (%s): wrote %d images of generator class %d to %s", c, record.class_name(c), count,
                      mapping[c], path)
     return mapping
 
@@ -555,7 +572,10 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("generator", None, "Generator: local directory or TF-Hub handle.", **fv)
     flags.DEFINE_string("classifier", None, "Classifier over the generator's classes (for the mapping).",
                         **fv)
-    flags.DEFINE_list("classes", [str(c) for c in range(1, 21)], "Target class ids.", **fv)
+    flags.DEFINE_enum("dataset", datasets.DEFAULT, sorted(datasets.DATASETS), "The dataset (datasets.py): its "
+                      "classes and class names.", **fv)
+    flags.DEFINE_list("classes", None, "Target class ids (default: the dataset's GAN classes, 1..20 for voc).",
+                      **fv)
     flags.DEFINE_integer("images_per_class", 500, "Images generated per class.", lower_bound=1, **fv)
     flags.DEFINE_integer("batch_size", 8, "Generator and classifier batch size.", lower_bound=1, **fv)
     flags.DEFINE_float("truncation", 1.0, "Truncation (z scale and module input).", **fv)
@@ -564,12 +584,12 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("jpeg_quality", DEFAULT_JPEG_QUALITY, "JPEG quality of the images (Pillow); 75 is "
                          "the original's (Pillow's default through matplotlib.image.imsave).", lower_bound=1,
                          upper_bound=100, **fv)
-    flags.DEFINE_string("output_dir", "data/replay_images/gan", "Folder of {cc}.tfrecord.", **fv)
+    flags.DEFINE_string("output_dir", DEFAULT_OUTPUT_DIR, "Folder of {cc}.tfrecord.", **fv)
     flags.DEFINE_string("jpeg_dir", None, "Optional folder of JPEGs ({cc}/{i}.jpg) for inspection.", **fv)
     flags.DEFINE_string("mapping_output", None, "Mapping JSON (default output_dir/class_mapping.json).", **fv)
     flags.DEFINE_string("mapping_file", None, "User mapping JSON {class: generator class}; overrides.", **fv)
-    flags.DEFINE_list("mapping_tfrecords", list(DEFAULT_MAPPING_TFRECORDS),
-                      "Labelled training tfrecords scored by the classifier.", **fv)
+    flags.DEFINE_list("mapping_tfrecords", None, "Labelled training tfrecords scored by the classifier (default: "
+                      f"the dataset's first step of every class, {DEFAULT_MAPPING_TFRECORDS[0]} for voc).", **fv)
     flags.DEFINE_string("mapping_folder", None, "Instead of tfrecords: folder/{cc}/*.jpg per class.", **fv)
     flags.DEFINE_integer("mapping_images_per_class", 0, "Images scored per class for the mapping: 0 = every "
                          "training image that contains the class (the original's rule); N > 0 = only the "
@@ -578,17 +598,23 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("classifier_outputs", "logits", ["logits", "probabilities"],
                       "What the classifier outputs.", **fv)
     flags.mark_flag_as_required("generator", flag_values=flag_values)
-    flags.register_validator("classes", lambda v: all(c.strip().isdigit() and 1 <= int(c) <= 20 for c in v),
-                             "--classes: expected VOC class ids 1..20, e.g. 1,2,20", flag_values=flag_values)
+    flags.register_multi_flags_validator(["classes", "dataset"], _classes_valid, "--classes: expected class ids "
+                                         "of the dataset (voc: 1..20), e.g. 1,2,20", flag_values=flag_values)
     flags.register_validator("truncation", lambda v: v > 0, "--truncation: expected a number > 0",
                              flag_values=flag_values)
+
+
+def _classes_valid(values):
+    n = datasets.get(values["dataset"]).n_classes
+    return values["classes"] is None or all(c.strip().isdigit() and 1 <= int(c) <= n for c in values["classes"])
 
 
 def main(argv):
     del argv
     f = flags.FLAGS
-    generate(f.generator, [int(c) for c in f.classes], f.output_dir, f.images_per_class, f.batch_size,
-             f.truncation, f.seed, f.image_size, f.jpeg_dir, f.mapping_output, f.jpeg_quality,
+    classes = None if f.classes is None else [int(c) for c in f.classes]
+    generate(f.generator, classes, f.output_dir, f.images_per_class, f.batch_size,
+             f.truncation, f.seed, f.image_size, f.jpeg_dir, f.mapping_output, f.jpeg_quality, f.dataset,
              classifier_handle=f.classifier, mapping_file=f.mapping_file,
              mapping_tfrecords=f.mapping_tfrecords, mapping_folder=f.mapping_folder,
              mapping_images_per_class=f.mapping_images_per_class,

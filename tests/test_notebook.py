@@ -21,6 +21,7 @@ def test_notebook_runs(tmp_path, monkeypatch):
     table = [line for line in text.splitlines() if line.startswith("| DISJOINT |")
              or line.startswith("| FINE_TUNING_DISJOINT |")]
     assert len(table) == 2, text[-3000:]
+    assert text.count("(from the matrices)") == 2  # results.load: the numbers of both from their matrices files
     images = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
               if "image/png" in o.get("data", {})]
     assert len(images) == 1
