@@ -212,7 +212,7 @@ def tfrecord_from_folder(folders, output, include_labels=False):
 # Checking records
 # ----------------------------------------------------------------------------------------------------------
 
-def _require_files(paths):
+def require_files(paths):
     """A list of record files from a path, a list of paths or a folder (its *.tfrecord files)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = os.fspath(paths)
@@ -254,7 +254,7 @@ def count_records(path):
     Returns:
       int: the number of records. Raises FileNotFoundError if missing, ValueError if corrupt.
     """
-    path = _require_files([path])[0]
+    path = require_files([path])[0]
     return sum(1 for _ in _raw_records(path))
 
 
@@ -314,7 +314,7 @@ def check_tfrecord(path, n_classes=None, require_labels=True):
       record index for a corrupt record, an undecodable image or label, a missing feature, a label of
       another size than its image, or a bad label value.
     """
-    path = _require_files([path])[0]
+    path = require_files([path])[0]
     n_cls = -1 if n_classes is None else int(n_classes)
 
     def summarize(raw):
@@ -486,7 +486,7 @@ def load_tfrecord(paths, mode, train_image_size=None, dataset_mean=DEFAULT_MEAN,
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    files = _require_files(paths)
+    files = require_files(paths)
     _check_mean(dataset_mean)
     records = _records(files, sequential=True)
     if mode == "training":
@@ -508,7 +508,7 @@ def load_tfrecord(paths, mode, train_image_size=None, dataset_mean=DEFAULT_MEAN,
 
 
 def _training_stream(paths, size, mean, n_classes, seed, stream, buffer_size, sequential):
-    files = _require_files(paths)
+    files = require_files(paths)
     ds = _records(files, sequential=sequential)
     ds = ds.shuffle(buffer_size, seed=seed + stream, reshuffle_each_iteration=True).repeat()
     fn = _training_map(size, mean, n_classes, seed, stream)
@@ -519,7 +519,7 @@ def _batch_shuffled_stream(paths, size, mean, n_classes, seed, batch_size, buffe
     """The original's first-step and helper input (`.batch(b).shuffle(1000).repeat()`): batches of
     consecutive records in file order, whole batches shuffled, every epoch anew. An epoch's last partial batch
     is dropped (the original trained on it as a smaller batch)."""
-    files = _require_files(paths)
+    files = require_files(paths)
     ds = _records(files, sequential=True).batch(batch_size, drop_remainder=True)
     ds = ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True).repeat().unbatch()
     fn = _training_map(size, mean, n_classes, seed, 0)

@@ -1,0 +1,120 @@
+"""Validation reads decoded samples kept by the process (Context.decoded_samples): the same batches, losses and
+confusion matrices as the tf.data pipeline it replaced, decoded once; a file the process wrote is not read back
+by check_once."""
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data_loader
+import model
+import training
+from conftest import TINY_BINDINGS
+
+
+def _tf_data_batches(paths, batch_size, mean, n_classes=21):
+    """The batches of the pipeline evaluate used before (load_tfrecord "validation" + padded_batch)."""
+    dataset = data_loader.load_tfrecord(paths, "validation", dataset_mean=mean, n_classes=n_classes)
+    dataset = dataset.padded_batch(batch_size, padding_values={"input": 0.0, "label": tf.constant(255, tf.uint8)})
+    return [(b["input"].numpy(), b["label"].numpy()) for b in dataset]
+
+
+def _record(rng, h, w):
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    label = rng.integers(0, 21, (h, w), dtype=np.uint8)
+    label[0, :] = 255
+    return data_loader.encode_example(image, label)
+
+
+@pytest.fixture
+def mixed_sizes(tmp_path):
+    """Two labelled files of images of several sizes (a batch holds images of both files)."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, sizes in (("a", [(12, 9), (7, 15), (12, 9)]), ("b", [(5, 5), (16, 4)])):
+        path = str(tmp_path / f"{name}.tfrecord")
+        data_loader.write_tfrecord(path, [_record(rng, h, w) for h, w in sizes])
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 8])
+def test_batches_are_tf_datas_padded_batches(mixed_sizes, batch_size):
+    """Same images (float32 bits), labels and padding (0.0 / 255, bottom and right) as padded_batch, across
+    file boundaries, the last batch short."""
+    context = training.Context(progress_bars=False)
+    samples = (s for p in mixed_sizes for s in context.decoded_samples(p, 21))
+    ours = list(training._padded_batches(samples, batch_size, data_loader.DEFAULT_MEAN))
+    theirs = _tf_data_batches(mixed_sizes, batch_size, data_loader.DEFAULT_MEAN)
+    assert len(ours) == len(theirs) == -(-5 // batch_size)
+    for (images, labels), (want_images, want_labels) in zip(ours, theirs):
+        assert images.dtype == np.float32 and labels.dtype == np.uint8
+        np.testing.assert_array_equal(images.view(np.uint32), want_images.view(np.uint32))  # bit for bit
+        np.testing.assert_array_equal(labels, want_labels)
+
+
+def test_decoded_once_per_context_and_again_when_the_file_changes(mixed_sizes, monkeypatch):
+    context = training.Context(progress_bars=False)
+    calls = []
+    load = data_loader.load_tfrecord
+    monkeypatch.setattr(data_loader, "load_tfrecord", lambda *a, **k: calls.append(a[0]) or load(*a, **k))
+    first = context.decoded_samples(mixed_sizes[0], 21)
+    assert context.decoded_samples(mixed_sizes[0], 21) is first
+    assert len(calls) == 1
+    rng = np.random.default_rng(1)
+    data_loader.write_tfrecord(mixed_sizes[0], [_record(rng, 3, 3)])  # replaced: decoded anew
+    again = context.decoded_samples(mixed_sizes[0], 21)
+    assert len(calls) == 2 and len(again) == 1 and again[0][0].shape == (3, 3, 3)
+
+
+def test_samples_above_the_budget_are_not_kept(mixed_sizes, monkeypatch):
+    monkeypatch.setattr(training, "DECODED_BUDGET_BYTES", 100)  # less than one file's samples
+    context = training.Context(progress_bars=False)
+    first = context.decoded_samples(mixed_sizes[0], 21)
+    second = context.decoded_samples(mixed_sizes[0], 21)
+    assert first is not second
+    for (a, la), (b, lb) in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+
+
+def test_a_bad_label_value_still_fails_naming_the_file(tmp_path):
+    path = str(tmp_path / "bad.tfrecord")
+    data_loader.write_tfrecord(path, [data_loader.encode_example(np.zeros((4, 4, 3), np.uint8),
+                                                                 np.full((4, 4), 30, np.uint8))])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad.tfrecord"):
+        training.Context(progress_bars=False).decoded_samples(path, 21)
+
+
+def test_evaluate_equals_the_tf_data_pipeline(mixed_sizes):
+    """evaluate's loss and confusion matrix are those of the batches padded_batch makes, with or without the
+    samples kept."""
+    gin.clear_config()
+    gin.parse_config([b for b in TINY_BINDINGS if b.startswith("backbone")])
+    seg = model.Segmenter(21)
+    classes = list(range(21))
+    label_map = tf.constant(model.make_label_map(classes), tf.int32)
+    losses, cm = [], np.zeros((21, 21), np.int64)
+    for images, labels in _tf_data_batches(mixed_sizes, 2, data_loader.DEFAULT_MEAN):
+        per_image, c = training._evaluate_batch(seg, tf.constant(images), tf.constant(labels), label_map, 21)
+        losses += per_image.numpy().tolist()
+        cm += c.numpy()
+    context = training.Context(progress_bars=False)
+    for _ in range(2):  # decoded, then kept
+        loss, got = training.evaluate(seg, mixed_sizes, classes, 21, data_loader.DEFAULT_MEAN, 2, False, context)
+        np.testing.assert_array_equal(got, cm)
+        assert loss == float(np.mean(losses))
+    assert cm.sum() > 0
+
+
+def test_a_written_file_is_not_read_back(tmp_path, monkeypatch):
+    path = str(tmp_path / "written.tfrecord")
+    rng = np.random.default_rng(0)
+    n = data_loader.write_tfrecord(path, [_record(rng, 4, 4) for _ in range(3)])
+    context = training.Context(progress_bars=False)
+    context.note_written(path, n)
+    monkeypatch.setattr(data_loader, "check_tfrecord", lambda *a, **k: pytest.fail("read back"))
+    assert context.check_once(path, 21) == 3
+    data_loader.write_tfrecord(path, [_record(rng, 4, 4)])  # changed since: checked again
+    with pytest.raises(pytest.fail.Exception, match="read back"):
+        context.check_once(path, 21)
