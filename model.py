@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from artifacts import CHECKPOINT_SUFFIX, atomic_path
 from data_loader import VOID
+from methods import recall
 
 ENCODER_SCOPE = "resnet_v1_101"
 DECODER_SCOPE = "decoder"
@@ -284,7 +285,7 @@ class Segmenter:
 
     def stage_layers(self):
         """Names of the encoder layers whose outputs are its four stages' outputs before their last ReLU (each
-        block's last unit's sum): the maps of PLOP's Local POD (baselines.local_pod)."""
+        block's last unit's sum): the maps of PLOP's Local POD (losses.local_pod)."""
         names = [layer.name for layer in self.encoder.layers if re.fullmatch(r"block\d+_unit_\d+_add", layer.name)]
         last = {}
         for name in names:  # layers are in graph order: the last unit of a block comes last
@@ -305,7 +306,7 @@ class Segmenter:
         return features, stages
 
     def outputs(self, images, maps=False, encoded=None):
-        """What a loss may need from one forward pass (baselines.StepLoss): dict of features (encoder output),
+        """What a loss may need from one forward pass (methods.StepLoss): dict of features (encoder output),
         small_logits (decoder logits before upsampling, float32 [B, h, w, n]), logits (upsampled, float32
         [B, H, W, n_outputs], as __call__) and, with maps=True, maps (the encoder stages' outputs).
 
@@ -534,18 +535,6 @@ def poly_schedule(initial, final, decay_steps, power=0.9, start_decay_step=0, fl
     return PolyDecay(initial, final, decay_steps, power, start_decay_step, floor)
 
 
-def masked_cross_entropy(logits, targets):
-    """Softmax cross-entropy summed over pixels whose target is not 255.
-
-    Args: logits float32 [B, H, W, C]; targets int32 [B, H, W] in [0, C) or 255.
-    Returns: (sum of the losses, number of counted pixels), both float32 scalars.
-    """
-    valid = tf.not_equal(targets, VOID)
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(valid, targets, 0), logits=logits)
-    valid = tf.cast(valid, tf.float32)
-    return tf.reduce_sum(losses * valid), tf.reduce_sum(valid)
-
-
 MOMENTUM_RULES = ("tf1", "keras")
 
 
@@ -585,7 +574,8 @@ def batch_norm_scales(encoder):
 
 
 class Trainer:
-    """One compiled SGD-momentum step of the original's loss for a Segmenter.
+    """One compiled SGD-momentum step of a method's loss (methods.StepLoss; the original's by default) for a
+    Segmenter.
 
     Build it (and the Segmenter) inside `strategy.scope()` to train with a tf.distribute strategy.
     The momentum update is TF1's by default (see TF1Momentum); a Segmenter built with precision
@@ -608,17 +598,19 @@ class Trainer:
           train_batch_norm: with train_encoder, also train the batch norms' gamma and beta (the original;
             no L2 on them); False keeps them fixed. Moving statistics never change either way.
           momentum_rule: "tf1" (the original's MomentumOptimizer) or "keras" (Keras SGD's rule).
-          loss: None (RECALL, the original): cross-entropy over the counted pixels, divided by their number in
-            the global batch. Else a baseline's loss for this stage (baselines.StepLoss): called in the compiled
-            step as loss(current, old, targets) with seg.outputs(images) and, computed in the same step,
-            previous.outputs(images) (no gradient); it returns a dict of float32 scalars whose "total" (plus the
-            L2 term) is minimised. Under a strategy each replica minimises total / replicas (its own pixels'
-            mean, the reference's reduction, averaged over the replicas).
-          previous: with `loss`, the frozen network of the previous step (its variables never train). When it
-            shares seg's encoder and the encoder does not train, the encoder runs once for both.
+          loss: the stage's loss (methods.StepLoss); None: the original's (methods.recall.LOSS: cross-entropy
+            over the counted pixels, divided by their number in the global batch). It is called in the compiled
+            step as loss(current, old, targets, count, replicas) with seg.outputs(images) and, when it reads the
+            previous network (needs_previous), previous.outputs(images) computed in the same step (no gradient);
+            its "loss", this replica's share, plus the L2 term is minimised.
+          previous: the frozen network of the previous step (its variables never train), exactly when the loss
+            reads it. When it shares seg's encoder and the encoder does not train, the encoder runs once for both.
         """
-        if (loss is None) != (previous is None):
-            raise ValueError("Trainer: a baseline's loss needs the previous step's network and vice versa")
+        loss = recall.LOSS if loss is None else loss
+        if loss.needs_previous != (previous is not None):
+            raise ValueError(f"Trainer: a method's loss that reads the previous step's network needs that network, "
+                             f"and only such a loss takes one ({loss.method.name}: needs_previous="
+                             f"{loss.needs_previous}, previous given: {previous is not None})")
         self.loss, self.previous = loss, previous
         self.seg = seg
         self.train_encoder = bool(train_encoder)
@@ -662,44 +654,28 @@ class Trainer:
         return self.l2_decay * tf.add_n([tf.nn.l2_loss(k) for k in self.kernels])
 
     def _forward_backward(self, images, targets, count, num_replicas):
-        """Gradients of this replica's share of the loss (the optimizer sums the replicas' gradients).
+        """Gradients of this replica's share of the loss (the optimizer sums the replicas' gradients): the frozen
+        encoder's features and the previous network's outputs first (no gradient), then the trained network's
+        outputs and the loss under the tape.
 
-        count: valid pixels of all replicas (float32), so that the summed gradients are those of the mean over
-        the global batch. Returns (gradients, cross-entropy share, l2); the gradients are loss-scaled for
-        float16."""
-        if self.loss is not None:
-            return self._baseline_forward_backward(images, targets, num_replicas)
-        size = tf.shape(images)[1:3]
-        features = None if self.train_encoder else tf.stop_gradient(self.seg.encoder(images))
-        with tf.GradientTape() as tape:
-            if self.train_encoder:
-                features = self.seg.encoder(images, training=False)  # inference-mode batch norm
-            ce_sum, _ = masked_cross_entropy(self.seg.decode(features, size), targets)
-            ce = tf.math.divide_no_nan(ce_sum, count)
-            l2 = self.l2_loss()
-            total = ce + l2 / num_replicas
-            if self.loss_scaling:
-                total = self.optimizer.scale_loss(total)
-        return tape.gradient(total, self.variables), {"loss": ce}, l2
-
-    def _baseline_forward_backward(self, images, targets, num_replicas):
-        """_forward_backward with a baseline's loss: the previous network's outputs (no gradient), then the
-        current network's and the loss under the tape. Returns (gradients, terms, l2); terms["loss"] is this
-        replica's share of the total (total / replicas), the other terms are its own values."""
+        count: valid pixels of all replicas (float32), for a loss that is a mean over the global batch's (the
+        original's). Returns (gradients, terms, l2): terms["loss"] is this replica's share of the loss (the
+        shares sum to it), the other terms are its own values; the gradients are loss-scaled for float16."""
         maps = self.loss.needs_maps
         frozen = None
         if not self.train_encoder:
             frozen = tf.nest.map_structure(tf.stop_gradient, self.seg.encode(images, maps))
-        shared = frozen if self.previous.encoder is self.seg.encoder and frozen is not None else None
-        old = tf.nest.map_structure(tf.stop_gradient, self.previous.outputs(images, maps, encoded=shared))
+        old = None
+        if self.previous is not None:
+            shared = frozen if self.previous.encoder is self.seg.encoder and frozen is not None else None
+            old = tf.nest.map_structure(tf.stop_gradient, self.previous.outputs(images, maps, encoded=shared))
         with tf.GradientTape() as tape:
-            terms = dict(self.loss(self.seg.outputs(images, maps, encoded=frozen), old, targets))
-            share = terms.pop("total") / num_replicas
+            terms = dict(self.loss(self.seg.outputs(images, maps, encoded=frozen), old, targets, count, num_replicas))
             l2 = self.l2_loss()
-            total = share + l2 / num_replicas
+            total = terms["loss"] + l2 / num_replicas
             if self.loss_scaling:
                 total = self.optimizer.scale_loss(total)
-        return tape.gradient(total, self.variables), dict(loss=share, **terms), l2
+        return tape.gradient(total, self.variables), terms, l2
 
     def _replica_step(self, images, labels):
         ctx = tf.distribute.get_replica_context()
@@ -724,8 +700,8 @@ class Trainer:
     def train_step(self, images, labels):
         """One update. Args: images float32 [B, H, W, 3] mean-subtracted; labels uint8/int32 [B, H, W].
 
-        Returns: dict of float32 scalars: loss (cross-entropy mean over the counted pixels; with a baseline's
-        loss, its total without L2), l2, lr (used), and a baseline's terms (e.g. ce, kd).
+        Returns: dict of float32 scalars: loss (the method's loss without L2: the original's, the cross-entropy
+        mean over the counted pixels), l2, lr (used), and a baseline's terms (e.g. ce, kd).
         """
         return self._step(images, labels)
 

@@ -12,8 +12,8 @@ validated step's confusion matrix, loss and old / new classes are kept beside it
 
 Writes `summary.csv`, `summary.md`, `summary.tex` (the paper's table form), `method_setup_table.md` (the
 README's table: a row per method, protocol, replay source and variant, a column per setup), `recall_vs_finetuning.md`
-(RECALL's final mIoU minus the fine-tuning baseline's of the same protocol), `recall_vs_baselines.md` (RECALL
-beside fine-tuning and the field's baselines, LwF, ILT, MiB, PLOP, per setup and protocol), PNG plots in
+(RECALL's final mIoU minus fine-tuning's of the same protocol), `recall_vs_baselines.md` (RECALL beside
+fine-tuning and the baselines, LwF, ILT, MiB, PLOP, per setup and protocol), PNG plots in
 `plots/` and a CSV per experiment in `per_step/` (PLOP's layout: step, per-class IoU, mIoU; step_csv).
 `load(outputs)` gives the same numbers as rows (a dict per experiment, or per step), for notebooks and pandas.
 
@@ -55,6 +55,7 @@ import numpy as np
 
 import artifacts
 import behaviours
+import methods
 import metrics
 from train_manager import TrainManager
 
@@ -115,7 +116,7 @@ def lock_path(results_file):
 
 def experiment_lock(results_file, on_wait=None):
     """The lock of the experiment whose results file is `results_file` (artifacts.exclusive_lock on lock_path): held
-    by the process that runs the experiment (main.run_experiment) and around every append, so that two processes
+    by the process that runs the experiment (sweep.run_experiment) and around every append, so that two processes
     never run one experiment, nor append to its file, at once. Re-entrant; on_wait as exclusive_lock's."""
     return artifacts.exclusive_lock(lock_path(results_file), on_wait)
 
@@ -731,21 +732,22 @@ def write_step_csvs(experiments, folder):
     return written
 
 
-# TrainManager.method -> (the method's name in the papers, whether this project's config of it trains the encoder:
-# a run that does otherwise is named so, e.g. "ILT (frozen encoder)"; README "Baselines").
-METHOD_NAMES = {"lwf": ("LwF", False), "ilt": ("ILT", True), "mib": ("MiB", True), "plop": ("PLOP", True)}
-
-
 def method_name(method, train_encoder, test_type, replay_source):
-    """An experiment's method in the papers' words: "joint", "fine-tuning" (no replay), "RECALL", or a field's
-    baseline ("LwF", "ILT", "MiB", "PLOP"; "... (frozen encoder)" or "... (encoder trained)" when it trains
-    otherwise than the method's config here, METHOD_NAMES)."""
+    """An experiment's method in the papers' words: "joint", "fine-tuning" (no replay), "RECALL", or a baseline by
+    its title (methods.get(method).title: "LwF", "ILT", "MiB", "PLOP"; "... (frozen encoder)" or "... (encoder
+    trained)" when it trains otherwise than the method's configs here, Method.trains_encoder). A method that this
+    process does not know (a description of a method since removed) keeps its TrainManager.method name."""
     if test_type == "JOINT":
         return "joint"
     if method == "recall":
         return "fine-tuning" if replay_source == "none" else "RECALL"
-    name, trains = METHOD_NAMES[method]
-    if train_encoder is not None and bool(train_encoder) != trains:
+    try:
+        known = methods.get(method)
+    except ValueError:
+        logging.warning("unknown method %r (not in methods.names()): named by itself", method)
+        return method
+    name = known.title
+    if train_encoder is not None and bool(train_encoder) != known.trains_encoder:
         name += " (encoder trained)" if train_encoder else " (frozen encoder)"
     return name
 
@@ -778,7 +780,7 @@ def markdown_table(rows):
 
 # Each RECALL config and the fine-tuning config of the same incremental protocol: the pairing of a description that
 # predates `protocol` (finetuning_pairs).
-BASELINES = {"SEQUENTIAL": "FINE_TUNING", "DISJOINT": "FINE_TUNING_DISJOINT", "OVERLAPPED": "FINE_TUNING_OVERLAPPED"}
+FINE_TUNING_OF = {"SEQUENTIAL": "FINE_TUNING", "DISJOINT": "FINE_TUNING_DISJOINT", "OVERLAPPED": "FINE_TUNING_OVERLAPPED"}
 
 
 def step0_indices(parameters):
@@ -790,7 +792,7 @@ def step0_indices(parameters):
 def _same_protocol(recall, finetuning):
     if recall.get("protocol") and finetuning.get("protocol"):
         return recall["protocol"] == finetuning["protocol"]
-    return finetuning["config"] == BASELINES.get(recall["config"])
+    return finetuning["config"] == FINE_TUNING_OF.get(recall["config"])
 
 
 def finetuning_pairs(rows):
@@ -862,7 +864,7 @@ def recall_vs_baselines(rows):
     classes (miou_all) of RECALL (a column per replay source and variant, e.g. "RECALL gan" and "RECALL gan
     (mean-subtracted)"), fine-tuning and every baseline, and per RECALL variant its best replay source minus the
     best of the others ("RECALL - best other", "RECALL (mean-subtracted) - best other")."""
-    fixed = ["fine-tuning"] + [name for name, _ in METHOD_NAMES.values()]
+    fixed = ["fine-tuning"] + [methods.get(name).title for name in methods.baselines()]
     cells = {}
     for r in rows:
         if r.get("method") not in (None, "joint"):
@@ -872,7 +874,7 @@ def recall_vs_baselines(rows):
         return "No run of a field's baseline (LwF, ILT, MiB, PLOP; README \"Baselines\").\n"
     columns = {label: r for v in compared.values() for label, r in v.items()}  # label -> a row of it
 
-    def order(label):  # RECALL first, then fine-tuning and the baselines in METHOD_NAMES order; originals first
+    def order(label):  # RECALL first, then fine-tuning and the baselines in methods.baselines() order; originals first
         r = columns[label]
         base = r["method"].split(" (")[0]
         return (r["method"] != "RECALL", fixed.index(base) if base in fixed else len(fixed),
@@ -994,7 +996,7 @@ PAPER_COLUMNS = ["method", "replay_source", "test_type", "setup", "protocol", "m
                  "source"]
 PAPER_PROTOCOLS = ("sequential", "disjoint", "overlapped")
 PAPER_REPLAY_SOURCES = ("gan", "web", "none")
-# The methods a run of this project is: RECALL (replay), its fine-tuning baseline (no replay), JOINT.
+# The methods a run of this project is: RECALL (replay), its fine-tuning (no replay), JOINT.
 RUN_METHODS = {"RECALL": ("gan", "web"), "fine-tuning": ("none",), "joint": ("none",)}
 COMPARISON_COLUMNS = ["method", "replay_source", "setup", "protocol", "config", "parameters",
                       "miou_old", "paper_old", "diff_old", "miou_new", "paper_new", "diff_new",
@@ -1122,7 +1124,7 @@ def paper_comparison(experiments, paper_rows):
     comparison, unmatched = [], []
     for row, e in zip(summary_rows(experiments), experiments):
         method, source = run_method(e["test_type"], e["replay_source"])
-        method = e.get("method") or method  # a field's baseline: its own name (MiB, PLOP, ...)
+        method = e.get("method") or method  # a baseline: its own name (MiB, PLOP, ...)
         if method == "joint":  # joint training has no protocol: every table's joint row
             matches = [p for p in paper_rows if p["method"] == "joint"]
         else:

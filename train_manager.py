@@ -13,6 +13,7 @@ import gin
 
 import behaviours
 import datasets
+import methods
 import paths
 # Re-exported for the original's code, notebooks and tests that import them from here; their owners are artifacts
 # (checkpoints) and paths (names of class groups).
@@ -22,9 +23,10 @@ from paths import class_range_str  # noqa: F401
 FIRST_STEP_PROTOCOLS = ("sequential", "overlapped")
 PROTOCOLS = ("sequential", "disjoint", "overlapped")
 REPLAY_SOURCES = (None, "gan", "flickr")
-# The loss of the incremental steps (`TrainManager.method`): RECALL's (the original's cross-entropy) or one of
-# the field's methods (baselines.py: LwF, ILT, MiB, PLOP).
-METHODS = ("recall", "lwf", "ilt", "mib", "plop")
+# Configs may `include` a file of the project's config/ by its name there (gin looks a relative name up in the
+# working folder, then in its search paths), e.g. the baselines' `include "bases/BASELINE_DISJOINT.gin"`.
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config")
+gin.add_config_file_search_path(CONFIG_DIR)
 
 
 _MISSING = object()
@@ -69,7 +71,7 @@ class Incremental(Stage):
     mix_labels: bool = False
     interleave_ratio_old: int = 0  # replay samples per interleave_ratio_new new ones; 0: no replay
     interleave_ratio_new: int = 1
-    method: str = "recall"  # one of METHODS
+    method: str = "recall"  # one of methods.names()
     train_encoder: bool = False  # True: every incremental step trains encoder + decoder and saves its encoder
 
 # Binding groups, in the order of the original's configs (SPEC.md, "Configuration").
@@ -98,7 +100,7 @@ class TrainManager:
         original did, shared by every setup and replay source of the same protocol and indices; True names
         it per experiment (see get_mixed_train_paths).
       method: not the original's, incremental group: the loss of the incremental steps, "recall" (default: the
-        original's cross-entropy) or one of the field's methods of baselines.py ("lwf", "ilt", "mib", "plop";
+        original's cross-entropy) or a baseline's, one of methods.names() ("lwf", "ilt", "mib", "plop";
         their weights are the bindings lwf.*, ilt.*, mib.*, plop.*).
       train_encoder_incremental: not the original's, incremental group: False (default, the original) keeps
         the step-0 encoder in every incremental step; True trains encoder + decoder (batch norms in inference
@@ -173,8 +175,8 @@ class TrainManager:
             raise ValueError(f"TrainManager.mixed_labels_per_experiment: expected True or False, got "
                              f"{mixed_labels_per_experiment!r}")
         self.mixed_labels_per_experiment = mixed_labels_per_experiment
-        if method not in METHODS:
-            raise ValueError(f"TrainManager.method: unknown method {method!r}; expected one of {list(METHODS)}.")
+        if method not in methods.names():
+            raise ValueError(f"TrainManager.method: unknown method {method!r}; expected one of {methods.names()}.")
         if not isinstance(train_encoder_incremental, bool):
             raise ValueError(f"TrainManager.train_encoder_incremental: expected True or False, got "
                              f"{train_encoder_incremental!r}")
@@ -600,7 +602,7 @@ def index_of(binding):
     for index, names in GROUPS.items():
         if binding.startswith("TrainManager.") and name in names:
             return f"TrainManager.{index}"
-    if binding.split(".")[0] in METHODS:
+    if binding.split(".")[0] in methods.names():
         return "TrainManager.parameters_incremental_index"
     return "TrainManager.parameters_common_index"
 

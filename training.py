@@ -4,27 +4,23 @@
 2. helper decoders on the frozen step-0 encoder;
 3. pseudo-labels of the replay images (step-0 model or helper);
 4. incremental steps: background inpainting (label mixing) of the new data, then the decoder alone on
-   new samples blended with replay, validated after every step. The field's baselines (TrainManager.method:
-   LwF, ILT, MiB, PLOP; baselines.py) run through the same steps with their own loss, the previous step's
+   new samples blended with replay, validated after every step. The baselines (TrainManager.method: LwF,
+   ILT, MiB, PLOP; methods/) run through the same steps with their own loss, the previous step's
    network beside the trained one, and (train_encoder_incremental) the encoder trained and saved per step.
 
 Every stage is skipped when TrainManager reports its artifact complete, so a killed run resumes where it
-stopped. All artifacts are written under a temporary name and renamed.
+stopped. All artifacts are written under a temporary name and renamed. What other experiments may make too (step
+0, helpers, labelled replay, mixed labels) is made through the store the caller hands in (Store.ensure; a parallel
+sweep's waits for the experiment that writes it: sweep.SweepStore). Validation is evaluation.py's; the devices and
+workers, distribute.py's.
 """
 import collections
 import contextlib
-import copy
-import faulthandler
+import functools
 import hashlib
-import inspect
 import io
-import itertools
-import json
 import os
-import shutil
-import tempfile
 import time
-import weakref
 import zlib
 
 import gin
@@ -35,24 +31,26 @@ from absl import logging
 from PIL import Image
 from tqdm import tqdm
 
-import baselines
 import behaviours
 import data_loader
 import artifacts
+# By name: Training's argument `distribute` would shadow the module.
+from distribute import STRATEGIES, is_chief, make_strategy, writer_view
+from evaluation import evaluate  # noqa: F401  (training.evaluate: validation, evaluation.py)
+import methods
 import metrics
 import model
 from paths import expected_records
 import results
 import train_manager
 
+methods.load_all()  # every method's gin configurable (lwf.*, ...): a config binding one parses
+
 DEBUG_EVERY = 20  # every 20th labelled replay sample is also saved as image files, as the original did
 REPLAY_LABEL_INPUTS = ("raw", "mean_subtracted")
 INPUT_ORDERS = ("original", "balanced")
 ORIGINAL_BUFFER_PER_OLD_CLASS = 400  # the original's incremental shuffle buffer: 400 x (old classes) records
-WAIT_POLL_SECONDS = 0.2  # how often Context.wait_for looks for an artifact another process writes
 
-
-STRATEGIES = ("default", "mirrored", "multi_worker")  # Training.distribute (make_strategy)
 
 
 def check_values(**values):
@@ -69,55 +67,6 @@ def check_values(**values):
             raise ValueError(f"Training.{name}: expected True or False, got {value!r}")
 
 
-def make_strategy(name, peer_timeout=600):
-    """A new tf.distribute strategy called `name`: "default", "mirrored" or "multi_worker" (from TF_CONFIG).
-
-    A multi-worker strategy waits in its constructor until every worker of TF_CONFIG has started, and
-    TensorFlow neither bounds that wait nor lets a Python thread, a signal handler or SIGTERM end it (the
-    constructor holds the interpreter). So faulthandler's watchdog, a C thread, ends the process after
-    `peer_timeout` seconds: "Timeout" and the stack on stderr, exit status 1, after the log line that says
-    what it waits for."""
-    if name == "default":
-        return tf.distribute.get_strategy()
-    makers = {"mirrored": tf.distribute.MirroredStrategy, "multi_worker": tf.distribute.MultiWorkerMirroredStrategy}
-    if name not in makers:
-        raise ValueError(f"Training.distribute: unknown strategy {name!r}; expected 'default', 'mirrored' or "
-                         f"'multi_worker'.")
-    if name != "multi_worker":
-        return makers[name]()
-    check_tf_config(os.environ.get("TF_CONFIG"))
-    logging.warning("multi-worker: waiting up to %s s (Training.peer_timeout) for every worker of TF_CONFIG %s "
-                    "to start; if one does not, this process ends with a 'Timeout' traceback (exit status 1)",
-                    peer_timeout, os.environ.get("TF_CONFIG"))
-    faulthandler.dump_traceback_later(peer_timeout, exit=True)
-    try:
-        return makers[name]()
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-
-
-def check_tf_config(text):
-    """Raises ValueError, naming the fault, unless `text` (the TF_CONFIG variable; None: unset, a single
-    worker) is the JSON of a cluster of "host:port" lists and a task in it."""
-    if text is None:
-        return
-    example = '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}'
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not JSON ({e}): {text!r}; expected e.g. {example}") from None
-    cluster = doc.get("cluster") if isinstance(doc, dict) else None
-    task = doc.get("task") if isinstance(doc, dict) else None
-    if not (isinstance(cluster, dict) and cluster and all(
-            isinstance(v, list) and v and all(isinstance(a, str) and ":" in a for a in v) for v in cluster.values())):
-        raise ValueError(f"TF_CONFIG: 'cluster' must map each task type to a non-empty list of \"host:port\" "
-                         f"addresses, got {cluster!r}; expected e.g. {example}")
-    if not (isinstance(task, dict) and task.get("type") in cluster and isinstance(task.get("index"), int)
-            and 0 <= task["index"] < len(cluster[task["type"]])):
-        raise ValueError(f"TF_CONFIG: 'task' must name a type of the cluster {sorted(cluster)} and an index "
-                         f"within its list, got {task!r}")
-
-
 class Context:
     """What the experiments of one process share, handed to each Training (no module globals):
 
@@ -127,10 +76,7 @@ class Context:
       them);
     - the tf.distribute strategies, one per kind: every experiment gets the same instance (a second
       MultiWorkerMirroredStrategy in a process breaks the collectives, so use one context per process);
-    - the tfrecords already checked (check_once) and the validation samples decoded (decoded_samples);
-    - in a process of a parallel sweep (main.sweep): the artifacts that an earlier experiment of the sweep
-      writes (`shared`: path -> that experiment's number), this process's experiment (`experiment`) and the
-      folder where each finished experiment leaves a file named by its number (`finished_dir`), see wait_for.
+    - the tfrecords already checked (check_once) and the validation samples decoded (decoded_samples).
     `Training(manager)` without a context uses the process's default one (default_context()).
     """
 
@@ -140,42 +86,31 @@ class Context:
         self._strategies = {}
         self._checked = {}
         self._decoded, self._decoded_bytes = {}, 0
-        self.shared, self.experiment, self.finished_dir = {}, None, None
         self._waited = 0.0
 
     @contextlib.contextmanager
     def timed(self, kind):
-        """Adds the time spent inside the block to times[kind], less the time it waited (wait_for)."""
+        """Adds the time spent inside the block to times[kind], less the time it waited (add_wait)."""
         start, waited = time.perf_counter(), self._waited
         try:
             yield
         finally:
             self.times[kind] += time.perf_counter() - start - (self._waited - waited)
 
-    def wait_for(self, path, exists=os.path.exists):
-        """In a parallel sweep, waits until `path` exists when an earlier experiment of the sweep writes it (as
-        in a serial sweep, the first experiment in plan order that needs an artifact writes it; the others read
-        it), or until that experiment has finished without it (then the caller writes it). Returns at once
-        outside a parallel sweep, for this experiment's own artifacts and for existing ones."""
-        owner = self.shared.get(path)
-        if owner is None or owner == self.experiment or self.finished_dir is None or exists(path):
-            return
-        logging.info("waiting for %s (experiment %d of the sweep writes it)", path, owner)
-        start = time.perf_counter()
-        while not exists(path) and not os.path.exists(os.path.join(self.finished_dir, str(owner))):
-            time.sleep(WAIT_POLL_SECONDS)
-        waited = time.perf_counter() - start
-        self._waited += waited
-        self.times["waiting for another process"] += waited
+    def add_wait(self, seconds):
+        """Counts `seconds` spent waiting for another process (an artifact it writes, a lock it holds): under
+        times["waiting for another process"], and not under the kind of the timed() block around the wait."""
+        self._waited += seconds
+        self.times["waiting for another process"] += seconds
 
     def strategy(self, name, peer_timeout=600):
-        """The strategy called `name` (see make_strategy), made once."""
+        """The strategy called `name` (see distribute.make_strategy), made once."""
         if name not in self._strategies:
             self._strategies[name] = make_strategy(name, peer_timeout)
         return self._strategies[name]
 
     def chief_process(self):
-        """False in a worker process of a multi-worker run that is not the chief (see is_chief): such a
+        """False in a worker process of a multi-worker run that is not the chief (distribute.is_chief): such a
         process trains but writes nothing of its own, not even the sweep's summary."""
         strategy = self._strategies.get("multi_worker")
         return strategy is None or is_chief(strategy)
@@ -236,17 +171,22 @@ def default_context():
     return _DEFAULT_CONTEXT[0]
 
 
-def is_chief(strategy):
-    """True on the worker that writes the experiment's artifacts: the "chief" task, or worker 0 when the
-    cluster has no chief (always True without multi-worker training)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+class Store:
+    """Where a Training gets the artifacts that other experiments may make too (step 0, helpers, labelled replay,
+    mixed labels): ensure(path, build). This one, for an experiment alone, builds what is missing; a parallel
+    sweep hands each experiment its own (sweep.SweepStore), which first waits while the experiment of the sweep
+    that writes the artifact has not."""
+
+    def ensure(self, path, build, exists=os.path.exists):
+        """Makes the artifact at `path` with build() unless exists(path). Returns True when build() ran, False
+        when the artifact was there (the caller reuses it)."""
+        if exists(path):
+            return False
+        build()
         return True
-    return resolver.task_type in ("chief", None) or (resolver.task_type == "worker" and resolver.task_id == 0
-                                                     and "chief" not in resolver.cluster_spec().as_dict())
 
 
-@gin.configurable("Training", denylist=["manager", "context"])
+@gin.configurable("Training", denylist=["manager", "context", "store"])
 class Training:
     """Trains, labels and validates one experiment planned by a TrainManager.
 
@@ -294,6 +234,9 @@ class Training:
         gets the label at position k of the other listing, i.e. mostly another image's label.
       context: the Context shared with the process's other experiments (progress bars, times, strategies);
         None: the process's default one. Not a gin binding.
+      store: what makes the artifacts other experiments may make too (Store.ensure; a parallel sweep hands in
+        sweep.SweepStore, which waits for the experiment that writes one); None: a Store (builds what is
+        missing). Not a gin binding.
 
     With distribute = "multi_worker", every worker runs every stage (training steps are synchronous). Only
     the chief writes into the base folder; another worker works in a scratch folder of links to the base
@@ -303,7 +246,7 @@ class Training:
     def __init__(self, manager, require_pretrained=True, reproduce_lr_floor=True, seed=0, distribute="default",
                  global_batch=False, jit_compile=False, log_every=10, validation_batch=1, precision="float32",
                  train_batch_norm=True, momentum_rule="tf1", replay_label_input="raw", input_order="original",
-                 reencode_jpeg=True, peer_timeout=600, context=None, folder_pairing="creation_order"):
+                 reencode_jpeg=True, peer_timeout=600, context=None, folder_pairing="creation_order", store=None):
         check_values(precision=precision, momentum_rule=momentum_rule, replay_label_input=replay_label_input,
                      input_order=input_order, folder_pairing=folder_pairing, train_batch_norm=train_batch_norm,
                      reencode_jpeg=reencode_jpeg, distribute=distribute)
@@ -322,8 +265,9 @@ class Training:
                                               name.split(".", 1)[1]) for name in behaviours.SWITCHES})
         self.context = context or default_context()
         self.strategy = self.context.strategy(distribute, peer_timeout)
+        self.store = store or Store()
         self.chief = is_chief(self.strategy)
-        self.manager = manager if self.chief else _worker_view(manager, self.strategy.cluster_resolver.task_id)
+        self.manager = writer_view(manager, self.strategy)  # a non-chief worker writes into a scratch folder
         self.precision = precision
         self.global_batch = global_batch
         self.jit_compile = jit_compile
@@ -339,9 +283,9 @@ class Training:
         self._main = None
         self._main_holds = None
         self._decoder_trainer = None
-        # A baseline's loss (TrainManager.method; None: RECALL's) with its gin-bound weights, made here so that
-        # the operative config records them, and the frozen network of the previous step its loss reads.
-        self.method = baselines.make_method(self.manager.incremental.method)
+        # The method of the incremental steps (TrainManager.method) with its gin-bound weights, made here so that
+        # the operative config records them, and the frozen network of the previous step a baseline's loss reads.
+        self.method = methods.make(self.manager.incremental.method)
         self._previous = None
 
       # ------------------------------------------------------------------------------------------- the stages
@@ -384,14 +328,18 @@ class Training:
         m = self.manager
         encoder_path, decoder_path = m.get_encoder_path(), m.get_decoder_paths()[0]
         classes = list(range(m.get_encoder_number() + 1))
-        self.context.wait_for(encoder_path, artifacts.checkpoint_exists)  # saved after the decoder
-        if m.check_encoder() and artifacts.checkpoint_exists(decoder_path):
+
+        def complete(_):  # the encoder is saved after the decoder: a complete one marks step 0 done
+            return m.check_encoder() and artifacts.checkpoint_exists(decoder_path)
+
+        def train():
+            with self.context.timed("step 0"):
+                self._train_first_step(classes, encoder_path, decoder_path)
+
+        if not self.store.ensure(encoder_path, train, complete):
             self._check_made(encoder_path, "step0")
             self._check_made(decoder_path, "step0")
             logging.info("step 0: reused %s and %s (complete checkpoints)", encoder_path, decoder_path)
-        else:
-            with self.context.timed("step 0"):
-                self._train_first_step(classes, encoder_path, decoder_path)
         self._validate_if_missing(0)
 
     def _train_first_step(self, classes, encoder_path, decoder_path):
@@ -429,20 +377,22 @@ class Training:
             return
         for classes, out_path, train_path in zip(m.get_helpers_classes(), m.get_helper_out_paths(),
                                                  m.get_helper_train_paths()):
-            self.context.wait_for(out_path, artifacts.checkpoint_exists)
-            if artifacts.checkpoint_exists(out_path):
+            if not self.store.ensure(out_path, functools.partial(self._train_helper, classes, out_path, train_path),
+                                     artifacts.checkpoint_exists):
                 self._check_made(out_path, "helpers")
                 logging.info("helper %s: reused %s", classes, out_path)
-                continue
-            seg = self._segmenter(len(classes) + 1, [0] + classes)
-            model.load_encoder(seg, m.get_encoder_path())
-            dataset = self._dataset([train_path], None, stream=100 + classes[0], n_old=None)
-            self._fit(seg, f"helper_C{classes[0]}-{classes[-1]}", [0] + classes, dataset,
-                      m.helper_schedule(len(classes)), train_encoder=False, helper=True)
-            self._record_made(out_path, "helpers")
-            model.save_decoder(seg, out_path)
-            self._seal(out_path)
-            logging.info("helper %s: trained and saved %s", classes, out_path)
+
+    def _train_helper(self, classes, out_path, train_path):
+        m = self.manager
+        seg = self._segmenter(len(classes) + 1, [0] + classes)
+        model.load_encoder(seg, m.get_encoder_path())
+        dataset = self._dataset([train_path], None, stream=100 + classes[0], n_old=None)
+        self._fit(seg, f"helper_C{classes[0]}-{classes[-1]}", [0] + classes, dataset,
+                  m.helper_schedule(len(classes)), train_encoder=False, helper=True)
+        self._record_made(out_path, "helpers")
+        model.save_decoder(seg, out_path)
+        self._seal(out_path)
+        logging.info("helper %s: trained and saved %s", classes, out_path)
 
     def replay_labels(self):
         """Pseudo-labels of the replay images: classes 1..N0 by the step-0 model, later ones by the helpers."""
@@ -451,37 +401,35 @@ class Training:
             logging.info("replay labels: skipped, no replay (source %s, interleave_ratio_old %s)",
                          m.replay_source, m.incremental.interleave_ratio_old)
             return
-        for path in m.get_replay_output_paths():
-            self.context.wait_for(path)
-            if os.path.exists(path):
-                self._check_made(path, "replay")
-        jobs = []  # (segmenter builder, [(source, output, name)])
-        if not m.check_labels_no_helper():
-            jobs.append((lambda: self._load(self.n_classes, None, m.get_decoder_paths()[0]),
-                         zip(m.get_replay_source_no_helper_paths(), m.get_replay_output_no_helper_paths(),
-                             m.get_replay_no_helper_tfrecords_names())))
-        if not m.check_labels_helper():
-            for classes, helper, sources, outputs, names in zip(
-                m.get_helpers_classes(), m.get_helper_out_paths(), m.get_replay_source_helper_paths(),
-                m.get_replay_output_helper_paths(), m.get_replay_helper_tfrecords_names()):
-                jobs.append((lambda c=classes, h=helper: self._load(len(c) + 1, [0] + c, h),
-                             zip(sources, outputs, names)))
-        if not jobs:
-            logging.info("replay labels: reused %d labelled replay files", len(m.get_replay_output_paths()))
-        for build, files in jobs:
-            seg = None
+        # (the network that labels them, [(source, output, name)]): the step-0 model's classes, then each helper's
+        groups = [(lambda: self._load(self.n_classes, None, m.get_decoder_paths()[0]),
+                   zip(m.get_replay_source_no_helper_paths(), m.get_replay_output_no_helper_paths(),
+                       m.get_replay_no_helper_tfrecords_names()))]
+        groups += [(lambda c=classes, h=helper: self._load(len(c) + 1, [0] + c, h), zip(sources, outputs, names))
+                   for classes, helper, sources, outputs, names in zip(
+                       m.get_helpers_classes(), m.get_helper_out_paths(), m.get_replay_source_helper_paths(),
+                       m.get_replay_output_helper_paths(), m.get_replay_helper_tfrecords_names())]
+        labelled = 0
+        for build, files in groups:
+            seg = []  # the group's network, loaded for the first file it labels
             for source, output, name in files:
-                if os.path.exists(output):
-                    continue
-                seg = seg or build()
-                self._record_made(output, "replay")
-                self._label_replay(seg, source, output, os.path.join(m.get_replay_folder(), "debug", name))
-                self._seal(output)
+                def label(source=source, output=output, name=name, build=build, seg=seg):
+                    seg[:] = seg or [build()]
+                    self._record_made(output, "replay")
+                    self._label_replay(seg[0], source, output, os.path.join(m.get_replay_folder(), "debug", name))
+                    self._seal(output)
+
+                if self.store.ensure(output, label):
+                    labelled += 1
+                else:
+                    self._check_made(output, "replay")
+        if not labelled:
+            logging.info("replay labels: reused %d labelled replay files", len(m.get_replay_output_paths()))
 
     def incremental_steps(self):
         """Incremental steps from the first missing decoder: label mixing, training (the decoder; encoder +
-        decoder with train_encoder_incremental, saving the step's encoder too; a baseline's loss with
-        TrainManager.method), validation."""
+        decoder with train_encoder_incremental, saving the step's encoder too; the loss of TrainManager.method,
+        which prepares each step itself: methods.Method.before_step), validation."""
         m = self.manager
         encoders = m.get_encoder_paths()
         n_steps = len(m.get_decoder_paths()) - 1
@@ -498,22 +446,14 @@ class Training:
             new_path = m.get_train_paths()[step]
             if m.mix_labels():
                 new_path = m.get_mixed_train_paths()[step]
-                self.context.wait_for(new_path)
-                if m.exists_mixed_tfrecord(step):
+                if not self.store.ensure(new_path, functools.partial(self._mix_step, step, new_path)):
                     self._check_made(new_path, "incremental")
                     logging.info("step %d: reused mixed labels %s", step, new_path)
-                else:
-                    with self.context.timed("label mixing"):
-                        previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1],
-                                              encoders[step - 1])
-                        self._record_made(new_path, "incremental")
-                        self._mix_labels(previous, m.get_train_paths()[step], new_path)
-                        self._seal(new_path)
             with self.context.timed("incremental training"):
                 seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1], encoders[step - 1])
                 replay = m.get_replay_tfrecords_for_step(step) if m.uses_replay() else []
                 dataset = self._dataset([new_path], replay, stream=step, n_old=len(old) - 1)
-                loss, previous = self._baseline_step(seg, step, new_path, old, new)
+                loss, previous = self._method_step(seg, step, new_path, old, new)
                 self._fit(seg, f"step{step}", old + new, dataset, m.incremental_schedule(len(new)),
                           train_encoder=m.incremental.train_encoder, loss=loss, previous=previous)
                 self._record_made(m.get_decoder_paths()[step], "incremental")
@@ -528,21 +468,29 @@ class Training:
                          m.get_decoder_paths()[step])
             self._validate(seg, step)
 
+    def _mix_step(self, step, output):
+        """Writes `output`, the mixed labels of incremental step `step`: its training data with the background
+        inpainted by the network after step - 1 (_mix_labels)."""
+        m = self.manager
+        with self.context.timed("label mixing"):
+            previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1],
+                                  m.get_encoder_paths()[step - 1])
+            self._record_made(output, "incremental")
+            self._mix_labels(previous, m.get_train_paths()[step], output)
+            self._seal(output)
+
     def _made_by(self, stage):
         """What makes an artifact of `stage` (behaviours.STAGES), {binding: value}: the TrainManager groups of
         TrainManager.made_by, the network's size, the seed, the switches that act on this stage or an earlier one
-        and, for the incremental stage, the weights of a field's method (lwf.*, ...)."""
+        and, for the incremental stage, the weights of its method (lwf.*, ...; methods.Method.weights)."""
         made = self.manager.made_by(stage)
         size = model.backbone_size()
         made.update({"backbone.units": size["units"], "backbone.width": size["width"], "Training.seed": self.seed})
         upto = behaviours.STAGES[:behaviours.STAGES.index(stage) + 1]
         made.update({name: value for name, value in self.manager.behaviours.items()
                      if behaviours.SWITCHES[name][1] in upto})
-        if stage == "incremental" and self.method is not None:
-            section = self.manager.incremental.method
-            made.update({f"{section}.{k}": getattr(self.method, k)
-                         for k in inspect.signature(type(self.method).__init__).parameters
-                         if k != "self" and isinstance(getattr(self.method, k, None), (bool, int, float, str))})
+        if stage == "incremental":
+            made.update(self.method.weights())
         return made
 
     def _record_made(self, path, stage):
@@ -560,29 +508,23 @@ class Training:
         an error names the binding, both values and the index to change)."""
         artifacts.check_record(path, self._made_by(stage), train_manager.index_of)
 
-    def _baseline_step(self, seg, step, data_path, old, new):
-        """What a baseline (self.method) prepares before incremental step `step` trains `seg` (the network
-        after step - 1): the frozen previous network, PLOP's entropy thresholds (one pass of it over the step's
-        training data) and MiB's classifier initialisation of seg. Returns (baselines.StepLoss, previous
-        network), or (None, None) for RECALL."""
-        if self.method is None:
-            return None, None
+    def _method_step(self, seg, step, data_path, old, new):
+        """Incremental step `step` as its method (self.method) prepares it before `seg` (the network after
+        step - 1) trains on `data_path`: the frozen previous network when the method's loss reads it, then the
+        method's own hook (methods.Method.before_step: PLOP's entropy thresholds from one pass of the previous
+        network over the step's data, MiB's initialisation of seg). Returns (methods.StepLoss, the previous
+        network or None)."""
         m = self.manager
-        previous = self._previous_network(seg, m.get_encoder_paths()[step - 1], m.get_decoder_paths()[step - 1])
-        thresholds = None
-        if self.method.needs_thresholds:
-            thresholds = self.method.thresholds(self._previous_logits(previous, data_path, old + new, len(old)),
-                                                len(old), len(new))
-            logging.info("step %d: %s entropy thresholds of classes 0..%d: %s", step, self.method.name,
-                         len(old) - 1, np.round(thresholds, 5).tolist())
-        if self.method.initializes_classifier:
-            baselines.mib_initialize_decoder(seg.decoder, len(old), len(new))
-            if seg is self._main:
-                self._main_holds = None  # its weights leave the checkpoints' now
-        return self.method.step_loss(len(old), len(new), thresholds), previous
+        previous = None
+        if self.method.needs_previous:
+            previous = self._previous_network(seg, m.get_encoder_paths()[step - 1], m.get_decoder_paths()[step - 1])
+        if seg is self._main:
+            self._main_holds = None  # the hook may change its weights (MiB's initialisation)
+        logits = functools.partial(self._previous_logits, previous, data_path, old + new, len(old))
+        return self.method.before_step(methods.Step(step, len(old), len(new), seg, previous, logits)), previous
 
     def _previous_network(self, seg, encoder_path, decoder_path):
-        """The frozen network of the previous step that a baseline's loss reads: a second Segmenter (kept from
+        """The frozen network of the previous step that a method's loss reads: a second Segmenter (kept from
         step to step) with that step's decoder and encoder. When the incremental steps keep the step-0
         encoder, it shares seg's encoder (the same weights), so the step computes it once."""
         share = not self.manager.incremental.train_encoder
@@ -674,8 +616,8 @@ class Training:
           length: the stage's train_manager.Schedule (steps and polynomial decay).
           train_encoder: True for step 0 (and incremental steps with train_encoder_incremental); False trains
             the decoder alone.
-          loss, previous: a baseline's loss of an incremental step and the previous step's frozen network (see
-            model.Trainer); None: the original's loss.
+          loss, previous: the loss of an incremental step's method (methods.StepLoss) and the previous step's
+            frozen network when it reads one (see model.Trainer); None: the original's loss.
         """
         common = self.manager.common
         floor = self.manager.first_step.lr_final_value if self.reproduce_lr_floor else None
@@ -684,7 +626,8 @@ class Training:
         label_map = model.make_label_map(classes, helper=helper)
         if seg is self._main:
             self._main_holds = None  # its weights leave the checkpoints' now
-        reuse = seg is self._main and not train_encoder and loss is None
+        loss = methods.recall.LOSS if loss is None else loss
+        reuse = seg is self._main and not train_encoder and loss is methods.recall.LOSS  # one traced step serves all
         if reuse and self._decoder_trainer is not None and self._decoder_trainer.seg is seg:
             trainer = self._decoder_trainer
             trainer.reset(label_map, schedule)
@@ -815,10 +758,10 @@ class Training:
 
     def _run_validation(self, seg, step):
         """Validates `step` and appends its block unless the results file holds it already. The check and the
-        append happen under the experiment's lock (results.experiment_lock, re-entrant: main.run_experiment holds
+        append happen under the experiment's lock (results.experiment_lock, re-entrant: sweep.run_experiment holds
         it for the whole experiment), so the file never holds a step twice, even when two processes run this
         experiment outside main.py. A non-chief worker takes no lock: it writes its own copy in a scratch folder,
-        whose lock file may be a link to the chief's (_worker_view), held by the chief."""
+        whose lock file may be a link to the chief's (distribute.worker_view), held by the chief."""
         m = self.manager
         if not m.get_validate():
             return
@@ -845,87 +788,6 @@ class Training:
                 tf.summary.scalar(tag, value, step=step)  # per-class IoU, the setup's old / new / all mIoU
         logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
                      self.results_file)
-
-
-def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1, progress=True, context=None):
-    """Mean loss over images and confusion matrix of `seg` on validation tfrecords.
-
-    Only pixels labelled with one of `classes` count (void and unseen classes are left out), as the original.
-    Args:
-      batch_size: images per forward pass; 1 is the original (full images of any size). Larger batches pad
-        images of different sizes (label 255 in the padding, so padded pixels are never counted).
-      context: the Context whose decoded samples are reused (Context.decoded_samples); None: the process's.
-    Returns (float mean loss over images, int64 numpy [n_classes, n_classes]).
-    """
-    label_map = tf.constant(model.make_label_map(classes), tf.int32)
-    step = seg.compiled.get(("evaluate", n_classes))
-    if step is None:  # traced once per network: the classes come in as a tensor
-        step = seg.compiled[("evaluate", n_classes)] = tf.function(
-            lambda images, labels, label_map: _evaluate_batch(seg, images, labels, label_map, n_classes),
-            reduce_retracing=True)
-    context = context or default_context()
-    samples = (sample for path in data_loader.require_files(paths)
-               for sample in context.decoded_samples(path, n_classes))
-    losses, cm = [], np.zeros((n_classes, n_classes), np.int64)
-    for images, labels in tqdm(_padded_batches(samples, batch_size, dataset_mean), desc="validation",
-                               leave=False, disable=not progress):
-        per_image, c = step(images, labels, label_map)
-        losses.extend(per_image.numpy().tolist())
-        cm += c.numpy()
-    return (float(np.mean(losses)) if losses else float("nan")), cm
-
-
-def _padded_batches(samples, batch_size, dataset_mean):
-    """Batches of (image uint8 [H, W, 3], label uint8 [H, W]) samples as tf.data's padded_batch makes them from
-    data_loader's "validation" mode: images float32 mean-subtracted, padded (bottom and right) to the batch's
-    largest with 0.0, labels with 255 (void). Yields (float32 [B, H, W, 3], uint8 [B, H, W]) numpy arrays."""
-    mean = np.asarray(dataset_mean, np.float32)
-    batch = []
-    for sample in itertools.chain(samples, [None]):
-        if sample is not None:
-            batch.append(sample)
-        if batch and (len(batch) == batch_size or sample is None):
-            h = max(image.shape[0] for image, _ in batch)
-            w = max(image.shape[1] for image, _ in batch)
-            images = np.zeros((len(batch), h, w, 3), np.float32)
-            labels = np.full((len(batch), h, w), data_loader.VOID, np.uint8)
-            for i, (image, label) in enumerate(batch):
-                images[i, :image.shape[0], :image.shape[1]] = image.astype(np.float32) - mean
-                labels[i, :label.shape[0], :label.shape[1]] = label
-            yield images, labels
-            batch = []
-
-
-def _evaluate_batch(seg, images, labels, label_map, n_classes):
-    """(per-image mean cross-entropy over the counted pixels [B], confusion matrix of the batch)."""
-    logits = seg(images)
-    targets = tf.gather(label_map, tf.cast(labels, tf.int32))
-    counted = tf.not_equal(targets, data_loader.VOID)
-    valid = tf.cast(counted, tf.float32)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(counted, targets, 0), logits=logits)
-    per_image = tf.math.divide_no_nan(tf.reduce_sum(ce * valid, [1, 2]), tf.reduce_sum(valid, [1, 2]))
-    preds = tf.gather(tf.constant(seg.class_ids, tf.int32), tf.argmax(logits, -1, output_type=tf.int32))
-    return per_image, metrics.masked_confusion_matrix(labels, preds, counted, n_classes)
-
-
-def _worker_view(manager, task_id):
-    """A copy of `manager` for a non-chief worker: its base folder is a new scratch folder holding links to
-    every file of the real one's checkpoints/, data/ and outputs/ (no temporaries, debug images or
-    TensorBoard logs). The worker reads the same inputs and finished stages, and its writes (always to a
-    temporary name, then renamed) replace links in the scratch folder, never the real files. The scratch
-    folder is deleted when the process ends."""
-    scratch = tempfile.mkdtemp(prefix=f"recall-worker{task_id}-")
-    view = copy.copy(manager)
-    view.base_folder_path = scratch
-    for folder in ("checkpoints", "data", "outputs"):
-        source = os.path.join(os.path.abspath(manager.base_folder_path), folder)
-        if os.path.isdir(source):
-            shutil.copytree(source, os.path.join(scratch, folder), copy_function=os.symlink,
-                            ignore=shutil.ignore_patterns(*artifacts.IGNORE_TEMPORARIES, "debug", "tensorboard"))
-    weakref.finalize(view, shutil.rmtree, scratch, ignore_errors=True)
-    logging.info("worker %s: writes go to the scratch folder %s (the chief writes the artifacts)", task_id,
-                 scratch)
-    return view
 
 
 def mix_labels(label, prediction):

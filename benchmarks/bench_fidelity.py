@@ -33,7 +33,7 @@ import training
 FLAGS = flags.FLAGS
 
 SETUPS = ["ADD_ONE_TEN_TIMES"]
-# main.plan's runs: (config, setup, source, variant bindings); a setting's bindings are passed as gin params.
+# sweep.plan's runs: (config, setup, source, variant bindings); a setting's bindings are passed as gin params.
 RECALL = [("DISJOINT", t, "gan", ()) for t in SETUPS]
 BOTH_SOURCES = RECALL + [("DISJOINT", t, "flickr", ()) for t in SETUPS]
 FINE_TUNING = [("FINE_TUNING_DISJOINT", t, "gan", ()) for t in SETUPS]
@@ -109,17 +109,15 @@ def settings_to_run(names, working_recall):
 def run_setting(name, folder, bindings):
     """Runs the setting's experiments with its gin `bindings` in `folder` (in a worker process). Returns
     (failures, seconds)."""
-    # Imported here, in the worker only: main.py defines its command-line flags on import, and this script's
-    # --jobs would clash with main.py's.
-    import main  # pylint: disable=import-outside-toplevel
+    import sweep  # pylint: disable=import-outside-toplevel
     logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
     runs = SETTINGS[name][1]
     params = [f'TrainManager.base_folder_path = "{folder}"'] + list(bindings)
     extra = [os.path.join("config", "embedded", "embedded.gin")]
     with timing.Stopwatch() as watch:
-        failures = main.sweep(runs, "config", extra, params, os.path.join("config", "embedded"), jobs=1,
-                              context=training.Context(progress_bars=False))
+        experiments = sweep.experiments(runs, "config", extra, params, os.path.join("config", "embedded"))
+        failures = sweep.run(experiments, jobs=1, context=training.Context(progress_bars=False))
     return failures, watch.seconds
 
 

@@ -3,7 +3,7 @@ An ESTIMATE: nothing here runs on a GPU.
 
     python -m benchmarks.gpu_estimate [--tflops 40] [--configs DISJOINT,...] [--test_type ...]
 
-For every experiment of the sweep (main.plan, the paper's configs under config/), the FLOPs of each stage
+For every experiment of the sweep (sweep.plan, the paper's configs under config/), the FLOPs of each stage
 from the configs' own schedules (TrainManager.*_schedule: steps x batch_size images) and the per-image counts
 of bench_perf.conv_flops (DeepLab-V2 ResNet-101; see bench_perf's docstring for what a step counts):
   step 0        first_step_schedule().steps x batch images, encoder + decoder trained (3x forward - conv1's
@@ -30,8 +30,9 @@ import os
 from absl import app, flags
 
 from benchmarks import bench_perf
-import main
+import main  # noqa: F401  (defines main.py's flags, which this script reads)
 import model
+import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VAL_IMAGES = 1449  # Pascal VOC 2012 val
@@ -90,12 +91,12 @@ def estimate(runs, tflops, replay_size, replay_per_class, images_per_class, conf
     config_dir = config_dir or os.path.join(ROOT, "config")
     replay_size = tuple(replay_size)
     seg, flops = per_image_flops([VAL_SIZE, replay_size])
-    m0 = main._manager(main.experiment_gin_files(runs[0][0], config_dir), [], runs[0][1], runs[0][2])
+    m0 = _manager(runs[0], config_dir)
     crop = m0.common.train_image_size
     flops[crop] = bench_perf.conv_flops(seg, crop)
     rows, seen, totals = [], set(), collections.Counter()
     for config, test_type, source, _ in runs:
-        m = main._manager(main.experiment_gin_files(config, config_dir), [], test_type, source)
+        m = _manager((config, test_type, source), config_dir)
         by_kind = collections.Counter()
         for key, kind, f in stages(m, flops, crop, replay_size, replay_per_class, images_per_class):
             by_kind[kind] += f
@@ -109,10 +110,16 @@ def estimate(runs, tflops, replay_size, replay_per_class, images_per_class, conf
     return rows, totals
 
 
+def _manager(run, config_dir):
+    """The TrainManager of run (config, test_type, replay_source, ...), with its config's bindings only."""
+    config, test_type, source = run[:3]
+    return sweep.Experiment(config, test_type, source, files=(os.path.join(config_dir, config + ".gin"),)).manager()
+
+
 def main_(argv):
     del argv
     f = flags.FLAGS
-    runs = main.plan(f.configs, f.test_type, f.replay_source, os.path.join(ROOT, "config"))
+    runs = sweep.plan(f.configs, f.test_type, f.replay_source, os.path.join(ROOT, "config"))
     rows, totals = estimate(runs, f.tflops, [int(v) for v in f.replay_size], f.replay_per_class,
                             f.images_per_class)
     print(f"ESTIMATE at an assumed {f.tflops:g} TFLOP/s sustained (convolution FLOPs only)\n")

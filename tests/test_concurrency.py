@@ -5,7 +5,7 @@ import multiprocessing
 import os
 import signal
 
-# A worker process of main.sweep that parses a config holding `import test_concurrency` kills itself while
+# A worker process of sweep.run that parses a config holding `import test_concurrency` kills itself while
 # KILL_ENV is set (test_a_killed_worker_is_named_and_the_others_run_again): as the out-of-memory killer does.
 KILL_ENV = "RECALL_TEST_SIGKILL_WORKER"
 if os.environ.get(KILL_ENV) and multiprocessing.parent_process() is not None:
@@ -21,8 +21,8 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 
 import artifacts  # noqa: E402
-import main  # noqa: E402
 import results  # noqa: E402
+import sweep  # noqa: E402
 from conftest import ROOT, TESTS, TINY_BINDINGS  # noqa: E402
 from test_results import _block, _experiment  # noqa: E402
 
@@ -42,7 +42,8 @@ def test_two_sweeps_on_one_folder_run_each_experiment_once(copy_base):
     the lock until both sweeps wait for it, so that they race for it whatever the machine's speed."""
     flags = ["--configs", "FINE_TUNING", "--test_type", "ADD_ONE_ONE_TIME"]
     params = TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"']
-    manager = main._manager(main.experiment_gin_files("FINE_TUNING", CONFIG_DIR), params, "ADD_ONE_ONE_TIME", "gan")
+    experiment, = sweep.experiments([("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ())], CONFIG_DIR, params=params)
+    manager = experiment.manager()
     results_file = manager.get_validation_file_path()
     logs = [copy_base / f"sweep{k}.stderr" for k in (1, 2)]
     processes = []
@@ -150,8 +151,9 @@ def test_a_killed_worker_is_named_and_the_others_run_again(copy_base, tmp_path, 
     runs = [("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ()), ("KILLED", "ADD_TEN_ONE_TIME", "gan", ()),
             ("FINE_TUNING", "ADD_FIVE_ONE_TIME", "gan", ())]
     monkeypatch.setenv(KILL_ENV, "1")
-    failures = main.sweep(runs, str(config_dir), params=TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"'],
-                          jobs=2)
+    records = sweep.experiments(runs, str(config_dir),
+                                params=TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"'])
+    failures = sweep.run(records, jobs=2)
     assert [f[:4] for f in failures] == [runs[1]], failures
     assert "SIGKILL" in failures[0][4] and "BrokenProcessPool" not in failures[0][4], failures
     finished = sorted(os.path.basename(p) for p in glob.glob(str(copy_base / "outputs" / "*.txt")))
@@ -177,7 +179,8 @@ def test_a_finished_read_only_folder_is_summarised(copy_base):
     if prefix is None:
         pytest.skip("running as root without setpriv: cannot take write access away")
     params = TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"']
-    assert main.sweep([("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ())], CONFIG_DIR, params=params) == []
+    assert sweep.run(sweep.experiments([("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ())], CONFIG_DIR,
+                                       params=params)) == []
     outputs = copy_base / "outputs"
     before = {p: os.stat(p).st_mtime_ns for p in glob.glob(str(copy_base / "**" / "*"), recursive=True)}
     subprocess.run(["chmod", "-R", "a-w", str(copy_base)], check=True)

@@ -23,6 +23,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
+import distribute
 import results
 import training
 from conftest import TESTS
@@ -195,13 +196,13 @@ def test_only_the_chief_process_writes_the_summary(monkeypatch):
 
 def test_is_chief():
     workers = {"worker": ["a:1", "b:1"]}
-    assert training.is_chief(_Strategy(workers, "worker", 0))
-    assert not training.is_chief(_Strategy(workers, "worker", 1))
+    assert distribute.is_chief(_Strategy(workers, "worker", 0))
+    assert not distribute.is_chief(_Strategy(workers, "worker", 1))
     with_chief = dict(workers, chief=["c:1"])
-    assert training.is_chief(_Strategy(with_chief, "chief", 0))
-    assert not training.is_chief(_Strategy(with_chief, "worker", 0))
-    assert training.is_chief(_Strategy({}, None, None))
-    assert training.is_chief(tf.distribute.get_strategy())
+    assert distribute.is_chief(_Strategy(with_chief, "chief", 0))
+    assert not distribute.is_chief(_Strategy(with_chief, "worker", 0))
+    assert distribute.is_chief(_Strategy({}, None, None))
+    assert distribute.is_chief(tf.distribute.get_strategy())
 
 
 class _Manager:
@@ -217,7 +218,7 @@ def test_worker_view_reads_everything_and_writes_apart(tmp_path):
                        ("outputs/tensorboard/run/step0/events.out", "log"), ("README.md", "not copied")]:
         (base / name).parent.mkdir(parents=True, exist_ok=True)
         (base / name).write_text(text)
-    view = training._worker_view(_Manager(base), 1)  # pylint: disable=protected-access
+    view = distribute.worker_view(_Manager(base), 1)
     scratch = view.base_folder_path
     assert scratch != str(base) and os.path.basename(scratch).startswith("recall-worker1-")
     assert sorted(_files(scratch)) == ["checkpoints/decoders/d.weights.h5", "data/validation/val_1.tfrecord",
@@ -244,9 +245,9 @@ def test_worker_view_reads_everything_and_writes_apart(tmp_path):
 def test_bad_tf_config_is_named_before_any_strategy(monkeypatch, text, match):
     monkeypatch.setenv("TF_CONFIG", text)
     with pytest.raises(ValueError, match=match):
-        training.make_strategy("multi_worker")
-    training.check_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
-    training.check_tf_config(None)  # unset: one worker
+        distribute.make_strategy("multi_worker")
+    distribute.check_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
+    distribute.check_tf_config(None)  # unset: one worker
 
 
 def test_a_missing_peer_ends_the_wait(tmp_path):
@@ -255,7 +256,7 @@ def test_a_missing_peer_ends_the_wait(tmp_path):
     config = {"cluster": {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]},
               "task": {"type": "worker", "index": 0}}
     env = dict(os.environ, TF_CONFIG=json.dumps(config))
-    code = "import runtime, training; training.make_strategy('multi_worker', peer_timeout=5); print('made')"
+    code = "import runtime, distribute; distribute.make_strategy('multi_worker', peer_timeout=5); print('made')"
     start = time.time()
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 1, done.stderr[-3000:]

@@ -7,27 +7,28 @@ import pytest
 
 import main
 import results
+import sweep
 from conftest import ROOT, TINY_BINDINGS
 
 CONFIG_DIR = os.path.join(ROOT, "config")
 
 
 def test_plan_follows_the_original_order():
-    runs = main.plan(["JOINT", "DISJOINT", "FINE_TUNING"], ["ADD_ONE_ONE_TIME", "ADD_FIVE_ONE_TIME"],
-                     ["gan", "flickr"], CONFIG_DIR)
+    runs = sweep.plan(["JOINT", "DISJOINT", "FINE_TUNING"], ["ADD_ONE_ONE_TIME", "ADD_FIVE_ONE_TIME"],
+                      ["gan", "flickr"], CONFIG_DIR)
     assert runs == [("JOINT", "JOINT", None, ()),
                     ("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("DISJOINT", "ADD_FIVE_ONE_TIME", "gan", ()),
                     ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", ()), ("DISJOINT", "ADD_FIVE_ONE_TIME", "flickr", ()),
                     ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ()), ("FINE_TUNING", "ADD_FIVE_ONE_TIME", "gan", ())]
-    default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR)
+    default = sweep.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR)
     assert len(default) == 1 + 3 * 7 * 2 + 3 * 7 + 8 * 7  # the field's 4 baselines x 2 protocols: every setup
     # What `python main.py` runs: the field's baselines on 15-1 only (unless --test_type is given), after the
     # fine-tuning configs, in config order, under the first source's names.
-    default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
-                        method_test_types=main.METHOD_TEST_TYPES)
+    default = sweep.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
+                         method_test_types=main.METHOD_TEST_TYPES)
     assert len(default) == 1 + 3 * 7 * 2 + 3 * 7 + 8
     assert default[-8:] == [(c, "ADD_ONE_FIVE_TIMES", "gan", ()) for c in main.METHOD_CONFIGS]
-    assert main.plan(["ILT_FROZEN_DISJOINT", "DISJOINT"], ["ADD_ONE_TEN_TIMES"], ["gan"], CONFIG_DIR) == [
+    assert sweep.plan(["ILT_FROZEN_DISJOINT", "DISJOINT"], ["ADD_ONE_TEN_TIMES"], ["gan"], CONFIG_DIR) == [
         ("DISJOINT", "ADD_ONE_TEN_TIMES", "gan", ()), ("ILT_FROZEN_DISJOINT", "ADD_ONE_TEN_TIMES", "gan", ())]
 
 
@@ -35,19 +36,19 @@ def test_plan_runs_recall_once_per_variant_and_the_rest_once():
     """Both RECALLs: the original's code and the paper's method (main.RECALL_VARIANTS), the first variant's
     experiments in the original's order, then the next's; fine-tuning, JOINT and the field's baselines once."""
     paper = main.RECALL_VARIANTS["paper"]
-    runs = main.plan(["JOINT", "DISJOINT", "FINE_TUNING", "MIB_DISJOINT"], ["ADD_ONE_ONE_TIME"], ["gan", "flickr"],
-                     CONFIG_DIR, variants=["original", "paper"])
+    runs = sweep.plan(["JOINT", "DISJOINT", "FINE_TUNING", "MIB_DISJOINT"], ["ADD_ONE_ONE_TIME"], ["gan", "flickr"],
+                      CONFIG_DIR, variants=["original", "paper"])
     assert runs == [("JOINT", "JOINT", None, ()),
                     ("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", ()),
                     ("DISJOINT", "ADD_ONE_ONE_TIME", "gan", paper), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", paper),
                     ("FINE_TUNING", "ADD_ONE_ONE_TIME", "gan", ()), ("MIB_DISJOINT", "ADD_ONE_ONE_TIME", "gan", ())]
-    default = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
-                        method_test_types=main.METHOD_TEST_TYPES, variants=main.DEFAULT_VARIANTS["embedded"])
+    default = sweep.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
+                         method_test_types=main.METHOD_TEST_TYPES, variants=main.DEFAULT_VARIANTS["embedded"])
     assert len(default) == 1 + 2 * 3 * 7 * 2 + 3 * 7 + 8
     with pytest.raises(ValueError, match="--recall_variants.*papr"):
-        main.plan(["DISJOINT"], ["ADD_ONE_ONE_TIME"], ["gan"], CONFIG_DIR, variants=["papr"])
+        sweep.plan(["DISJOINT"], ["ADD_ONE_ONE_TIME"], ["gan"], CONFIG_DIR, variants=["papr"])
     # The two variants share step 0 and the helpers (the switch acts on replay labelling), nothing after them.
-    shared = main._runs_shared_names(runs[1:5], CONFIG_DIR, (), (), None)
+    shared = [e.shared for e in sweep.experiments(runs[1:5], CONFIG_DIR)]
     assert shared[0][0] == shared[2][0] and set(shared[0][1:]) != set(shared[2][1:])
     assert not set(n for n in shared[2] if "replay_images_and_labels" in n or "mixed" in n) & set(shared[0])
 
@@ -59,7 +60,7 @@ def test_plan_runs_recall_once_per_variant_and_the_rest_once():
 ])
 def test_plan_rejects_unknown_names(args, match):
     with pytest.raises(ValueError, match=match):
-        main.plan(*args, CONFIG_DIR)
+        sweep.plan(*args, CONFIG_DIR)
 
 
 def test_share_groups_keep_each_shared_artifact_in_one_process():
@@ -67,36 +68,42 @@ def test_share_groups_keep_each_shared_artifact_in_one_process():
     helpers, labelled replay) by setup; with the original's mixed-label names, the setups of one protocol
     share their mixed labels too (class 20's file of 19-1 is 10-1's), so they form one group. With per-
     experiment mixed labels, the groups are the first steps. Biggest group first, plan order inside."""
-    runs = main.plan(["JOINT", "DISJOINT", "SEQUENTIAL", "OVERLAPPED", "FINE_TUNING_DISJOINT"],
-                     ["ADD_ONE_ONE_TIME", "ADD_ONE_TEN_TIMES"], ["gan", "flickr"], CONFIG_DIR)
+    runs = sweep.plan(["JOINT", "DISJOINT", "SEQUENTIAL", "OVERLAPPED", "FINE_TUNING_DISJOINT"],
+                      ["ADD_ONE_ONE_TIME", "ADD_ONE_TEN_TIMES"], ["gan", "flickr"], CONFIG_DIR)
     setups = ["ADD_ONE_ONE_TIME", "ADD_ONE_TEN_TIMES"]
     shared = lambda ts: ([(c, t, s, ()) for s in ("gan", "flickr") for c in ("DISJOINT", "SEQUENTIAL") for t in ts]
                          + [("FINE_TUNING_DISJOINT", t, "gan", ()) for t in ts])
     overlapped = lambda ts: [("OVERLAPPED", t, s, ()) for s in ("gan", "flickr") for t in ts]
-    groups = main.share_groups(runs, CONFIG_DIR)
+    groups = _runs(sweep.share_groups(sweep.experiments(runs, CONFIG_DIR)))
     assert sorted(r for g in groups for r in g) == sorted(runs)
     assert groups == [shared(setups), overlapped(setups), [("JOINT", "JOINT", None, ())]]
-    groups = main.share_groups(runs, CONFIG_DIR, params=["TrainManager.mixed_labels_per_experiment = True"])
+    groups = _runs(sweep.share_groups(sweep.experiments(
+        runs, CONFIG_DIR, params=["TrainManager.mixed_labels_per_experiment = True"])))
     assert groups == [shared(setups[:1]), shared(setups[1:]), overlapped(setups[:1]), overlapped(setups[1:]),
                       [("JOINT", "JOINT", None, ())]]
 
 
+def _runs(groups):
+    """The groups of sweep.Experiment records as plan()'s runs."""
+    return [[e.run for e in group] for group in groups]
+
+
 def test_a_process_reports_the_times_of_each_experiment_once(monkeypatch, tmp_path):
-    """A process of a parallel sweep runs several experiments with one Context; the parent adds up what each
-    returns, and each leaves its finished file (that other experiments' waits look for)."""
+    """A process of a parallel sweep runs several experiments with one Context, each with its own store (that
+    waits for the artifacts the sweep's writers make); the parent adds up what each returns, and each leaves its
+    finished file (that other experiments' waits look for)."""
     import training
 
-    def fake_sweep(numbered, *args):
-        context = args[-1]
+    def fake_run(numbered, total, context, store=None):
         assert isinstance(context, training.Context) and not context.progress_bars
-        assert context.experiment == numbered[0][0] and context.shared == {"x": 1}
+        assert store.number == numbered[0][0] and store.writers == {"x": 1} and store.context is context
         context.times["incremental training"] += 10.0 * numbered[0][0]
         return []
 
-    monkeypatch.setattr(main, "_sweep_numbered", fake_sweep)
-    monkeypatch.setattr(main, "_PROCESS_CONTEXT", [])  # as in a new worker process
-    reports = [main._sweep_process(k, ("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), 5, CONFIG_DIR, [], [], None,
-                                   {"x": 1}, str(tmp_path)) for k in (2, 3)]
+    monkeypatch.setattr(sweep, "_run_numbered", fake_run)
+    monkeypatch.setattr(sweep, "_PROCESS_CONTEXT", [])  # as in a new worker process
+    record = sweep.Experiment("DISJOINT", "ADD_ONE_ONE_TIME", "gan")
+    reports = [sweep._sweep_process(k, record, 5, {"x": 1}, str(tmp_path)) for k in (2, 3)]
     assert [times for _, times in reports] == [{"incremental training": 20.0}, {"incremental training": 30.0}]
     assert sorted(os.listdir(tmp_path)) == ["2", "3"]
 
@@ -107,12 +114,13 @@ def test_artifact_writers_are_the_first_experiment_that_needs_each():
     labelled replay is each source's own; 10-1 shares no first step with 19-1 but its class-20 mixed labels."""
     runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", ()),
             ("DISJOINT", "ADD_ONE_TEN_TIMES", "gan", ()), ("JOINT", "JOINT", None, ())]
-    writers = main.artifact_writers(runs, CONFIG_DIR)
+    writers = sweep.artifact_writers(sweep.experiments(runs, CONFIG_DIR))
     assert set(writers.values()) == {1}
     names = [os.path.basename(p) for p in writers]
     assert any(n.startswith("train_disjoint_20_") for n in names), names
     assert not any("replay" in p for p in writers)
-    per_experiment = main.artifact_writers(runs, CONFIG_DIR, params=["TrainManager.mixed_labels_per_experiment = True"])
+    per_experiment = sweep.artifact_writers(sweep.experiments(
+        runs, CONFIG_DIR, params=["TrainManager.mixed_labels_per_experiment = True"]))
     assert not any("mixed" in p for p in per_experiment) and set(per_experiment.values()) == {1}
 
 
@@ -120,12 +128,13 @@ def test_the_queue_starts_independent_work_first_and_keeps_writers_before_reader
     """_queue_order on the default sweep: every experiment after the writers of what it needs (so the sweep
     cannot deadlock); the experiments that wait for no other (JOINT, the first of most first steps) at the front,
     in plan order."""
-    runs = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
-                     method_test_types=main.METHOD_TEST_TYPES)
-    numbered = list(enumerate(runs, 1))
-    shared = main._runs_shared_names(runs, CONFIG_DIR, (), (), None)
-    writers = main._writers(shared)
-    queue = main._queue_order(numbered, shared, writers)
+    runs = sweep.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR,
+                      method_test_types=main.METHOD_TEST_TYPES)
+    records = sweep.experiments(runs, CONFIG_DIR)
+    numbered = list(enumerate(records, 1))
+    shared = [e.shared for e in records]
+    writers = sweep.artifact_writers(records)
+    queue = sweep._queue_order(numbered, writers)
     assert sorted(queue) == numbered
     position = {number: i for i, (number, _) in enumerate(queue)}
     for (number, _), names in zip(numbered, shared):
@@ -139,22 +148,26 @@ def test_the_queue_starts_independent_work_first_and_keeps_writers_before_reader
     assert len(first_steps) == 7 and not any(s.endswith("_E10") for s in first_steps), first_steps
 
 
-def test_wait_for_returns_when_the_artifact_appears_or_its_writer_has_finished(tmp_path):
+def test_ensure_waits_until_the_artifact_appears_or_its_writer_has_finished(tmp_path):
+    """Store.ensure (an experiment alone) builds what is missing at once; SweepStore.ensure (experiment 3 of a
+    parallel sweep) first waits for the experiment that writes the artifact: it reuses what appears, and builds what
+    its writer ended without. The wait is counted apart from the work around it."""
     import threading
     import training
     context = training.Context(progress_bars=False)
     artifact, other = tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"
-    context.wait_for(str(artifact))  # not in a parallel sweep: at once
+    built = []
+    assert training.Store().ensure(str(artifact), lambda: built.append("alone"))  # not in a parallel sweep: at once
     finished = tmp_path / "finished"
     finished.mkdir()
-    context.shared, context.experiment, context.finished_dir = {str(artifact): 1, str(other): 2}, 3, str(finished)
+    store = sweep.SweepStore({str(artifact): 1, str(other): 2}, 3, str(finished), context)
     threading.Timer(0.5, artifact.write_bytes, [b"x"]).start()
-    context.wait_for(str(artifact))
+    assert not store.ensure(str(artifact), lambda: built.append("a"))
     assert artifact.exists() and context.times["waiting for another process"] > 0.3
     threading.Timer(0.5, (finished / "2").write_bytes, [b""]).start()
     with context.timed("label mixing"):
-        context.wait_for(str(other))  # its writer ended without it: the caller writes it
-    assert not other.exists() and context.times["label mixing"] < 0.3
+        assert store.ensure(str(other), lambda: built.append("b"))  # its writer ended without it: built here
+    assert built == ["alone", "b"] and context.times["label mixing"] < 0.3
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -165,8 +178,9 @@ def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path, jobs):
     overrides = tmp_path / "overrides"  # a per-config file, as config/embedded/JOINT.gin
     overrides.mkdir()
     (overrides / "FINE_TUNING.gin").write_text("TrainManager.lr_initial_value_incremental = 1.25e-3\n")
-    failures = main.sweep(runs, CONFIG_DIR, params=TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"'],
-                          overrides_dir=str(overrides), jobs=jobs)
+    records = sweep.experiments(runs, CONFIG_DIR, overrides_dir=str(overrides),
+                                params=TINY_BINDINGS + [f'TrainManager.base_folder_path = "{copy_base}"'])
+    failures = sweep.run(records, jobs=jobs)
     operative = (copy_base / "outputs" / "FINE_TUNING (T0_P1.0.0.4_gan).gin").read_text()
     assert "TrainManager.lr_initial_value_incremental = 0.00125" in operative
     assert [f[:4] for f in failures] == [runs[0]]
@@ -183,14 +197,15 @@ def test_a_broken_experiment_does_not_stop_the_sweep(copy_base, tmp_path, jobs):
 def test_shards_split_the_sweep_into_whole_groups():
     """--shard K/N: the N shares are disjoint, cover the sweep, never split a group of share_groups (no two
     machines write one artifact), keep plan order, and are balanced by training steps."""
-    runs = main.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR)
-    shares = [main.shard_runs(runs, (k, 3), CONFIG_DIR) for k in (1, 2, 3)]
+    runs = sweep.plan(main.DEFAULT_CONFIGS, main.TEST_TYPES, ["gan", "flickr"], CONFIG_DIR)
+    records = sweep.experiments(runs, CONFIG_DIR)
+    shares = _runs(sweep.shard(records, (k, 3)) for k in (1, 2, 3))
     assert sorted(r for share in shares for r in share) == sorted(runs)
     assert all(share == [r for r in runs if r in share] for share in shares)  # plan order
-    for group in main.share_groups(runs, CONFIG_DIR):
+    for group in _runs(sweep.share_groups(records)):
         assert sum(bool(set(group) & set(share)) for share in shares) == 1
-    assert shares == [main.shard_runs(runs, (k, 3), CONFIG_DIR) for k in (1, 2, 3)]  # deterministic
-    assert main.shard_runs(runs, (1, 1), CONFIG_DIR) == runs
+    assert shares == _runs(sweep.shard(records, (k, 3)) for k in (1, 2, 3))  # deterministic
+    assert sweep.shard(records, (1, 1)) == records
     # With the original's shared mixed-label names the groups are: DISJOINT, SEQUENTIAL, FINE_TUNING and
     # FINE_TUNING_DISJOINT (42) with the field's baselines on the disjoint protocol, which share their first steps
     # (28; the heaviest: a share alone), OVERLAPPED with both sources (14) with the baselines on the overlapped
@@ -213,9 +228,9 @@ def test_shards_and_processes_write_what_one_serial_sweep_writes(tiny_data, tmp_
         params = TINY_BINDINGS + [f'TrainManager.base_folder_path = "{base}"']
         context = training.Context(progress_bars=False)
         for shard in shards:
-            share = main.shard_runs(runs, shard, CONFIG_DIR, params=params)
+            share = sweep.shard(sweep.experiments(runs, CONFIG_DIR, params=params), shard)
             assert len(share) == {1: 3, 2: 2 if shard[0] == 1 else 1}[shard[1]]
-            assert main.sweep(share, CONFIG_DIR, params=params, jobs=jobs, context=context) == []
+            assert sweep.run(share, jobs=jobs, context=context) == []
         assert (context.times["waiting for another process"] > 0) == (jobs == 3), dict(context.times)
         outputs[name] = {f: (base / "outputs" / f).read_bytes() for f in sorted(os.listdir(base / "outputs"))
                          if f.endswith((".txt", ".json"))}
@@ -339,4 +354,4 @@ def test_a_config_with_a_syntax_error_is_named_with_its_line(tmp_path):
     with open(tmp_path / "FINE_TUNING.gin", "a") as f:
         f.write("TrainManager.dataset_mean = [104.0, 116.7,\n")
     with pytest.raises(ValueError, match=r"FINE_TUNING.gin: line \d+: '\[' is never closed"):
-        main.plan(["FINE_TUNING"], ["ADD_ONE_ONE_TIME"], ["gan"], str(tmp_path))
+        sweep.plan(["FINE_TUNING"], ["ADD_ONE_ONE_TIME"], ["gan"], str(tmp_path))

@@ -1,4 +1,4 @@
-"""The field's baselines (baselines.py's methods) run through training.py: a tiny experiment per method end to
+"""The methods (methods/: the baselines, RECALL) run through training.py: a tiny experiment per method end to
 end (artifacts, encoder per step where it trains, resume, results file), MiB's initialisation on a real network,
 and the previous network a baseline's loss reads."""
 import glob
@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 import artifacts
-import baselines
 import data_loader
+import methods
 import model
 import results
 import training
+from losses import mib_initialize_decoder
 from conftest import ROOT, TINY_BINDINGS
 from train_manager import TrainManager
 
@@ -99,7 +100,7 @@ def test_method_end_to_end_and_resume(step0_copy, monkeypatch, config):
         assert step_encoders == [] and encoders == [m.get_encoder_path()] * 2
     assert not glob.glob(os.path.join(copy_base, "checkpoints", "helper_decoders", "*"))  # no replay, no helpers
     assert not os.path.exists(m.get_replay_folder())
-    assert len(losses) == 1 and isinstance(losses[0], baselines.StepLoss)
+    assert len(losses) == 1 and isinstance(losses[0], methods.StepLoss) and losses[0].method.name == method
     assert (losses[0].n_old, losses[0].n_new) == (20, 1)
     if method == "plop":
         assert losses[0].thresholds.shape == (20,)
@@ -172,7 +173,7 @@ def test_mib_initialization_on_a_network(tiny_data):
     images = np.stack([s["input"].numpy() for s in samples.take(2)])
     n_old, n_new = 11, 5
     before = seg(images).numpy()
-    baselines.mib_initialize_decoder(seg.decoder, n_old, n_new)
+    mib_initialize_decoder(seg.decoder, n_old, n_new)
     after = seg(images).numpy()
     shifted = before[..., :1] - math.log(n_new + 1)
     np.testing.assert_allclose(after[..., n_old:n_old + n_new], np.repeat(shifted, n_new, -1), rtol=1e-4, atol=1e-4)
@@ -192,7 +193,9 @@ def test_a_baselines_trainer_needs_the_previous_network():
     gin.parse_config([b for b in TINY_BINDINGS if b.startswith("backbone")])
     seg = model.Segmenter(21)
     with pytest.raises(ValueError, match="previous step's network"):
-        model.Trainer(seg, model.make_label_map(range(21)), 1e-3, loss=baselines.LwF().step_loss(16, 5))
+        model.Trainer(seg, model.make_label_map(range(21)), 1e-3, loss=methods.StepLoss(methods.make("lwf"), 16, 5))
+    with pytest.raises(ValueError, match="previous step's network"):  # RECALL's reads none
+        model.Trainer(seg, model.make_label_map(range(21)), 1e-3, previous=seg)
     with pytest.raises(ValueError, match="unknown method 'ewc'"):
-        baselines.make_method("ewc")
-    assert baselines.make_method("recall") is None
+        methods.make("ewc")
+    assert methods.make("recall").before_step(None) is methods.recall.LOSS

@@ -379,7 +379,7 @@ def test_a_paper_file_without_its_columns_fails_before_anything_is_written(tmp_p
 def test_recall_beside_the_fields_baselines(tmp_path):
     """A field's baseline (TrainManager.method) is named in its description and its row; recall_vs_baselines.md
     sets RECALL beside fine-tuning and every baseline of the same setup and protocol, with RECALL's best minus the
-    best other. The baselines are bound on DISJOINT.gin here (their configs need baselines.py's gin names)."""
+    best other. The baselines are bound on DISJOINT.gin here (their configs need the methods' gin names)."""
     outputs = str(tmp_path / "outputs")
     first = _block(0, [0.9] + [0.7] * 19 + [None])
     finals = {"DISJOINT": 0.5, "FINE_TUNING_DISJOINT": 0.3, "LWF_DISJOINT": 0.4, "MIB_DISJOINT": 0.6}

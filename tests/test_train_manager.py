@@ -9,9 +9,11 @@ import re
 import gin
 import pytest
 
-import baselines  # noqa: F401  (registers the methods' gin bindings of the baselines' configs: lwf.*, ilt.*, ...)
+import methods
 import train_manager
 from train_manager import TrainManager
+
+methods.load_all()  # the methods' gin configurables (lwf.*, ilt.*, ...), which the baselines' configs bind
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ["SEQUENTIAL", "DISJOINT", "OVERLAPPED", "JOINT", "FINE_TUNING", "FINE_TUNING_DISJOINT",

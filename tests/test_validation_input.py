@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import data_loader
+import evaluation
 import model
 import training
 from conftest import TINY_BINDINGS
@@ -44,7 +45,7 @@ def test_batches_are_tf_datas_padded_batches(mixed_sizes, batch_size):
     file boundaries, the last batch short."""
     context = training.Context(progress_bars=False)
     samples = (s for p in mixed_sizes for s in context.decoded_samples(p, 21))
-    ours = list(training._padded_batches(samples, batch_size, data_loader.DEFAULT_MEAN))
+    ours = list(evaluation._padded_batches(samples, batch_size, data_loader.DEFAULT_MEAN))
     theirs = _tf_data_batches(mixed_sizes, batch_size, data_loader.DEFAULT_MEAN)
     assert len(ours) == len(theirs) == -(-5 // batch_size)
     for (images, labels), (want_images, want_labels) in zip(ours, theirs):
@@ -96,7 +97,7 @@ def test_evaluate_equals_the_tf_data_pipeline(mixed_sizes):
     label_map = tf.constant(model.make_label_map(classes), tf.int32)
     losses, cm = [], np.zeros((21, 21), np.int64)
     for images, labels in _tf_data_batches(mixed_sizes, 2, data_loader.DEFAULT_MEAN):
-        per_image, c = training._evaluate_batch(seg, tf.constant(images), tf.constant(labels), label_map, 21)
+        per_image, c = evaluation._evaluate_batch(seg, tf.constant(images), tf.constant(labels), label_map, 21)
         losses += per_image.numpy().tolist()
         cm += c.numpy()
     context = training.Context(progress_bars=False)

@@ -1,4 +1,5 @@
-"""Losses of the field's baselines (LwF, ILT, MiB, PLOP) as TensorFlow functions on tensors.
+"""The loss terms of the methods (RECALL's masked cross-entropy; the baselines LwF, ILT, MiB, PLOP) as
+TensorFlow functions on tensors; methods/ puts them together per method.
 
 Shapes (channels-last, as the rest of this project): logits float [B, H, W, C]; labels int [B, H, W] of
 output indices, 255 = ignored (VOID); features float [B, h, w, D]. The current model's outputs 0..n_old-1 are
@@ -10,7 +11,7 @@ unbiased terms sum over "every class that is not old", which must not include fu
 Reductions follow the reference code exactly. Its criteria run with reduction='none' and the trainer then
 calls `.mean()`, so every pixel term is averaged over ALL B*H*W pixels, ignored (255) ones included (they
 count as 0): cross_entropy, unbiased_cross_entropy and the PLOP classification loss. This differs from
-model.masked_cross_entropy, which divides by the valid pixels only. Both distillations are averaged over all
+RECALL's masked_cross_entropy, which divides by the valid pixels only. Both distillations are averaged over all
 pixels too (no mask) and, per pixel, divided by n_old (a mean over the old classes, not a sum).
 
 Sources (reference code; every weight / temperature below is a parameter with the reference default):
@@ -35,7 +36,6 @@ Sources (reference code; every weight / temperature below is a parameter with th
 import math
 import re
 
-import gin
 import numpy as np
 import tensorflow as tf
 
@@ -59,6 +59,22 @@ def _reduce(per_pixel, reduction):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return tf.reduce_mean(per_pixel) if reduction == "mean" else per_pixel
+
+
+# ----------------------------------------------------------------------------------------------------------
+# RECALL's (the original's) loss
+# ----------------------------------------------------------------------------------------------------------
+
+def masked_cross_entropy(logits, targets):
+    """Softmax cross-entropy summed over pixels whose target is not 255 (the original's loss of every stage).
+
+    Args: logits float32 [B, H, W, C]; targets int32 [B, H, W] in [0, C) or 255.
+    Returns: (sum of the losses, number of counted pixels), both float32 scalars.
+    """
+    valid = tf.not_equal(targets, VOID)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(valid, targets, 0), logits=logits)
+    valid = tf.cast(valid, tf.float32)
+    return tf.reduce_sum(losses * valid), tf.reduce_sum(valid)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -465,10 +481,6 @@ def plop_loss(logits, labels, old_logits, thresholds, features, old_features, sm
     return {"total": ce + pod, "ce": ce, "pod": pod, "factor": tf.reduce_mean(factor)}
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The methods as an incremental step uses them (training.py -> model.Trainer's `loss`)
-# ----------------------------------------------------------------------------------------------------------
-
 def mib_initialize_decoder(decoder, n_old, n_new):
     """MiB's initialisation (mib_initialize) applied to a decoder in place: every ASPP branch (layers
     aspp_conv1..4, whose outputs are summed, so n_branches is their number). Right after it, the summed
@@ -484,160 +496,3 @@ def mib_initialize_decoder(decoder, n_old, n_new):
         kernel, bias = mib_initialize(layer.kernel, layer.bias, n_old, n_new, n_branches=len(layers))
         layer.kernel.assign(kernel)
         layer.bias.assign(bias)
-
-
-class StepLoss:
-    """The loss of one incremental step, as model.Trainer calls it inside its compiled step:
-    `loss(current, previous, targets)`.
-
-    Args of the call:
-      current, previous: the current network's and the frozen previous network's outputs on the same images
-        (model.Segmenter.outputs): dicts of logits float32 [B, H, W, C] (upsampled), small_logits float32
-        [B, h, w, C] (before upsampling), features [B, h, w, D] (encoder output) and, when `needs_maps`, maps
-        (list of the encoder stages' outputs). The decoder's C (21) outputs are sliced here: the current
-        network's to the n_old + n_new classes seen so far, the previous one's to its n_old.
-      targets: int32 [B, H, W] output indices of the step's classes (0..n_old+n_new-1) or 255.
-    Returns: dict of float32 scalars: "total" (what is minimised, before the L2 term) and the method's terms.
-    """
-
-    def __init__(self, method, n_old, n_new, thresholds=None):
-        if n_old < 1 or n_new < 1:
-            raise ValueError(f"StepLoss: n_old={n_old} (background included) and n_new={n_new} should be >= 1")
-        self.method, self.n_old, self.n_new = method, int(n_old), int(n_new)
-        self.thresholds = None if thresholds is None else np.asarray(thresholds, np.float32)
-        self.needs_maps = method.needs_maps
-
-    def __call__(self, current, previous, targets):
-        n_current = self.n_old + self.n_new
-        cut = lambda outputs, n: dict(outputs, logits=outputs["logits"][..., :n],
-                                      small_logits=outputs["small_logits"][..., :n])
-        return self.method.losses(cut(current, n_current), cut(previous, self.n_old), targets, self)
-
-
-class Method:
-    """What a baseline changes in an incremental step: its loss (step_loss -> StepLoss) and how the step
-    starts (MiB's classifier initialisation, PLOP's entropy thresholds). Each subclass is gin-configurable
-    under the method's name; its constructor arguments are the reference's weights (so the operative config
-    beside each results file records them)."""
-
-    name = None
-    needs_maps = False  # the encoder stages' outputs (PLOP's Local POD)
-    needs_thresholds = False  # PLOP: one pass of the previous model over the step's data before training
-
-    @property
-    def initializes_classifier(self):
-        """True when the step starts with mib_initialize_decoder."""
-        return bool(getattr(self, "initialize", False))
-
-    def step_loss(self, n_old, n_new, thresholds=None):
-        return StepLoss(self, n_old, n_new, thresholds)
-
-    def losses(self, current, previous, targets, step):
-        """The terms (see StepLoss); `step` holds n_old, n_new and thresholds."""
-        raise NotImplementedError
-
-
-@gin.configurable("lwf")
-class LwF(Method):
-    """LwF (Li & Hoiem 2016) as the MiB codebase runs it: cross_entropy + kd_weight * distillation.
-
-    Args: kd_weight: the reference's --loss_kd for LwF (100); alpha: --alpha (1.0)."""
-    name = "lwf"
-
-    def __init__(self, kd_weight=100.0, alpha=1.0):
-        self.kd_weight, self.alpha = float(kd_weight), float(alpha)
-
-    def losses(self, current, previous, targets, step):
-        return lwf_loss(current["logits"], targets, previous["logits"], self.kd_weight, self.alpha)
-
-
-@gin.configurable("ilt")
-class ILT(Method):
-    """ILT (Michieli & Zanuttigh 2019) as the MiB codebase runs it: cross_entropy + kd_weight * distillation
-    + de_weight * feature_distillation of the encoder outputs (0 when the encoder is frozen).
-
-    Args: kd_weight, de_weight: --loss_kd and --loss_de for ILT (100, 100); alpha: --alpha (1.0)."""
-    name = "ilt"
-
-    def __init__(self, kd_weight=100.0, de_weight=100.0, alpha=1.0):
-        self.kd_weight, self.de_weight, self.alpha = float(kd_weight), float(de_weight), float(alpha)
-
-    def losses(self, current, previous, targets, step):
-        return ilt_loss(current["logits"], targets, previous["logits"], current["features"],
-                        previous["features"], self.kd_weight, self.de_weight, self.alpha)
-
-
-@gin.configurable("mib")
-class MiB(Method):
-    """MiB (Cermelli et al. 2020): unbiased_cross_entropy + kd_weight * unbiased_distillation, every step
-    started with mib_initialize_decoder.
-
-    Args: kd_weight: --loss_kd for MiB (10); alpha: --alpha (1.0); initialize: --init_balanced (True)."""
-    name = "mib"
-
-    def __init__(self, kd_weight=10.0, alpha=1.0, initialize=True):
-        self.kd_weight, self.alpha, self.initialize = float(kd_weight), float(alpha), bool(initialize)
-
-    def losses(self, current, previous, targets, step):
-        return mib_loss(current["logits"], targets, previous["logits"], self.kd_weight, self.alpha)
-
-
-@gin.configurable("plop")
-class PLOP(Method):
-    """PLOP (Douillard et al. 2021): cross-entropy on entropy pseudo-labels (plop_pseudo_labels, thresholds
-    from one pass of the previous model over the step's data: entropy_histogram, entropy_thresholds) weighted
-    by the adaptive factor, + Local POD (local_pod) over the encoder stages' outputs and the logits before
-    upsampling; every step started with mib_initialize_decoder.
-
-    Args (the reference's PLOP preset): features_factor (pod_factor 0.01), logits_factor (pod_options' "after"
-      factor 0.0005), pod_logits (True: the small logits are distilled too), scales (spp_scales (1, 2, 4)),
-      schedule (not no_pod_schedule: True), adaptive_factor (classif_adaptive_factor True),
-      adaptive_min_factor (0.0), base_threshold (--threshold 0.001), n_bins (100), median ("reference": the
-      reference's loop, slip included; "histogram": the histogram median; see entropy_thresholds),
-      initialize (init_balanced True).
-    """
-    name = "plop"
-    needs_maps = True
-    needs_thresholds = True
-
-    def __init__(self, features_factor=0.01, logits_factor=0.0005, pod_logits=True, scales=(1, 2, 4),
-                 schedule=True, adaptive_factor=True, adaptive_min_factor=0.0, base_threshold=0.001, n_bins=100,
-                 median="reference", initialize=True):
-        if median not in MEDIANS:
-            raise ValueError(f"plop.median: {median!r} is not one of {MEDIANS}")
-        self.features_factor, self.logits_factor = float(features_factor), float(logits_factor)
-        self.pod_logits, self.scales, self.schedule = bool(pod_logits), tuple(int(s) for s in scales), bool(schedule)
-        self.adaptive_factor, self.adaptive_min_factor = bool(adaptive_factor), float(adaptive_min_factor)
-        self.base_threshold, self.n_bins, self.median = float(base_threshold), int(n_bins), median
-        self.initialize = bool(initialize)
-
-    def thresholds(self, batches, n_old, n_new):
-        """Per-class entropy thresholds [n_old] from `batches`, an iterable of (previous model's logits
-        [B, H, W, n_old], targets [B, H, W]) over the step's training data (Trainer.find_median)."""
-        histogram = np.zeros((n_old, self.n_bins), np.int64)
-        for old_logits, targets in batches:
-            histogram += entropy_histogram(old_logits, targets, n_old + n_new, self.n_bins).numpy()
-        return entropy_thresholds(histogram, self.base_threshold, self.median)
-
-    def losses(self, current, previous, targets, step):
-        if step.thresholds is None:
-            raise ValueError("PLOP's step loss needs the entropy thresholds (PLOP.thresholds)")
-        small = (current["small_logits"], previous["small_logits"]) if self.pod_logits else (None, None)
-        return plop_loss(current["logits"], targets, previous["logits"], step.thresholds, current["maps"],
-                         previous["maps"], *small, scales=self.scales, features_factor=self.features_factor,
-                         logits_factor=self.logits_factor, schedule=self.schedule,
-                         adaptive_factor=self.adaptive_factor, adaptive_min_factor=self.adaptive_min_factor)
-
-
-METHODS = {"lwf": LwF, "ilt": ILT, "mib": MiB, "plop": PLOP}
-
-
-def make_method(name):
-    """The Method of TrainManager.method `name` with its gin-bound weights; None for "recall" (the original's
-    loss, model.Trainer's own)."""
-    if name == "recall":
-        return None
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; expected 'recall' or one of {sorted(METHODS)}")
-    return METHODS[name]()
-
