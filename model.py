@@ -93,10 +93,22 @@ class Conv2D(keras.layers.Conv2D):
     CPU, cuDNN on GPU). Keras' own path (tf.nn.convolution) turns a dilation into space_to_batch, which costs
     1.1-4x per training step on an AVX-512 CPU with oneDNN (rate 2 to 24; see benchmarks/BENCHMARKS.md). Where
     TensorFlow has no native dilated gradient (native_dilated_gradients), a dilated convolution runs as the
-    original's tf.nn.atrous_conv2d (space_to_batch). Same variables, same results."""
+    original's tf.nn.atrous_conv2d (space_to_batch). Same variables, same results.
+
+    A "same"-padded dilated convolution whose rate is at least the (static) height and width of its input reads
+    only padding with every tap but the centre one: it is computed as the 1x1 convolution of that tap (the other
+    taps get zero gradients, as they do through the padding). Such maps are the decoder's on small images: the
+    embedded benchmark's 64x64 crops give 8x8 features, where three of the four ASPP rates (12, 18, 24) read
+    nothing else, and their 3x3 gradients took 3x the whole decoder's 1x1 step (benchmarks/BENCHMARKS.md
+    "Embedded sweep"); the paper's 321x321 crops give 41x41 features and never take this path. Equal to the 3x3
+    convolution up to the order of float32 sums (relative 5e-7 on the gradients)."""
 
     def call(self, inputs):
-        if self.dilation_rate[0] > 1 and not native_dilated_gradients(self.compute_dtype):
+        if self._reads_only_the_centre_tap(inputs):
+            centre = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+            kernel = self.kernel[centre[0]:centre[0] + 1, centre[1]:centre[1] + 1]
+            outputs = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
+        elif self.dilation_rate[0] > 1 and not native_dilated_gradients(self.compute_dtype):
             outputs = tf.nn.atrous_conv2d(inputs, self.kernel, self.dilation_rate[0], self.padding.upper())
         else:
             outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding.upper(),
@@ -104,6 +116,15 @@ class Conv2D(keras.layers.Conv2D):
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)
         return outputs
+
+    def _reads_only_the_centre_tap(self, inputs):
+        """True for a stride-1 "same" convolution of an odd kernel whose every off-centre tap, at its dilation,
+        lies beyond the input's static height and width from every output position (so reads padding only)."""
+        h, w = inputs.shape[1], inputs.shape[2]
+        (kh, kw), (rh, rw) = self.kernel_size, self.dilation_rate
+        return (h is not None and w is not None and self.padding == "same" and tuple(self.strides) == (1, 1)
+                and kh % 2 == 1 and kw % 2 == 1 and (kh > 1 or kw > 1)
+                and (kh == 1 or rh >= h) and (kw == 1 or rw >= w))
 
 
 class BatchNormalization(keras.layers.BatchNormalization):
