@@ -243,7 +243,7 @@ def _sha256(file):
 def seal_record(path):
     """Adds the SHA-256 of the artifact's files (now complete) to its record: a later reuse checks that the
     bytes are still the ones written (HDF5 and tfrecords carry no checksum of their own). An artifact killed
-    between its rename and this call keeps a record without digest, and is reused unchecked."""
+    between its rename and this call keeps a record without digest: check_record seals it on its first reuse."""
     with open(record_path(path), encoding="utf-8") as f:
         doc = json.load(f)
     doc["sha256"] = {os.path.basename(p): _sha256(p) for p in _artifact_files(path)}
@@ -253,7 +253,9 @@ def seal_record(path):
 def check_record(path, made_by, index_of):
     """Checks that the artifact at `path` was made with the values `made_by` ({binding: value}) before it is
     reused. An artifact without a record (the original's checkpoints, runs from before records) is reused as it
-    is; only the bindings both sides hold are compared.
+    is; only the bindings both sides hold are compared. A record without digest (its run was killed between the
+    artifact's rename and seal_record) is sealed now: the artifact is whole, since it got its name only once
+    complete, and from here on a damaged copy is found.
 
     Args:
       index_of: binding -> the index binding to change so that a run with other values writes its own
@@ -284,3 +286,6 @@ def check_record(path, made_by, index_of):
                 f"{path} was made with {name} = {recorded[name]!r}, but this run has {name} = {value!r}; its "
                 f"name would be reused for other values: change {index_of(name)} to an index no other run "
                 f"of this folder uses (or delete the artifact to make it again)")
+    if "sha256" not in recorded_doc and _artifact_files(path):
+        logging.info("%s: its record has no digest (its run ended before sealing it); sealed now", path)
+        seal_record(path)

@@ -398,8 +398,8 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
 
 def define_flags():
     """The command line's flags (defined only when run as a script: importing this module defines none)."""
-    flags.DEFINE_string("voc_root", None, "Folder in Pascal VOC 2012 layout (JPEGImages/, labels, ImageSets/).",
-                        required=True)
+    flags.DEFINE_string("voc_root", None, "Folder in Pascal VOC 2012 layout (JPEGImages/, labels, ImageSets/); "
+                        "required.")
     flags.DEFINE_string("label_dir", None, "Label folder under voc_root; default SegmentationClassAug, else "
                         "SegmentationClass.")
     flags.DEFINE_string("output_dir", "data", "Output folder.")
@@ -412,8 +412,6 @@ def define_flags():
                         f"({DEFAULT_VAL_LIST} for voc).")
     flags.DEFINE_bool("skip_bad", False, "Skip and count bad examples instead of stopping at the first.")
     flags.DEFINE_integer("workers", 2, "Reading/writing threads.", lower_bound=1)
-    flags.register_validator("voc_root", lambda path: path is None or os.path.isdir(path),
-                             "--voc_root: no such folder (expected the VOC2012 folder holding JPEGImages/)")
 
 
 def main(argv):
@@ -421,6 +419,10 @@ def main(argv):
     file and the fault, and exit status 2 (as a bad flag), not a traceback."""
     del argv
     f = flags.FLAGS
+    if f.voc_root is None or not os.path.isdir(f.voc_root):  # a usage error (2), as main.py's; absl's own is 1
+        raise app.UsageError("--voc_root: required, the VOC2012 folder holding JPEGImages/" if f.voc_root is None
+                             else f"--voc_root: no such folder: {f.voc_root} (expected the VOC2012 folder holding "
+                                  f"JPEGImages/)", exitcode=2)
     try:
         prepare(f.voc_root, f.output_dir, f.label_dir, f.workers, f.skip_bad, f.train_list, f.val_list, f.dataset)
     except (FileNotFoundError, ValueError) as e:

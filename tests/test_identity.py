@@ -1,5 +1,6 @@
 """An artifact's identity: the behaviour switches that change it are part of its name (behaviours.tag), and what
 made it is recorded beside it and checked when it is reused (artifacts.write_record / check_record)."""
+import json
 import os
 
 import gin
@@ -130,3 +131,21 @@ def test_records_round_trip_and_a_corrupt_record_is_named(tmp_path):
         f.write("{not json")
     with pytest.raises(ValueError, match="P1.0_E10.made.json"):
         artifacts.check_record(path, {"Training.seed": 0}, lambda name: "X")
+
+
+def test_an_artifact_killed_before_its_seal_is_sealed_on_reuse(tmp_path):
+    """A run killed between an artifact's rename and seal_record leaves a record without digest: the first reuse
+    seals it, so that damage after that is found (it used to be reused unchecked for good)."""
+    path = str(tmp_path / "data" / "mixed" / "train_disjoint_16-20.tfrecord")
+    made = {"Training.seed": 0}
+    artifacts.write_record(path, made)
+    artifacts.write_bytes(path, b"whole file")  # renamed complete, then killed before seal_record
+    with open(artifacts.record_path(path)) as f:
+        assert "sha256" not in json.load(f)
+    artifacts.check_record(path, made, lambda name: "X")
+    with open(artifacts.record_path(path)) as f:
+        assert set(json.load(f)["sha256"]) == {"train_disjoint_16-20.tfrecord"}
+    with open(path, "r+b") as f:  # the same size, other bytes
+        f.write(b"W")
+    with pytest.raises(ValueError, match="train_disjoint_16-20.tfrecord is not the file that was written"):
+        artifacts.check_record(path, made, lambda name: "X")

@@ -369,7 +369,10 @@ def test_command_line(tmp_path):
     assert "82 files written" in run.stderr
     missing = subprocess.run([sys.executable, os.path.join(project, "prepare_data.py")], capture_output=True,
                              text=True, cwd=project)
-    assert missing.returncode != 0 and "voc_root" in missing.stderr
+    assert missing.returncode == 2 and "--voc_root: required" in missing.stderr, missing.stderr[-2000:]
+    absent = subprocess.run([sys.executable, os.path.join(project, "prepare_data.py"), "--voc_root",
+                             str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=project)
+    assert absent.returncode == 2 and "no such folder" in absent.stderr and "Traceback" not in absent.stderr
 
 
 def _file_bytes(path):
