@@ -1,4 +1,4 @@
-"""Segmentation metrics of RECALL (the results file that prints them is results.py's).
+"""Segmentation metrics of RECALL (the results file that prints them is results_file.py's).
 
 Confusion matrix: rows = ground truth, columns = prediction, over the pixels whose label is one of the
 evaluated classes. The numpy helpers keep the original's names and definitions:
@@ -108,7 +108,7 @@ def get_mean_accuracy_old_and_new(confusion_matrix, old_classes, new_classes):
 
 def step_results(confusion_matrix, old_classes, new_classes):
     """Every number of the original's results block of a step, from its confusion matrix (format_results_block in
-    results.py prints these; results.parse_results_file reads them back, its class lists rounded to 0.001).
+    results_file.py prints these; results.parse_results_file reads them back, its class lists rounded to 0.001).
 
     Args:
       confusion_matrix: [n, n] counts, rows ground truth, columns prediction.

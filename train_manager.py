@@ -74,6 +74,89 @@ class Incremental(Stage):
     method: str = "recall"  # one of methods.names()
     train_encoder: bool = False  # True: every incremental step trains encoder + decoder and saves its encoder
 
+
+# The plan of an experiment (TrainManager.plan): what each stage reads, trains and writes, one record per stage.
+# Built from the getters below, so a name has one owner; Training reads these records, not the getters' lists.
+
+@dataclasses.dataclass(frozen=True)
+class ReplayFile:
+    """One class's replay images and the labelled file they become (see TrainManager.plan)."""
+    cls: int
+    source: str  # raw images: data/replay_images/{gan|flickr}/{cc}.tfrecord
+    output: str  # the labelled replay tfrecord (data/replay_images_and_labels/<name>.tfrecord)
+    name: str  # the labelled file's name, without folder and extension
+    debug_folder: str  # where every DEBUG_EVERY-th labelled sample is saved as images (training.py)
+
+
+@dataclasses.dataclass(frozen=True)
+class FirstStepPlan:
+    """Step 0: encoder + decoder on background and classes 1..N0, from the pretrained encoder."""
+    classes: tuple  # (0, 1, ..., N0)
+    train_path: str
+    pretrained_path: str
+    encoder_path: str
+    decoder_path: str
+    val_paths: tuple  # val_1 .. val_N0
+    schedule: Schedule
+    replay: tuple  # ReplayFile of classes 1..N0, labelled by this step's network; () without a replay source
+    step: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class HelperPlan:
+    """A helper decoder: background + `classes` on the frozen step-0 encoder; it labels the replay of its classes."""
+    classes: tuple  # the helper's classes, background excluded, e.g. (11, 12, 13, 14, 15)
+    train_path: str
+    decoder_path: str
+    schedule: Schedule
+    replay: tuple  # ReplayFile of its classes
+
+
+@dataclasses.dataclass(frozen=True)
+class IncrementalStepPlan:
+    """Incremental step `step`: the network after step - 1 learns new_classes on new data (the mixed labels when
+    mix_labels) blended with the labelled replay of every class learned before."""
+    step: int
+    old_classes: tuple  # background and every class learned before the step
+    new_classes: tuple
+    train_path: str  # the step's training data as prepared
+    mixed_path: str  # its background-inpainted copy (written and read only when mix_labels)
+    mix_labels: bool
+    val_paths: tuple  # val_1 .. val_(last class of the step)
+    replay_paths: tuple  # labelled replay files the step reads, in class order; () when the experiment does not replay
+    decoder_path: str
+    encoder_path: str  # the step-0 encoder, or the step's own when the incremental steps train it
+    previous_decoder_path: str  # the network after step - 1: where the step starts, and what mixes its labels
+    previous_encoder_path: str
+    schedule: Schedule
+
+    @property
+    def data_path(self):
+        """The new data the step trains on: the mixed labels when it mixes them, else the prepared file."""
+        return self.mixed_path if self.mix_labels else self.train_path
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Every stage of one experiment, in the order Training runs them (TrainManager.plan)."""
+    first_step: FirstStepPlan
+    helpers: tuple  # HelperPlan of every helper group the setup names (trained only when uses_replay)
+    incremental_steps: tuple  # IncrementalStepPlan of steps 1.. (none without a replay source: the original's)
+    uses_replay: bool  # TrainManager.uses_replay: helpers, replay labels and replay in the incremental steps
+    train_encoder: bool  # the incremental steps train the encoder too (TrainManager.train_encoder_incremental)
+
+    @property
+    def replay_files(self):
+        """Every ReplayFile, in class order: classes 1..N0 (the step-0 network labels them), then the helpers'."""
+        return self.first_step.replay + tuple(r for h in self.helpers for r in h.replay)
+
+    @property
+    def steps(self):
+        """The records of every step the experiment trains and validates, in order: first_step, then the
+        incremental steps (a record's `step` is its index here)."""
+        return (self.first_step,) + self.incremental_steps
+
+
 # Binding groups, in the order of the original's configs (SPEC.md, "Configuration").
 BINDINGS = (
     "test_name", "helper_decoders_one_class", "base_folder_path", "validate",
@@ -274,6 +357,51 @@ class TrainManager:
                   "replay": ("parameters_common_index", "parameters_fs_index", "parameters_helper_index"),
                   "incremental": tuple(GROUPS)}[stage]
         return {f"TrainManager.{b}": self._bound[b] for index in groups for b in GROUPS[index]}
+
+      # ------------------------------------------------------------------------------------------------ plan
+
+    def plan(self):
+        """The experiment as records (Plan): its first step, its helpers and one record per incremental step, each
+        with its classes, files, checkpoints and schedule. Every value comes from the getters below (which keep the
+        original's names and lists): the plan only gathers them per stage, so a name has one owner.
+
+        The incremental steps are those the experiment trains: the steps of get_decoder_paths (with no replay source
+        the original names no incremental decoder, so there are none)."""
+        decoders, encoders = self.get_decoder_paths(), self.get_encoder_paths()
+        train, mixed, validation = self.get_train_paths(), self.get_mixed_train_paths(), self.get_val_paths()
+        replays = self.uses_replay()
+
+        def replay_files(classes, sources, outputs, names):
+            return tuple(ReplayFile(c, source, output, name, os.path.join(self.get_replay_folder(), "debug", name))
+                         for c, source, output, name in zip(classes, sources, outputs, names))
+
+        first_replay = () if self.replay_source is None else replay_files(
+            self.get_replay_classes_no_helper(), self.get_replay_source_no_helper_paths(),
+            self.get_replay_output_no_helper_paths(), self.get_replay_no_helper_tfrecords_names())
+        first = FirstStepPlan(
+            classes=tuple(range(self.get_encoder_number() + 1)), train_path=train[0],
+            pretrained_path=self.get_encoder_pretrained_path(), encoder_path=self.get_encoder_path(),
+            decoder_path=decoders[0], val_paths=tuple(validation[0]), schedule=self.first_step_schedule(),
+            replay=first_replay)
+        helpers = tuple(
+            HelperPlan(classes=tuple(classes), train_path=train_path, decoder_path=out_path,
+                       schedule=self.helper_schedule(len(classes)),
+                       replay=replay_files(classes, sources, outputs, names))
+            for classes, train_path, out_path, sources, outputs, names in zip(
+                self.get_helpers_classes(), self.get_helper_train_paths(), self.get_helper_out_paths(),
+                self.get_replay_source_helper_paths() or [], self.get_replay_output_helper_paths(),
+                self.get_replay_helper_tfrecords_names()))
+        steps = []
+        for k in range(1, len(decoders)):
+            old, new = self.get_old_classes_for_incremental_step(k), self.get_new_classes_for_incremental_step(k)
+            steps.append(IncrementalStepPlan(
+                step=k, old_classes=tuple(old), new_classes=tuple(new), train_path=train[k], mixed_path=mixed[k],
+                mix_labels=self.mix_labels(), val_paths=tuple(validation[k]),
+                replay_paths=tuple(self.get_replay_tfrecords_for_step(k)) if replays else (),
+                decoder_path=decoders[k], encoder_path=encoders[k], previous_decoder_path=decoders[k - 1],
+                previous_encoder_path=encoders[k - 1], schedule=self.incremental_schedule(len(new))))
+        return Plan(first_step=first, helpers=helpers, incremental_steps=tuple(steps), uses_replay=replays,
+                    train_encoder=self.incremental.train_encoder)
 
       # ----------------------------------------------------------------------------------------------- paths
 

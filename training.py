@@ -8,27 +8,24 @@
    ILT, MiB, PLOP; methods/) run through the same steps with their own loss, the previous step's
    network beside the trained one, and (train_encoder_incremental) the encoder trained and saved per step.
 
-Every stage is skipped when TrainManager reports its artifact complete, so a killed run resumes where it
-stopped. All artifacts are written under a temporary name and renamed. What other experiments may make too (step
-0, helpers, labelled replay, mixed labels) is made through the store the caller hands in (Store.ensure; a parallel
-sweep's waits for the experiment that writes it: sweep.SweepStore). Validation is evaluation.py's; the devices and
-workers, distribute.py's.
+What each stage reads, trains and writes is the experiment's plan (TrainManager.plan: one record per stage);
+every stage is skipped when its artifact is complete, so a killed run resumes where it stopped. All artifacts are
+written under a temporary name and renamed. What other experiments may make too (step 0, helpers, labelled replay,
+mixed labels) is made through the store the caller hands in (Store.ensure; a parallel sweep's waits for the
+experiment that writes it: sweep.SweepStore). The records of labelled replay and mixed labels are labelling.py's;
+validation is evaluation.py's; the devices and workers, distribute.py's.
 """
 import collections
 import contextlib
 import functools
-import hashlib
-import io
 import os
 import time
 import zlib
 
 import gin
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
-from PIL import Image
 from tqdm import tqdm
 
 import behaviours
@@ -37,6 +34,11 @@ import artifacts
 # By name: Training's argument `distribute` would shadow the module.
 from distribute import STRATEGIES, is_chief, make_strategy, writer_view
 from evaluation import evaluate  # noqa: F401  (training.evaluate: validation, evaluation.py)
+import labelling
+# Re-exported for the tests and notebooks that use them from here; their owner is labelling.py.
+from labelling import (DEBUG_EVERY, FOLDER_PAIRINGS, folder_examples, folder_pairs, mix_labels,  # noqa: F401
+                       replay_leftovers)
+from labelling import predicted as _predicted, png as _png, save_debug as _save_debug  # noqa: F401
 import methods
 import metrics
 import model
@@ -46,7 +48,6 @@ import train_manager
 
 methods.load_all()  # every method's gin configurable (lwf.*, ...): a config binding one parses
 
-DEBUG_EVERY = 20  # every 20th labelled replay sample is also saved as image files, as the original did
 REPLAY_LABEL_INPUTS = ("raw", "mean_subtracted")
 INPUT_ORDERS = ("original", "balanced")
 ORIGINAL_BUFFER_PER_OLD_CLASS = 400  # the original's incremental shuffle buffer: 400 x (old classes) records
@@ -268,6 +269,7 @@ class Training:
         self.store = store or Store()
         self.chief = is_chief(self.strategy)
         self.manager = writer_view(manager, self.strategy)  # a non-chief worker writes into a scratch folder
+        self.plan = self.manager.plan()  # every stage's classes, files and schedule (TrainManager.plan)
         self.precision = precision
         self.global_batch = global_batch
         self.jit_compile = jit_compile
@@ -300,7 +302,7 @@ class Training:
             artifacts.remove_stale_temporaries(*(os.path.join(m.base_folder_path, f)
                                                   for f in ("checkpoints", "data", "outputs")))
         if m.get_validate():  # a bad validation file fails now, not after step 0 has trained
-            for path in sorted({p for paths in m.get_val_paths() for p in paths}):
+            for path in sorted({p for stage in self.plan.steps for p in stage.val_paths}):
                 self.context.check_once(path, self.n_classes, allow_empty=True)  # val_k: maybe no image
         self.first_step()
         if m.find_step() == -1:  # e.g. the original's trained checkpoints: only validation is left to do
@@ -325,159 +327,141 @@ class Training:
 
     def first_step(self):
         """Step 0: encoder + decoder on classes 0..N0, from the pretrained encoder."""
-        m = self.manager
-        encoder_path, decoder_path = m.get_encoder_path(), m.get_decoder_paths()[0]
-        classes = list(range(m.get_encoder_number() + 1))
+        first = self.plan.first_step
 
         def complete(_):  # the encoder is saved after the decoder: a complete one marks step 0 done
-            return m.check_encoder() and artifacts.checkpoint_exists(decoder_path)
+            return artifacts.checkpoint_exists(first.encoder_path) and artifacts.checkpoint_exists(first.decoder_path)
 
         def train():
             with self.context.timed("step 0"):
-                self._train_first_step(classes, encoder_path, decoder_path)
+                self._train_first_step(first)
 
-        if not self.store.ensure(encoder_path, train, complete):
-            self._check_made(encoder_path, "step0")
-            self._check_made(decoder_path, "step0")
-            logging.info("step 0: reused %s and %s (complete checkpoints)", encoder_path, decoder_path)
-        self._validate_if_missing(0)
+        if not self.store.ensure(first.encoder_path, train, complete):
+            self._check_made(first.encoder_path, "step0")
+            self._check_made(first.decoder_path, "step0")
+            logging.info("step 0: reused %s and %s (complete checkpoints)", first.encoder_path, first.decoder_path)
+        self._validate_if_missing(first)
 
-    def _train_first_step(self, classes, encoder_path, decoder_path):
-        m = self.manager
+    def _train_first_step(self, first):
         seg = self._segmenter(self.n_classes)
-        pretrained = m.get_encoder_pretrained_path()
-        if artifacts.checkpoint_exists(pretrained):
-            model.load_encoder(seg, pretrained)
+        if artifacts.checkpoint_exists(first.pretrained_path):
+            model.load_encoder(seg, first.pretrained_path)
         elif self.require_pretrained:
             raise FileNotFoundError(
-                f"pretrained encoder not found: {pretrained}(.weights.h5 or .index). Put the original's "
+                f"pretrained encoder not found: {first.pretrained_path}(.weights.h5 or .index). Put the original's "
                 f"checkpoints/encoders/pretrained or TF-Slim's resnet_v1_101 checkpoint there, or bind "
                 f"Training.require_pretrained = False to start from random weights.")
         else:
-            logging.warning("step 0: no pretrained encoder at %s; starting from random weights", pretrained)
-        dataset = self._dataset([m.get_train_paths()[0]], None, stream=0, n_old=None)
-        self._fit(seg, "step0", classes, dataset, m.first_step_schedule(), train_encoder=True)
-        self._record_made(decoder_path, "step0")
-        self._record_made(encoder_path, "step0")
-        model.save_decoder(seg, decoder_path)  # decoder first: a complete encoder marks step 0 done
-        self._seal(decoder_path)
-        model.save_encoder(seg, encoder_path)
-        self._seal(encoder_path)
-        self._main, self._main_holds = seg, (encoder_path, decoder_path)
-        logging.info("step 0: trained and saved %s, %s", encoder_path, decoder_path)
+            logging.warning("step 0: no pretrained encoder at %s; starting from random weights", first.pretrained_path)
+        dataset = self._dataset([first.train_path], None, stream=0, n_old=None)
+        self._fit(seg, "step0", list(first.classes), dataset, first.schedule, train_encoder=True)
+        self._record_made(first.decoder_path, "step0")
+        self._record_made(first.encoder_path, "step0")
+        model.save_decoder(seg, first.decoder_path)  # decoder first: a complete encoder marks step 0 done
+        self._seal(first.decoder_path)
+        model.save_encoder(seg, first.encoder_path)
+        self._seal(first.encoder_path)
+        self._main, self._main_holds = seg, (first.encoder_path, first.decoder_path)
+        logging.info("step 0: trained and saved %s, %s", first.encoder_path, first.decoder_path)
 
     def helpers(self):
         """Helper decoders (background + a few classes) on the frozen step-0 encoder."""
-        m = self.manager
-        if not m.get_helper_out_paths():
+        m, plan = self.manager, self.plan
+        if not plan.helpers:
             logging.info("helpers: none needed (%s, replay %s)", m.short_name(), m.replay_source)
             return
-        if not m.uses_replay():
+        if not plan.uses_replay:
             logging.info("helpers: skipped, no replay in this config (interleave_ratio_old = 0)")
             return
-        for classes, out_path, train_path in zip(m.get_helpers_classes(), m.get_helper_out_paths(),
-                                                 m.get_helper_train_paths()):
-            if not self.store.ensure(out_path, functools.partial(self._train_helper, classes, out_path, train_path),
+        for helper in plan.helpers:
+            if not self.store.ensure(helper.decoder_path, functools.partial(self._train_helper, helper),
                                      artifacts.checkpoint_exists):
-                self._check_made(out_path, "helpers")
-                logging.info("helper %s: reused %s", classes, out_path)
+                self._check_made(helper.decoder_path, "helpers")
+                logging.info("helper %s: reused %s", list(helper.classes), helper.decoder_path)
 
-    def _train_helper(self, classes, out_path, train_path):
-        m = self.manager
+    def _train_helper(self, helper):
+        classes = list(helper.classes)
         seg = self._segmenter(len(classes) + 1, [0] + classes)
-        model.load_encoder(seg, m.get_encoder_path())
-        dataset = self._dataset([train_path], None, stream=100 + classes[0], n_old=None)
-        self._fit(seg, f"helper_C{classes[0]}-{classes[-1]}", [0] + classes, dataset,
-                  m.helper_schedule(len(classes)), train_encoder=False, helper=True)
-        self._record_made(out_path, "helpers")
-        model.save_decoder(seg, out_path)
-        self._seal(out_path)
-        logging.info("helper %s: trained and saved %s", classes, out_path)
+        model.load_encoder(seg, self.plan.first_step.encoder_path)
+        dataset = self._dataset([helper.train_path], None, stream=100 + classes[0], n_old=None)
+        self._fit(seg, f"helper_C{classes[0]}-{classes[-1]}", [0] + classes, dataset, helper.schedule,
+                  train_encoder=False, helper=True)
+        self._record_made(helper.decoder_path, "helpers")
+        model.save_decoder(seg, helper.decoder_path)
+        self._seal(helper.decoder_path)
+        logging.info("helper %s: trained and saved %s", classes, helper.decoder_path)
 
     def replay_labels(self):
         """Pseudo-labels of the replay images: classes 1..N0 by the step-0 model, later ones by the helpers."""
-        m = self.manager
-        if not m.uses_replay():
+        m, plan = self.manager, self.plan
+        if not plan.uses_replay:
             logging.info("replay labels: skipped, no replay (source %s, interleave_ratio_old %s)",
                          m.replay_source, m.incremental.interleave_ratio_old)
             return
-        # (the network that labels them, [(source, output, name)]): the step-0 model's classes, then each helper's
-        groups = [(lambda: self._load(self.n_classes, None, m.get_decoder_paths()[0]),
-                   zip(m.get_replay_source_no_helper_paths(), m.get_replay_output_no_helper_paths(),
-                       m.get_replay_no_helper_tfrecords_names()))]
-        groups += [(lambda c=classes, h=helper: self._load(len(c) + 1, [0] + c, h), zip(sources, outputs, names))
-                   for classes, helper, sources, outputs, names in zip(
-                       m.get_helpers_classes(), m.get_helper_out_paths(), m.get_replay_source_helper_paths(),
-                       m.get_replay_output_helper_paths(), m.get_replay_helper_tfrecords_names())]
+        # (the network that labels them, its ReplayFiles): the step-0 model's classes, then each helper's
+        groups = [(lambda: self._load(self.n_classes, None, plan.first_step.decoder_path), plan.first_step.replay)]
+        groups += [(lambda h=h: self._load(len(h.classes) + 1, [0, *h.classes], h.decoder_path), h.replay)
+                   for h in plan.helpers]
         labelled = 0
         for build, files in groups:
             seg = []  # the group's network, loaded for the first file it labels
-            for source, output, name in files:
-                def label(source=source, output=output, name=name, build=build, seg=seg):
+            for file in files:
+                def label(file=file, build=build, seg=seg):
                     seg[:] = seg or [build()]
-                    self._record_made(output, "replay")
-                    self._label_replay(seg[0], source, output, os.path.join(m.get_replay_folder(), "debug", name))
-                    self._seal(output)
+                    self._record_made(file.output, "replay")
+                    self._label_replay(seg[0], file.source, file.output, file.debug_folder)
+                    self._seal(file.output)
 
-                if self.store.ensure(output, label):
+                if self.store.ensure(file.output, label):
                     labelled += 1
                 else:
-                    self._check_made(output, "replay")
+                    self._check_made(file.output, "replay")
         if not labelled:
-            logging.info("replay labels: reused %d labelled replay files", len(m.get_replay_output_paths()))
+            logging.info("replay labels: reused %d labelled replay files", len(plan.replay_files))
 
     def incremental_steps(self):
         """Incremental steps from the first missing decoder: label mixing, training (the decoder; encoder +
         decoder with train_encoder_incremental, saving the step's encoder too; the loss of TrainManager.method,
         which prepares each step itself: methods.Method.before_step), validation."""
-        m = self.manager
-        encoders = m.get_encoder_paths()
-        n_steps = len(m.get_decoder_paths()) - 1
-        first = m.find_step()
-        for step in range(1, n_steps + 1):
-            if first == -1 or step < first:
-                self._check_made(m.get_decoder_paths()[step], "incremental")
-                if m.incremental.train_encoder:
-                    self._check_made(encoders[step], "incremental")
-                logging.info("step %d: reused %s", step, m.get_decoder_paths()[step])
-                self._validate_if_missing(step)
+        train_encoder = self.plan.train_encoder
+        first = self.manager.find_step()
+        for s in self.plan.incremental_steps:
+            if first == -1 or s.step < first:
+                self._check_made(s.decoder_path, "incremental")
+                if train_encoder:
+                    self._check_made(s.encoder_path, "incremental")
+                logging.info("step %d: reused %s", s.step, s.decoder_path)
+                self._validate_if_missing(s)
                 continue
-            old, new = m.get_old_classes_for_incremental_step(step), m.get_new_classes_for_incremental_step(step)
-            new_path = m.get_train_paths()[step]
-            if m.mix_labels():
-                new_path = m.get_mixed_train_paths()[step]
-                if not self.store.ensure(new_path, functools.partial(self._mix_step, step, new_path)):
-                    self._check_made(new_path, "incremental")
-                    logging.info("step %d: reused mixed labels %s", step, new_path)
+            old, new = list(s.old_classes), list(s.new_classes)
+            if s.mix_labels and not self.store.ensure(s.mixed_path, functools.partial(self._mix_step, s)):
+                self._check_made(s.mixed_path, "incremental")
+                logging.info("step %d: reused mixed labels %s", s.step, s.mixed_path)
             with self.context.timed("incremental training"):
-                seg = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1], encoders[step - 1])
-                replay = m.get_replay_tfrecords_for_step(step) if m.uses_replay() else []
-                dataset = self._dataset([new_path], replay, stream=step, n_old=len(old) - 1)
-                loss, previous = self._method_step(seg, step, new_path, old, new)
-                self._fit(seg, f"step{step}", old + new, dataset, m.incremental_schedule(len(new)),
-                          train_encoder=m.incremental.train_encoder, loss=loss, previous=previous)
-                self._record_made(m.get_decoder_paths()[step], "incremental")
-                if m.incremental.train_encoder:  # first: a complete decoder marks the step done
-                    self._record_made(encoders[step], "incremental")
-                    model.save_encoder(seg, encoders[step])
-                    self._seal(encoders[step])
-                model.save_decoder(seg, m.get_decoder_paths()[step])
-                self._seal(m.get_decoder_paths()[step])
-                self._main_holds = (encoders[step], m.get_decoder_paths()[step])
-            logging.info("step %d: trained classes %s (old %s) and saved %s", step, new, old[1:],
-                         m.get_decoder_paths()[step])
-            self._validate(seg, step)
+                seg = self._load(self.n_classes, None, s.previous_decoder_path, s.previous_encoder_path)
+                dataset = self._dataset([s.data_path], list(s.replay_paths), stream=s.step, n_old=len(old) - 1)
+                loss, previous = self._method_step(seg, s)
+                self._fit(seg, f"step{s.step}", old + new, dataset, s.schedule, train_encoder=train_encoder,
+                          loss=loss, previous=previous)
+                self._record_made(s.decoder_path, "incremental")
+                if train_encoder:  # first: a complete decoder marks the step done
+                    self._record_made(s.encoder_path, "incremental")
+                    model.save_encoder(seg, s.encoder_path)
+                    self._seal(s.encoder_path)
+                model.save_decoder(seg, s.decoder_path)
+                self._seal(s.decoder_path)
+                self._main_holds = (s.encoder_path, s.decoder_path)
+            logging.info("step %d: trained classes %s (old %s) and saved %s", s.step, new, old[1:], s.decoder_path)
+            self._validate(seg, s)
 
-    def _mix_step(self, step, output):
-        """Writes `output`, the mixed labels of incremental step `step`: its training data with the background
-        inpainted by the network after step - 1 (_mix_labels)."""
-        m = self.manager
+    def _mix_step(self, s):
+        """Writes the mixed labels of incremental step `s` (an IncrementalStepPlan): its training data with the
+        background inpainted by the network after the step before (_mix_labels)."""
         with self.context.timed("label mixing"):
-            previous = self._load(self.n_classes, None, m.get_decoder_paths()[step - 1],
-                                  m.get_encoder_paths()[step - 1])
-            self._record_made(output, "incremental")
-            self._mix_labels(previous, m.get_train_paths()[step], output)
-            self._seal(output)
+            previous = self._load(self.n_classes, None, s.previous_decoder_path, s.previous_encoder_path)
+            self._record_made(s.mixed_path, "incremental")
+            self._mix_labels(previous, s.train_path, s.mixed_path)
+            self._seal(s.mixed_path)
 
     def _made_by(self, stage):
         """What makes an artifact of `stage` (behaviours.STAGES), {binding: value}: the TrainManager groups of
@@ -508,26 +492,26 @@ class Training:
         an error names the binding, both values and the index to change)."""
         artifacts.check_record(path, self._made_by(stage), train_manager.index_of)
 
-    def _method_step(self, seg, step, data_path, old, new):
-        """Incremental step `step` as its method (self.method) prepares it before `seg` (the network after
-        step - 1) trains on `data_path`: the frozen previous network when the method's loss reads it, then the
-        method's own hook (methods.Method.before_step: PLOP's entropy thresholds from one pass of the previous
-        network over the step's data, MiB's initialisation of seg). Returns (methods.StepLoss, the previous
-        network or None)."""
-        m = self.manager
+    def _method_step(self, seg, s):
+        """Incremental step `s` (an IncrementalStepPlan) as its method (self.method) prepares it before `seg` (the
+        network after the step before) trains on the step's data: the frozen previous network when the method's loss
+        reads it, then the method's own hook (methods.Method.before_step: PLOP's entropy thresholds from one pass of
+        the previous network over the step's data, MiB's initialisation of seg). Returns (methods.StepLoss, the
+        previous network or None)."""
+        old, new = list(s.old_classes), list(s.new_classes)
         previous = None
         if self.method.needs_previous:
-            previous = self._previous_network(seg, m.get_encoder_paths()[step - 1], m.get_decoder_paths()[step - 1])
+            previous = self._previous_network(seg, s.previous_encoder_path, s.previous_decoder_path)
         if seg is self._main:
             self._main_holds = None  # the hook may change its weights (MiB's initialisation)
-        logits = functools.partial(self._previous_logits, previous, data_path, old + new, len(old))
-        return self.method.before_step(methods.Step(step, len(old), len(new), seg, previous, logits)), previous
+        logits = functools.partial(self._previous_logits, previous, s.data_path, old + new, len(old))
+        return self.method.before_step(methods.Step(s.step, len(old), len(new), seg, previous, logits)), previous
 
     def _previous_network(self, seg, encoder_path, decoder_path):
         """The frozen network of the previous step that a method's loss reads: a second Segmenter (kept from
         step to step) with that step's decoder and encoder. When the incremental steps keep the step-0
         encoder, it shares seg's encoder (the same weights), so the step computes it once."""
-        share = not self.manager.incremental.train_encoder
+        share = not self.plan.train_encoder
         if self._previous is None or (self._previous.encoder is seg.encoder) != share:
             with self.strategy.scope():
                 self._previous = model.Segmenter(self.n_classes, encoder=seg.encoder if share else None,
@@ -567,7 +551,7 @@ class Training:
         """A Segmenter with the encoder at `encoder_path` (None: the step-0 encoder) and the decoder at
         `decoder_path`. For the main network it is the kept one, read from the checkpoints only when it does
         not hold them already."""
-        encoder_path = encoder_path or self.manager.get_encoder_path()
+        encoder_path = encoder_path or self.plan.first_step.encoder_path
         if class_ids is not None or n_outputs != self.n_classes:  # a helper
             seg = self._segmenter(n_outputs, class_ids)
             model.load_encoder(seg, encoder_path)
@@ -680,35 +664,23 @@ class Training:
                             "group; the original's file also held %d leftover records of earlier classes (its "
                             "temporary folder was not cleared in between), this one does not (README, \"Behaviours "
                             "of the original\")", source, count, leftovers, leftovers)
-
-        def examples():
-            # The original fed the decoded replay JPEG as raw 0..255 pixels (data_loader mode "images").
-            mean = (0.0, 0.0, 0.0) if self.replay_label_input == "raw" else self.manager.common.dataset_mean
-            samples = _predicted(seg, source, "images", mean, self.validation_batch)
-            for i, (raw, sample, label) in enumerate(tqdm(samples, total=count, desc=os.path.basename(output),
-                                                          leave=False, disable=not self.context.progress_bars)):
-                if i % DEBUG_EVERY == 0:
-                    _save_debug(debug_folder, i, sample["rgb_input"], label)
-                yield self._image_bytes(raw, sample["rgb_input"]), _png(label)
-
+        # The original fed the decoded replay JPEG as raw 0..255 pixels (data_loader mode "images").
+        mean = (0.0, 0.0, 0.0) if self.replay_label_input == "raw" else self.manager.common.dataset_mean
+        examples = labelling.replay_examples(seg, source, mean, self.validation_batch, debug_folder, self.reencode_jpeg,
+                                             total=count, desc=os.path.basename(output),
+                                             progress=self.context.progress_bars)
         # The original saved image i as "{i}.jpg" and its label as "{i}.png" (compute_labels).
-        n = data_loader.write_tfrecord(output, folder_examples(examples(), self.folder_pairing, digits=0))
+        n = data_loader.write_tfrecord(output, labelling.folder_examples(examples, self.folder_pairing, digits=0))
         self.context.note_written(output, n)
         logging.info("replay labels: %s (%d images, %s pairing) -> %s", source, n, self.folder_pairing, output)
 
     def _mix_labels(self, previous, source, output):
         """Background inpainting: ground-truth background and void pixels take the previous model's prediction."""
         count = self.context.check_once(source, self.n_classes)
-
-        def examples():
-            samples = _predicted(previous, source, "validation+", self.manager.common.dataset_mean,
-                                 self.validation_batch)
-            for raw, sample, prediction in tqdm(samples, total=count, desc="label mixing", leave=False,
-                                                disable=not self.context.progress_bars):
-                yield self._image_bytes(raw, sample["rgb_input"]), _png(mix_labels(sample["label"], prediction))
-
+        examples = labelling.mixed_examples(previous, source, self.manager.common.dataset_mean, self.validation_batch,
+                                            self.reencode_jpeg, total=count, progress=self.context.progress_bars)
         # The original saved image i as "{i:04d}.jpg" and its mixed label as "{i:04d}.png" (mix_label).
-        n = data_loader.write_tfrecord(output, folder_examples(examples(), self.folder_pairing, digits=4))
+        n = data_loader.write_tfrecord(output, labelling.folder_examples(examples, self.folder_pairing, digits=4))
         self.context.note_written(output, n)
         logging.info("label mixing: %s (%d images, %s pairing) -> %s", source, n, self.folder_pairing, output)
 
@@ -716,53 +688,40 @@ class Training:
         """How many leftover records of earlier classes the original's labelled replay file `output` held
         (replay_leftovers over the files labelled into its temporary folder: the classes 1..N0 of the step-0
         model, or one helper's classes); 0 for a file of no such group or when a source of its group is missing."""
-        m = self.manager
-        groups = [list(zip(m.get_replay_source_no_helper_paths(), m.get_replay_output_no_helper_paths()))]
-        groups += [list(zip(sources, outputs)) for sources, outputs in
-                   zip(m.get_replay_source_helper_paths() or [], m.get_replay_output_helper_paths())]
-        for group in groups:
-            outputs = [o for _, o in group]
+        for group in (self.plan.first_step.replay,) + tuple(h.replay for h in self.plan.helpers):
+            outputs = [f.output for f in group]
             if output in outputs:
-                sources = [s for s, _ in group[:outputs.index(output) + 1]]
+                sources = [f.source for f in group[:outputs.index(output) + 1]]
                 if not all(os.path.exists(s) for s in sources):
                     return 0
-                return replay_leftovers([self.context.check_once(s, None, require_labels=False)
-                                         for s in sources])[-1]
+                return labelling.replay_leftovers([self.context.check_once(s, None, require_labels=False)
+                                                   for s in sources])[-1]
         return 0
-
-    def _image_bytes(self, raw, rgb):
-        """The image bytes a labelled-replay or mixed-label record stores: the source JPEG's, or (the original)
-        its decoded pixels re-encoded at Pillow's default JPEG quality."""
-        if not self.reencode_jpeg:
-            return raw
-        buffer = io.BytesIO()
-        Image.fromarray(rgb).save(buffer, format="JPEG")  # quality 75, as the original's Image.save(...jpg)
-        return buffer.getvalue()
 
         # ----------------------------------------------------------------------------------------- validation
 
-    def _validate_if_missing(self, step):
-        """Validates `step` from its checkpoints when the results file has no block for it (resume)."""
-        m = self.manager
-        if not m.get_validate() or step in _steps_in(self.results_file):
+    def _validate_if_missing(self, stage):
+        """Validates `stage` (the plan's record of a step) from its checkpoints when the results file has no block
+        for it (resume)."""
+        if not self.manager.get_validate() or stage.step in _steps_in(self.results_file):
             return
-        if step > 0 and not artifacts.checkpoint_exists(m.get_decoder_paths()[step]):
+        if stage.step > 0 and not artifacts.checkpoint_exists(stage.decoder_path):
             return
-        self._validate(self._load(self.n_classes, None, m.get_decoder_paths()[step], m.get_encoder_paths()[step]),
-                       step)
+        self._validate(self._load(self.n_classes, None, stage.decoder_path, stage.encoder_path), stage)
 
-    def _validate(self, seg, step):
-        """Validates `seg` on val_1..val_k of `step` and appends the original's block to the results file."""
+    def _validate(self, seg, stage):
+        """Validates `seg` on val_1..val_k of `stage` (the plan's record of a step) and appends the original's block
+        to the results file."""
         with self.context.timed("validation"):
-            self._run_validation(seg, step)
+            self._run_validation(seg, stage)
 
-    def _run_validation(self, seg, step):
-        """Validates `step` and appends its block unless the results file holds it already. The check and the
+    def _run_validation(self, seg, stage):
+        """Validates `stage` and appends its block unless the results file holds it already. The check and the
         append happen under the experiment's lock (results.experiment_lock, re-entrant: sweep.run_experiment holds
         it for the whole experiment), so the file never holds a step twice, even when two processes run this
         experiment outside main.py. A non-chief worker takes no lock: it writes its own copy in a scratch folder,
         whose lock file may be a link to the chief's (distribute.worker_view), held by the chief."""
-        m = self.manager
+        m, step = self.manager, stage.step
         if not m.get_validate():
             return
         with results.experiment_lock(self.results_file) if self.chief else contextlib.nullcontext():
@@ -770,11 +729,11 @@ class Training:
                 logging.info("step %d: validated already in %s", step, self.results_file)
                 return
             if step == 0:
-                old, new = None, list(range(m.get_encoder_number() + 1))
+                old, new = None, list(stage.classes)
             else:
-                old, new = m.get_old_classes_for_incremental_step(step), m.get_new_classes_for_incremental_step(step)
+                old, new = list(stage.old_classes), list(stage.new_classes)
             classes = new if old is None else old + new
-            paths = m.get_val_paths()[step]
+            paths = list(stage.val_paths)
             missing = [p for p in paths if not os.path.exists(p)]
             if missing:
                 raise FileNotFoundError(f"validation tfrecords not found: {missing}")
@@ -788,124 +747,6 @@ class Training:
                 tf.summary.scalar(tag, value, step=step)  # per-class IoU, the setup's old / new / all mIoU
         logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
                      self.results_file)
-
-
-def mix_labels(label, prediction):
-    """Ground-truth classes are kept; background (0) and void (255) pixels take the prediction.
-
-    Args: label, prediction: uint8 [H, W]. Returns uint8 [H, W].
-    """
-    label = np.asarray(label, np.uint8)
-    return np.where((label == 0) | (label == 255), np.asarray(prediction, np.uint8), label).astype(np.uint8)
-
-
-def replay_leftovers(counts):
-    """Leftover records the original added to each labelled replay file of one temporary folder.
-
-    Its compute_labels saves a class's n images and labels as 0..n-1 into one temporary folder, not cleared
-    between the classes it labels in a row (classes 1..N0 with the step-0 model; each helper's classes; the
-    folder is removed after each of these groups, and mix_label removes its own after every file), and
-    tfrecord_from_folder takes every file it finds. So a file also holds the files i >= n that earlier classes
-    of the group left: the most records any of them had, minus n. Args: counts: images of each file, in the
-    order the original labels them. Returns the leftover records of each file (ints)."""
-    most, leftovers = 0, []
-    for n in counts:
-        leftovers.append(max(0, most - n))
-        most = max(most, n)
-    return leftovers
-
-
-# How the original's image-folder round trip (tfrecord_from_folder) pairs images and labels: Training.folder_pairing.
-FOLDER_PAIRINGS = ("creation_order", "hash_order")
-
-
-def folder_pairs(n, pairing, digits=0):
-    """The (image index, label index) of each record, in record order, of a file that the original wrote
-    through two folders: image i as `str(i).zfill(digits) + ".jpg"`, its label as `... + ".png"` (i < n), then
-    both folders listed by os.walk, unsorted, and the two listings paired by position (data_loader.py
-    `tfrecord_from_folder` / `get_all_files`).
-
-    "creation_order": a file system that lists a directory in creation order (XFS, btrfs) pairs every image
-    with its own label, records in index order: [(0, 0), (1, 1), ...] (one that lists in reverse creation
-    order, as tmpfs, gives the same pairs in reverse order). "hash_order": ext4 (dir_index) lists a directory
-    in the order of a hash of the names, seeded per file system, so the two listings are two different
-    permutations; here each is the names sorted by their MD5 digest, a fixed stand-in for ext4's seeded
-    half-MD4: [(images[k], labels[k]) for k < n]. Returns a list of n (int, int) pairs.
-    """
-    if pairing not in FOLDER_PAIRINGS:
-        raise ValueError(f"Training.folder_pairing: {pairing!r} is not one of {FOLDER_PAIRINGS}")
-    if pairing == "creation_order":
-        return [(i, i) for i in range(n)]
-
-    def listing(extension):
-        def key(i):
-            return hashlib.md5(f"{str(i).zfill(digits)}.{extension}".encode(), usedforsecurity=False).digest()
-        return sorted(range(n), key=key)
-
-    return list(zip(listing("jpg"), listing("png")))
-
-
-def folder_examples(pairs, pairing, digits=0):
-    """Serialized examples of the (image bytes, label PNG bytes) `pairs` (an iterable, in index order) as
-    the original's folder round trip stores them: paired and ordered by folder_pairs. "creation_order"
-    streams; "hash_order" holds one file's encoded images and labels (a few thousand records at most)."""
-    if pairing == "creation_order":
-        for image, label in pairs:
-            yield data_loader.serialize_example(image, label)
-        return
-    images, labels = [], []
-    for image, label in pairs:
-        images.append(image)
-        labels.append(label)
-    for i, j in folder_pairs(len(images), pairing, digits):
-        yield data_loader.serialize_example(images[i], labels[j])
-
-
-def _predicted(seg, path, mode, dataset_mean, batch_size=1):
-    """Yields (the record's original JPEG bytes, decoded sample as numpy arrays, uint8 [H, W] prediction of
-    `seg` in global class ids) for every record of `path`, in order.
-
-    Images go through the network `batch_size` at a time; a batch of images of different sizes is padded
-    (bottom and right) and each prediction cropped back, so batch_size 1 is exactly the original's per-image
-    prediction and larger batches are exact whenever the images have one size (the embedded world).
-    """
-    raw = tf.data.TFRecordDataset(path).map(
-        lambda r: tf.io.parse_single_example(r, {"input": tf.io.FixedLenFeature([], tf.string)})["input"])
-    samples = data_loader.load_tfrecord([path], mode, dataset_mean=dataset_mean).map(
-        lambda d: dict(d, size=tf.shape(d["input"])[:2]))
-    batches = tf.data.Dataset.zip((raw, samples)).padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    for jpegs, batch in batches:
-        predictions = seg.predict_ids(batch.pop("input")).numpy().astype(np.uint8)
-        batch = {k: v.numpy() for k, v in batch.items()}
-        for i, jpeg in enumerate(jpegs.numpy()):
-            h, w = batch["size"][i]
-            yield (jpeg, {k: v[i, :h, :w] for k, v in batch.items() if k != "size"},
-                   predictions[i, :h, :w])
-
-
-def _png(label):
-    return tf.io.encode_png(label[..., None]).numpy()
-
-
-def _save_debug(folder, index, image, label):
-    """Writes labelled replay sample `index` as `folder`/images/{index}.jpg (Pillow's default quality, 75),
-    labels/{index}.png (class ids) and rgb_labels/{index}.png (VOC colours), each atomically: a failed write
-    (a full disk) leaves no file, or the earlier one whole.
-
-    Args:
-      image: uint8 [H, W, 3]. label: uint8 [H, W] class ids.
-    Raises:
-      OSError: a file cannot be written; it keeps the errno and names the file (its `filename`).
-    """
-    for sub, array, ext in (("images", image, "jpg"), ("labels", label, "png"),
-                            ("rgb_labels", data_loader.colorize(label), "png")):
-        path = os.path.join(folder, sub, f"{index}.{ext}")
-        data = io.BytesIO()
-        Image.fromarray(array).save(data, format="JPEG" if ext == "jpg" else "PNG")
-        try:
-            artifacts.write_bytes(path, data.getvalue())
-        except OSError as e:  # a write error names no file ("[Errno 28] No space left on device")
-            raise OSError(e.errno, f"{e.strerror or e} (writing a debug image of replay labelling)", path) from e
 
 
 def _steps_in(results_file):

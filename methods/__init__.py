@@ -14,7 +14,7 @@ The protocol (the shape of PLOP's `Trainer.before` and of tensorflow/models' Tas
   that trains, the frozen previous network, that network's logits over the step's data) and returns the step's
   `StepLoss`: MiB initialises its new classes' classifiers there, PLOP computes its entropy thresholds.
 - `Method.loss(current, previous, targets, count, num_replicas, step)`, which the StepLoss calls inside
-  model.Trainer's compiled step: this replica's share of the loss, and the method's terms.
+  trainer.Trainer's compiled step: this replica's share of the loss, and the method's terms.
 
 This module imports no TensorFlow: train_manager and main.py ask it for names before TensorFlow loads. The
 methods' modules import it; they are imported on first use (`get`), or all at once (`load_all`, which
@@ -108,7 +108,7 @@ class Step:
 
 
 class StepLoss:
-    """The loss of one stage, as model.Trainer calls it inside its compiled step:
+    """The loss of one stage, as trainer.Trainer calls it inside its compiled step:
     `loss(current, previous, targets, count, num_replicas)`.
 
     Args of the call:
