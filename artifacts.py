@@ -106,6 +106,22 @@ def _held(lock_path):
         return False
 
 
+def _writer_gone(lock_name):
+    """True when the process that named the temporary of `lock_name` (`<path>.tmp-<pid>-<n>.lock`) no longer runs on
+    this machine. (A live writer's lock exists, unheld, for an instant before it takes it; a process of another
+    machine sharing the folder is not seen, so an orphan lock is otherwise removed only once _ORPHAN_LOCK_AGE old.)"""
+    pid = int(TEMPORARY.search(lock_name[:-len(LOCK_SUFFIX)]).group(0).split("-")[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
 def remove_stale_temporaries(*folders):
     """Deletes the temporaries (files or folders) under `folders` that killed runs left, with their lock
     files; a live writer's temporaries are kept. Returns the removed paths."""
@@ -122,7 +138,8 @@ def remove_stale_temporaries(*folders):
                     logging.info("removed %s, left by an interrupted run", path)
                 elif (name.endswith(LOCK_SUFFIX) and TEMPORARY.search(name[:-len(LOCK_SUFFIX)])
                       and os.path.exists(path) and not os.path.lexists(path[:-len(LOCK_SUFFIX)])
-                      and time.time() - os.path.getmtime(path) > _ORPHAN_LOCK_AGE and not _held(path)):
+                      and (_writer_gone(name) or time.time() - os.path.getmtime(path) > _ORPHAN_LOCK_AGE)
+                      and not _held(path)):
                     os.remove(path)  # a writer killed before it made its temporary
             dirs[:] = [d for d in dirs if not TEMPORARY.search(d)]
     return removed

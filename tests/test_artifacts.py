@@ -73,6 +73,20 @@ def test_stale_temporaries_go_live_ones_stay(tmp_path):
         running.wait()
 
 
+def test_an_orphan_lock_of_a_dead_writer_goes_at_once(tmp_path):
+    """A writer killed between creating its lock file and its temporary leaves the lock alone: removed at once when
+    its process is gone (the resume right after a kill; it used to stay for an hour), kept while the process that
+    named it runs (it may be about to take it)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / f"step1.weights.h5.tmp-{dead.pid}-3{artifacts.LOCK_SUFFIX}"
+    alive = tmp_path / f"step2.weights.h5.tmp-{os.getppid()}-4{artifacts.LOCK_SUFFIX}"  # pytest's parent runs
+    for lock in (gone, alive):
+        lock.write_bytes(b"")
+    artifacts.remove_stale_temporaries(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [alive.name]
+
+
 def test_checkpoint_exists_only_when_complete(tmp_path):
     path = str(tmp_path / "step0")
     open(path + artifacts.CHECKPOINT_SUFFIX + ".tmp-9-0", "w").close()
