@@ -104,7 +104,8 @@ class Conv2D(keras.layers.Conv2D):
     taps get zero gradients, as they do through the padding). Such maps are the decoder's on small images: the
     embedded benchmark's 64x64 crops give 8x8 features, where three of the four ASPP rates (12, 18, 24) read
     nothing else, and their 3x3 gradients took 3x the whole decoder's 1x1 step (benchmarks/BENCHMARKS.md
-    "Embedded sweep"); the paper's 321x321 crops give 41x41 features and never take this path. Equal to the 3x3
+    "Embedded sweep"); the paper's 321x321 crops give 41x41 features and never take this path (small validation or
+    replay images may). Equal to the 3x3
     convolution up to the order of float32 sums (relative 5e-7 on the gradients)."""
 
     def call(self, inputs):
