@@ -9,6 +9,8 @@ Modes of `load_tfrecord` (one dict per sample):
   "validation":  {"input": float32 [H,W,3] mean-subtracted, "label": uint8 [H,W]}
   "validation+": as "validation" plus {"rgb_input": uint8 [H,W,3]}
   "images":      {"input": float32 [H,W,3] mean-subtracted, "rgb_input": uint8 [H,W,3]}
+`read_samples` yields the samples of one file in the last three modes as numpy arrays, a small file without a
+tf.data pipeline (a sweep reads hundreds of them: a pipeline's start-up costs more than their decoding).
 
 Bad data: inside the pipelines a label of another size than its image, or a label value that is neither below
 `n_classes` nor 255, fails a tf.debugging assertion whose message holds the file and record index. A
@@ -17,6 +19,7 @@ corrupt record or an undecodable image can only fail with TensorFlow's own messa
 of these.
 """
 
+import functools
 import os
 import struct
 
@@ -35,6 +38,10 @@ VOID = datasets.VOID  # the label of void pixels (object borders, unlabelled): i
 DEFAULT_N_CLASSES = datasets.VOC.n_classes + 1  # label values below it (background included) are valid by default
 MODES = ("training", "validation", "validation+", "images")
 DEFAULT_SHUFFLE_BUFFER = 1000
+# A file smaller than this is read record by record in eager mode (read_samples, check_tfrecord): a tf.data
+# pipeline's start-up (0.1-0.2 s: its functions instantiated, its threads started) costs more than its parallel
+# decoding saves on a few MB of JPEG; a larger file goes through one.
+EAGER_FILE_BYTES = 4 * 2 ** 20
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -315,8 +322,38 @@ def check_tfrecord(path, n_classes=None, require_labels=True):
       another size than its image, or a bad label value.
     """
     path = require_files([path])[0]
-    n_cls = -1 if n_classes is None else int(n_classes)
+    summarize = _summary_fn(-1 if n_classes is None else int(n_classes))
+    # Fast path: a small file record by record, a larger one decoded in parallel; any failure is then located
+    # record by record in eager mode.
+    if _small(path):
+        summaries = (summarize(raw) for raw in _eager_records(path))
+    else:
+        summaries = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE,
+                                                      deterministic=True).prefetch(tf.data.AUTOTUNE)
+    count = consumed = 0
+    try:
+        for length, image_hw, has_label, label_hw, any_bad in summaries:
+            if not has_label and require_labels:
+                raise ValueError(f"{path}: record {count}: no 'label' bytes feature (expected a PNG label)")
+            if has_label and (any_bad or tuple(label_hw.numpy()) != tuple(image_hw.numpy())):
+                break  # located and described below
+            count += 1
+            consumed += int(length) + _RECORD_OVERHEAD
+        else:
+            _check_file_end(path, count, consumed)
+            return count
+    except (tf.errors.OpError, UnicodeDecodeError):  # TF's message may hold undecodable record bytes
+        pass
+    for index, raw in enumerate(_raw_records(path)):
+        _check_record_eager(path, index, raw, n_classes, require_labels)
+    raise ValueError(f"{path}: unreadable (no single bad record found)")
 
+
+@functools.lru_cache(maxsize=None)
+def _summary_fn(n_cls):
+    """check_tfrecord's summary of one serialized record (scalar string): (its length, image [H, W], has a label,
+    label [H, W] (zeros without one), a label value neither below n_cls nor 255 (never when n_cls < 0)). A
+    tf.function traced once per process for each n_cls."""
     def summarize(raw):
         ex = tf.io.parse_single_example(raw, {
             "input": tf.io.FixedLenFeature([], tf.string),
@@ -333,27 +370,19 @@ def check_tfrecord(path, n_classes=None, require_labels=True):
         label_hw, any_bad = tf.cond(has_label, label_stats,
                                     lambda: (tf.zeros([2], tf.int32), tf.constant(False)))
         return tf.strings.length(raw), image_hw, has_label, label_hw, any_bad
+    return tf.function(summarize, input_signature=[tf.TensorSpec([], tf.string)])
 
-    # Fast path: decode in parallel; any failure is then located record by record in eager mode.
-    ds = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE,
-                                           deterministic=True).prefetch(tf.data.AUTOTUNE)
-    count = consumed = 0
-    try:
-        for length, image_hw, has_label, label_hw, any_bad in ds:
-            if not has_label and require_labels:
-                raise ValueError(f"{path}: record {count}: no 'label' bytes feature (expected a PNG label)")
-            if has_label and (any_bad or tuple(label_hw.numpy()) != tuple(image_hw.numpy())):
-                break  # located and described below
-            count += 1
-            consumed += int(length) + _RECORD_OVERHEAD
-        else:
-            _check_file_end(path, count, consumed)
-            return count
-    except (tf.errors.OpError, UnicodeDecodeError):  # TF's message may hold undecodable record bytes
-        pass
-    for index, raw in enumerate(_raw_records(path)):
-        _check_record_eager(path, index, raw, n_classes, require_labels)
-    raise ValueError(f"{path}: unreadable (no single bad record found)")
+
+def _small(path):
+    return tf.io.gfile.stat(path).length < EAGER_FILE_BYTES
+
+
+def _eager_records(path):
+    """Yields the serialized records (bytes) of one file without a tf.data pipeline; the same framing and CRC
+    checks as TFRecordDataset's (tf.errors.DataLossError), a file cut inside a record header read as a clean end
+    alike. (tf_record_iterator is deprecated for TFRecordDataset, whose iterator costs ~20 ms a file; its warning
+    is logged once per process.)"""
+    return tf.compat.v1.io.tf_record_iterator(path)
 
 
 def _raw_records(path):
@@ -381,6 +410,8 @@ def _records(files, sequential):
     """Dataset of (file, index in file, serialized record); round-robin over files unless sequential."""
     def per_file(f):
         return tf.data.TFRecordDataset(f).enumerate().map(lambda i, r: (f, i, r))
+    if len(files) == 1:  # the same records without interleave's start-up (half of a small file's reading time)
+        return per_file(tf.constant(files[0]))
     ds = tf.data.Dataset.from_tensor_slices(files)
     return ds.interleave(per_file, cycle_length=1 if sequential else len(files), block_length=1)
 
@@ -459,14 +490,48 @@ def _random_seed(seed):
     return int(np.random.SeedSequence().entropy % (2 ** 31)) if seed is None else int(seed)
 
 
-def _training_map(size, mean, n_classes, seed, stream):
-    """Map function over (counter, (file, index, raw)) -> {"input", "label"}; seeds from (seed, counter)."""
-    def fn(counter, record):
-        image, label = _decode(*record, with_label=True, n_classes=n_classes)
-        sample_seed = tf.stack([tf.constant(seed, tf.int64), counter * 2 + stream])
+# The map functions are tf.functions of the record (file, index, raw) made once per process for each distinct
+# Python value they bake in (a mean, a crop size, a mode): a pipeline made with them traces no decoding again, so a
+# process that reads hundreds of small files (a sweep's replay and validation files) pays the tracing once.
+_RECORD_SIGNATURE = [tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string)]
+
+
+@functools.lru_cache(maxsize=None)
+def _training_fn(size, mean, n_classes):
+    """(counter, file, index, raw, seed, stream) -> {"input", "label"}; the augmentation seeded by (seed,
+    counter * 2 + stream), all int64 scalars."""
+    def fn(counter, file, index, raw, seed, stream):
+        image, label = _decode(file, index, raw, with_label=True, n_classes=n_classes)
+        sample_seed = tf.stack([seed, counter * 2 + stream])
         image, label = augment(_subtract_mean(image, mean), label, size, sample_seed)
         return {"input": image, "label": label}
-    return fn
+    int64 = tf.TensorSpec([], tf.int64)
+    return tf.function(fn, input_signature=[int64, *_RECORD_SIGNATURE, int64, int64])
+
+
+@functools.lru_cache(maxsize=None)
+def _sample_fn(mode, mean, n_classes):
+    """(file, index, raw) -> the sample dict of load_tfrecord's `mode` (not "training")."""
+    def fn(file, index, raw):
+        image, label = _decode(file, index, raw, with_label=mode != "images", n_classes=n_classes)
+        out = {"input": _subtract_mean(image, mean)}
+        if label is not None:
+            out["label"] = label[..., 0]
+        if mode in ("validation+", "images"):
+            out["rgb_input"] = image
+        return out
+    return tf.function(fn, input_signature=_RECORD_SIGNATURE)
+
+
+def _key(mean, n_classes):
+    """The mean and n_classes as keys of the map functions' caches (the same constants in the graph)."""
+    return tuple(float(m) for m in mean), None if n_classes is None else int(n_classes)
+
+
+def _training_map(size, mean, n_classes, seed, stream):
+    """Map function over (counter, (file, index, raw)) -> {"input", "label"}; seeds from (seed, counter)."""
+    fn = _training_fn(size, *_key(mean, n_classes))
+    return lambda counter, record: fn(counter, *record, tf.constant(seed, tf.int64), tf.constant(stream, tf.int64))
 
 
 def load_tfrecord(paths, mode, train_image_size=None, dataset_mean=DEFAULT_MEAN, n_classes=DEFAULT_N_CLASSES,
@@ -494,17 +559,36 @@ def load_tfrecord(paths, mode, train_image_size=None, dataset_mean=DEFAULT_MEAN,
             raise ValueError("mode 'training' needs train_image_size")
         fn = _training_map(int(train_image_size), dataset_mean, n_classes, _random_seed(seed), 0)
         return records.enumerate().map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return records.map(_sample_fn(mode, *_key(dataset_mean, n_classes)), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True)
 
-    def fn(file, index, raw):
-        image, label = _decode(file, index, raw, with_label=mode != "images", n_classes=n_classes)
-        out = {"input": _subtract_mean(image, dataset_mean)}
-        if label is not None:
-            out["label"] = label[..., 0]
-        if mode in ("validation+", "images"):
-            out["rgb_input"] = image
-        return out
 
-    return records.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+def read_samples(path, mode, dataset_mean=DEFAULT_MEAN, n_classes=DEFAULT_N_CLASSES):
+    """Yields every record of one file, in order, as (its `input` bytes (the stored JPEG), its sample: a dict of
+    numpy arrays as load_tfrecord's `mode` makes it, bit for bit).
+
+    For the many small files of a sweep (a class's replay, a validation file): a file under EAGER_FILE_BYTES is
+    decoded record by record in eager mode, without the start-up of a tf.data pipeline; a larger one in parallel
+    through load_tfrecord's. Bad data fails as in load_tfrecord (tf.errors naming the file and record index).
+
+    Args:
+      path: a record file. mode: "validation", "validation+" or "images".
+      dataset_mean, n_classes: as load_tfrecord's.
+    """
+    if mode not in MODES or mode == "training":
+        raise ValueError(f"mode must be one of {MODES[1:]}, got {mode!r}")
+    path = require_files([path])[0]
+    _check_mean(dataset_mean)
+    fn = _sample_fn(mode, *_key(dataset_mean, n_classes))
+    if _small(path):
+        samples = ((raw, {k: v.numpy() for k, v in fn(path, index, raw).items()})
+                   for index, raw in enumerate(_eager_records(path)))
+    else:
+        samples = _records([path], sequential=True).map(
+            lambda file, index, raw: (raw, fn(file, index, raw)), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+    for raw, sample in samples:
+        yield tf.train.Example.FromString(raw).features.feature["input"].bytes_list.value[0], sample
 
 
 def _training_stream(paths, size, mean, n_classes, seed, stream, buffer_size, sequential):

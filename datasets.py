@@ -3,8 +3,10 @@
 `DATASETS` holds a `Dataset` record per dataset (its classes, colours, void label, folder layout, web search
 keywords and default GAN classes); `SETUPS` is the table dataset -> setup -> step -> class list, the shape of
 fcdl94/MiB's `tasks.py`. Every other module asks these for a class count, a class name or a setup: none keeps its
-own. Pascal VOC 2012 ("voc") is the only dataset so far; its setups are the original's eight test types, in the
-original's order (`TrainManager.TESTS`: the position is the `T{index}` of the artifact names).
+own. Pascal VOC 2012 ("voc"): its setups are the original's eight test types, in the original's order
+(`TrainManager.TESTS`: the position is the `T{index}` of the artifact names). ADE20K ("ade20k", the SceneParsing
+benchmark's 150 classes): the setups of fcdl94/MiB and arthurdouillard/CVPR2021_PLOP in their default class order,
+on the protocol and validation those codebases use (see ADE20K below).
 
 Classes are numbered 1..n_classes in the dataset's order; background, 0, is in no step's list (every network
 predicts it). A step adds the classes that follow the previous step's, which is what the original's names can
@@ -45,16 +47,33 @@ def _colours(colour_map):
 class FolderLayout:
     """Where a dataset's images, labels and image id lists live under its root folder (prepare_data reads it).
 
-    An example `<id>` is `<root>/<image_dir>/<id><image_ext>` with the label `<label folder>/<id><label_ext>`, the
-    label folder being the first of `label_dirs` that exists (or the one the user names); the training and
-    validation ids are the lines of `train_list` and `val_list` (relative to the root).
+    An example `<id>` of the training split is `<root>/<image_dir>/<id><image_ext>` with the label
+    `<label folder>/<id><label_ext>`, the label folder being the first of `label_dirs` that exists (or the one the
+    user names); the validation split's are under `val_image_dir` and `val_label_dirs` when those are set (ADE20K's
+    `images/validation`), else the same folders (VOC). The ids are the lines of `train_list` and `val_list`
+    (relative to the root), or, for a list of None, the names of every `<image_ext>` file of the split's image
+    folder, sorted (ADE20K, which has no lists: MiB's `sorted(os.listdir(...))`).
     """
     image_dir: str
     label_dirs: tuple
-    train_list: str
-    val_list: str
+    train_list: object  # str, or None: every image of the split's folder
+    val_list: object
     image_ext: str = ".jpg"
     label_ext: str = ".png"
+    val_image_dir: object = None  # None: image_dir
+    val_label_dirs: object = None  # None: label_dirs
+
+    def split_dirs(self, split):
+        """(image folder, label folder candidates) of "train" or "val", relative to the root."""
+        if split not in ("train", "val"):
+            raise ValueError(f"unknown split {split!r}; expected 'train' or 'val'")
+        if split == "val" and self.val_image_dir is not None:
+            return self.val_image_dir, tuple(self.val_label_dirs or self.label_dirs)
+        return self.image_dir, tuple(self.label_dirs)
+
+    def split_list(self, split):
+        """The id list of "train" or "val" (relative to the root), or None: every image of the split's folder."""
+        return self.train_list if split == "train" else self.val_list
 
     def example_paths(self, image_dir, label_dir, image_id):
         """(image path, label path) of one example, given the image and label folders."""
@@ -74,6 +93,13 @@ class Dataset:
       web_keywords: {class id: web search text} of every object class (flickr/download_flickr.py).
       gan_classes: the classes the GAN replay generates by default (gan/generate_gan.py).
       void: the label of ignored pixels.
+      protocols: the protocols the dataset's experiments run (prepare_data writes their files; a config binding
+        another is an error): VOC the original's three, ADE20K "overlapped" only (as MiB's and PLOP's ADE runs).
+      validation_group: which val_k file holds a validation image: "highest" (its highest object class, the
+        original's on VOC: a step validates on the images of seen classes only) or "lowest" (its lowest object
+        class: a step's val_1..val_n is every image with a seen class, MiB's and PLOP's ADE test set).
+      validation_void: label values written as void (ignored) in the validation files: ADE20K's 0 ("other", no
+        class), which MiB and PLOP train as background but leave out of every test.
     """
     name: str
     class_names: tuple
@@ -82,6 +108,9 @@ class Dataset:
     web_keywords: types.MappingProxyType
     gan_classes: tuple
     void: int = VOID
+    protocols: tuple = ("sequential", "disjoint", "overlapped")
+    validation_group: str = "highest"
+    validation_void: tuple = ()
 
     def __post_init__(self):
         classes = set(range(1, self.n_classes + 1))
@@ -89,6 +118,9 @@ class Dataset:
             raise ValueError(f"dataset {self.name!r}: web keywords for classes {sorted(self.web_keywords)} and GAN "
                              f"classes {list(self.gan_classes)}; expected keywords for 1..{self.n_classes} and GAN "
                              f"classes among them")
+        if self.validation_group not in ("highest", "lowest"):
+            raise ValueError(f"dataset {self.name!r}: validation_group {self.validation_group!r}; expected "
+                             f"'highest' or 'lowest'")
         if not 0 < self.n_classes < self.void:
             raise ValueError(f"dataset {self.name!r}: {self.n_classes} classes do not fit below the void label "
                              f"{self.void}")
@@ -132,7 +164,55 @@ VOC = Dataset(
     gan_classes=tuple(range(1, 21)),
 )
 
-DATASETS = {VOC.name: VOC}
+# ADE20K, as fcdl94/MiB's dataset/ade.py (commit 3da2fe3) reads ADEChallengeData2016: class ids 0..150 in the
+# annotations, 0 ("other": pixels of no class of the 150) trained as background and left out of every test
+# (MiB maps it to its masking value: 0 when training, 255 when testing). The names are MiB's list (the first
+# name of each class of the benchmark's objectInfo150), 0 renamed "background".
+ADE20K_CLASS_NAMES = (
+    "background", "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
+    "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car", "water",
+    "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field", "armchair", "seat", "fence", "desk",
+    "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion", "base", "box", "column", "signboard",
+    "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand", "path",
+    "stairs", "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge", "bookcase",
+    "blind", "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove", "palm",
+    "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus", "towel", "light",
+    "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver", "airplane",
+    "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle", "buffet", "poster",
+    "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything", "swimming pool", "stool",
+    "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven", "ball", "food", "step", "tank",
+    "trade name", "microwave", "pot", "animal", "bicycle", "lake", "dishwasher", "screen", "blanket", "sculpture",
+    "hood", "sconce", "vase", "traffic light", "tray", "ashcan", "fan", "pier", "crt screen", "plate", "monitor",
+    "bulletin board", "shower", "radiator", "glass", "clock", "flag")
+# Web search keywords: the names, cleaned as the VOC list is (the original searched "airplane" for "aeroplane"):
+# where a first name alone is ambiguous or rare on the web, another name of the same ADE class
+# (objectInfo150's synonyms) is searched instead.
+ADE20K_KEYWORD_EDITS = {
+    "base": "pedestal", "case": "display case", "bar": "bar counter", "hovel": "shack", "light": "light source",
+    "booth": "booth cubicle", "land": "ground soil", "buffet": "sideboard", "washer": "washing machine",
+    "plaything": "toy", "step": "stair step", "tank": "storage tank", "trade name": "brand name logo",
+    "pot": "flowerpot", "screen": "projection screen", "hood": "exhaust hood", "ashcan": "trash can",
+    "glass": "drinking glass", "television receiver": "television", "apparel": "clothes", "minibike": "motorbike",
+}
+
+ADE20K = Dataset(
+    name="ade20k",
+    class_names=ADE20K_CLASS_NAMES,
+    colour_map=voc_colour_map,  # ADE20K's labels drawn with VOC's colour map (only pictures use it)
+    layout=FolderLayout(image_dir=os.path.join("images", "training"),
+                        label_dirs=(os.path.join("annotations", "training"),),
+                        train_list=None, val_list=None,
+                        val_image_dir=os.path.join("images", "validation"),
+                        val_label_dirs=(os.path.join("annotations", "validation"),)),
+    web_keywords=types.MappingProxyType({c: ADE20K_KEYWORD_EDITS.get(name, name)
+                                         for c, name in enumerate(ADE20K_CLASS_NAMES) if c}),
+    gan_classes=tuple(range(1, 151)),
+    protocols=("overlapped",),
+    validation_group="lowest",
+    validation_void=(0,),
+)
+
+DATASETS = {VOC.name: VOC, ADE20K.name: ADE20K}
 DEFAULT = VOC.name  # the dataset of the original's configs
 
 
@@ -157,6 +237,16 @@ SETUPS = {
         "ADD_TWO_FIVE_TIMES": in_order(10, 2, 2, 2, 2, 2),  # 10-2
         "ADD_ONE_TEN_TIMES": in_order(10, *[1] * 10),       # 10-1
         "JOINT": in_order(20),                              # every class at once (the upper bound)
+    },
+    # MiB's tasks.py (fcdl94/MiB, commit 3da2fe3: "100-50", "100-10", "50") and PLOP's (arthurdouillard/
+    # CVPR2021_PLOP, commit 341eecb: the same and "100-5"), in ADE20K's class order (their default order; the
+    # "b"/"c" permutations are not setups here: every setup adds classes in order). MiB's "50" is 50-50.
+    "ade20k": {
+        "100-50": in_order(100, 50),
+        "100-10": in_order(100, *[10] * 5),
+        "50-50": in_order(50, 50, 50),
+        "100-5": in_order(100, *[5] * 10),
+        "JOINT": in_order(150),
     },
 }
 

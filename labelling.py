@@ -10,6 +10,7 @@ which network and where it goes (TrainManager.plan); this module makes the recor
 """
 import hashlib
 import io
+import itertools
 import os
 
 import numpy as np
@@ -43,11 +44,13 @@ def replay_examples(seg, source, dataset_mean, batch_size, debug_folder, reencod
         yield image_bytes(raw, sample["rgb_input"], reencode_jpeg), png(label)
 
 
-def mixed_examples(previous, source, dataset_mean, batch_size, reencode_jpeg, total=None, progress=True):
+def mixed_examples(previous, source, dataset_mean, batch_size, reencode_jpeg, total=None, progress=True,
+                   n_classes=data_loader.DEFAULT_N_CLASSES):
     """Yields (image bytes, mixed label PNG bytes) of every record of the labelled training tfrecord `source`, in
     order: its label with background and void pixels taken from `previous`'s prediction (mix_labels), on the
-    image with `dataset_mean` subtracted. Arguments as replay_examples's."""
-    samples = predicted(previous, source, "validation+", dataset_mean, batch_size)
+    image with `dataset_mean` subtracted. n_classes: label values below it (and void) are valid (VOC's 21 by
+    default). The other arguments as replay_examples's."""
+    samples = predicted(previous, source, "validation+", dataset_mean, batch_size, n_classes)
     for raw, sample, prediction in tqdm(samples, total=total, desc="label mixing", leave=False, disable=not progress):
         yield image_bytes(raw, sample["rgb_input"], reencode_jpeg), png(mix_labels(sample["label"], prediction))
 
@@ -129,26 +132,31 @@ def image_bytes(raw, rgb, reencode_jpeg):
     return buffer.getvalue()
 
 
-def predicted(seg, path, mode, dataset_mean, batch_size=1):
+def predicted(seg, path, mode, dataset_mean, batch_size=1, n_classes=data_loader.DEFAULT_N_CLASSES):
     """Yields (the record's original JPEG bytes, decoded sample as numpy arrays, uint8 [H, W] prediction of
     `seg` in global class ids) for every record of `path`, in order.
 
     Images go through the network `batch_size` at a time; a batch of images of different sizes is padded
-    (bottom and right) and each prediction cropped back, so batch_size 1 is exactly the original's per-image
-    prediction and larger batches are exact whenever the images have one size (the embedded world).
+    (bottom and right, with 0.0 as tf.data's padded_batch) and each prediction cropped back, so batch_size 1 is
+    exactly the original's per-image prediction and larger batches are exact whenever the images have one size
+    (the embedded world). The file is read by data_loader.read_samples: a small one (a class's replay) without a
+    tf.data pipeline, whose start-up would cost more than labelling its images.
     """
-    raw = tf.data.TFRecordDataset(path).map(
-        lambda r: tf.io.parse_single_example(r, {"input": tf.io.FixedLenFeature([], tf.string)})["input"])
-    samples = data_loader.load_tfrecord([path], mode, dataset_mean=dataset_mean).map(
-        lambda d: dict(d, size=tf.shape(d["input"])[:2]))
-    batches = tf.data.Dataset.zip((raw, samples)).padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    for jpegs, batch in batches:
-        predictions = seg.predict_ids(batch.pop("input")).numpy().astype(np.uint8)
-        batch = {k: v.numpy() for k, v in batch.items()}
-        for i, jpeg in enumerate(jpegs.numpy()):
-            h, w = batch["size"][i]
-            yield (jpeg, {k: v[i, :h, :w] for k, v in batch.items() if k != "size"},
-                   predictions[i, :h, :w])
+    batch = []
+    for record in itertools.chain(data_loader.read_samples(path, mode, dataset_mean, n_classes), [None]):
+        if record is not None:
+            batch.append(record)
+        if not batch or (len(batch) < batch_size and record is not None):
+            continue
+        sizes = [sample["input"].shape[:2] for _, sample in batch]
+        images = np.zeros((len(batch), max(h for h, _ in sizes), max(w for _, w in sizes), 3), np.float32)
+        for i, (_, sample) in enumerate(batch):
+            images[i, :sizes[i][0], :sizes[i][1]] = sample["input"]
+        predictions = seg.predict_ids(images).numpy().astype(np.uint8)
+        for i, (jpeg, sample) in enumerate(batch):
+            yield (jpeg, {k: v for k, v in sample.items() if k != "input"},
+                   predictions[i, :sizes[i][0], :sizes[i][1]])
+        batch = []
 
 
 def png(label):

@@ -11,12 +11,19 @@ Where the original would divide by zero (mIoU or pixel accuracy with no pixel at
 Every number of the results files and the summaries comes from here: step_results (a step's block, from its
 matrix), class_groups (the paper's old / new / all groups), and the across-step numbers average_miou (PLOP's
 "avg"), forgetting, gap (to JOINT), gathered by experiment_metrics; validation_scalars are TensorBoard's.
+
+Any dataset (datasets.py): the groups follow the setup's first step (first_step_size: ADE20K's 100-50 gives old
+1-100, new 101-150, all 1-150). On a dataset whose validation labels hold no background pixel
+(background_in_validation: ADE20K, whose "other", 0, is void there) background's IoU counts only false positives, so it
+is left out of every mean: MiB's and PLOP's ADE20K numbers are over the object classes.
 """
 
 import math
 
 import numpy as np
 import tensorflow as tf
+
+import datasets
 
 
 def confusion_matrix(labels, preds, n_classes, valid_classes):
@@ -146,32 +153,55 @@ def _mean_of(values):
     return float(sum(values) / len(values)) if values else math.nan
 
 
-def class_groups(class_iou, n0):
+def background_in_validation(dataset):
+    """Whether background has ground-truth pixels in a dataset's validation (a name or datasets.Dataset): False
+    when its validation_void holds 0 (ADE20K: MiB and PLOP score ADE20K over the object classes), and then every
+    mean of this module that would count background is nan or leaves it out."""
+    return 0 not in datasets.get(dataset).validation_void
+
+
+def first_step_size(dataset, setup):
+    """n0 of class_groups: the number of classes the first step of `setup` (a datasets.SETUPS name of `dataset`)
+    learns, e.g. 100 for ADE20K's "100-50", 15 for VOC's "ADD_FIVE_ONE_TIME"."""
+    return len(datasets.step_classes(dataset, setup, 0))
+
+
+def class_groups(class_iou, n0, background_labelled=True):
     """mIoU of the setup's step groups, as the paper's tables (fractions; nan for an empty group).
 
     Args:
       class_iou: per-class IoU list of one step (None: not evaluated).
-      n0: the number of classes of the first step (TrainManager.TESTS' structure[0]).
+      n0: the number of classes of the first step (first_step_size; TrainManager.TESTS' structure[0]).
+      background_labelled: False for a dataset whose validation has no background pixel (background_in_validation:
+        ADE20K): "all with background" is then nan, MiB's and PLOP's ADE20K numbers being over the object
+        classes. The other three never count background.
 
     Returns:
       (old: classes 1..n0, new: n0+1 .. the last class evaluated, all: 1 .. the last evaluated,
-      all with background: 0 .. the last evaluated).
+      all with background: 0 .. the last evaluated). E.g. ADE20K 100-50: 1-100, 101-150, 1-150, nan.
     """
     iou = list(class_iou)
     seen = [c for c, v in enumerate(iou) if v is not None]
     last = max(seen) if seen else 0
     return (_mean_of(iou[1:n0 + 1]), _mean_of(iou[n0 + 1:last + 1]), _mean_of(iou[1:last + 1]),
-            _mean_of(iou[0:last + 1]))
+            _mean_of(iou[0:last + 1]) if background_labelled else math.nan)
 
 
-def average_miou(step_ious, background=False):
+def object_class_mean(values):
+    """The mean of a per-class list (IoU or accuracy; None and nan left out) over the object classes, 1..: a
+    number of a dataset whose validation has no background (background_in_validation); nan when none has one."""
+    return _mean_of(list(values)[1:])
+
+
+def average_miou(step_ious, background=False, background_labelled=True):
     """PLOP's "avg": the mean over steps of each step's mIoU over the classes seen (class_groups' all; with
     `background`, its all with background, the mIoU of PLOP's per-step CSV). nan when no step has a number.
 
     Args:
       step_ious: per-class IoU lists of every step, in step order.
+      background_labelled: as class_groups' (False: the `background` mean is nan).
     """
-    return _mean_of([class_groups(iou, 0)[3 if background else 2] for iou in step_ious])
+    return _mean_of([class_groups(iou, 0, background_labelled)[3 if background else 2] for iou in step_ious])
 
 
 def forgetting(step_ious):
@@ -215,33 +245,37 @@ EXPERIMENT_METRICS = {
     "miou_old": "last step, mIoU of the first step's classes 1..N0",
     "miou_new": "last step, mIoU of the classes added after the first step",
     "miou_all": "last step, mIoU of every class seen, background excluded",
-    "miou_all_bg": "last step, mIoU of every class seen, background included",
+    "miou_all_bg": "last step, mIoU of every class seen, background included (nan without background labels: ADE20K)",
     "delta_vs_joint": "miou_all minus JOINT's (the gap to JOINT)",
     "miou_avg": "mean over steps of each step's miou_all (PLOP's avg, background excluded)",
-    "miou_avg_bg": "mean over steps of each step's miou_all_bg (PLOP's avg from its per-step CSV)",
+    "miou_avg_bg": "mean over steps of each step's miou_all_bg (PLOP's avg from its per-step CSV; nan on ADE20K)",
     "forgetting": "mean over classes 1.. of the best IoU before the last step minus the last",
     "pixel_accuracy": "last step, mean pixel accuracy (the original's)",
-    "class_accuracy": "last step, mean class accuracy (the original's, column-wise)",
+    "class_accuracy": "last step, mean class accuracy (the original's, column-wise; ADE20K: object classes)",
 }
 
 
-def experiment_metrics(step_ious, n0, joint_iou=None, pixel_accuracy=math.nan, class_accuracy=math.nan):
+def experiment_metrics(step_ious, n0, joint_iou=None, pixel_accuracy=math.nan, class_accuracy=math.nan,
+                       background_labelled=True):
     """The EXPERIMENT_METRICS of one experiment, in percent, and per class its last IoU and forgetting.
 
     Args:
       step_ious: per-class IoU lists of every step, in step order.
-      n0: the number of classes of the setup's first step.
+      n0: the number of classes of the setup's first step (first_step_size).
       joint_iou: JOINT's per-class IoU list of its last step, or None (delta_vs_joint is then nan).
       pixel_accuracy, class_accuracy: the last step's (fractions), reported as they are.
+      background_labelled: as class_groups' (False, ADE20K: miou_all_bg and miou_avg_bg are nan; the other
+        means are over the object classes anyway).
 
     Returns:
       dict: EXPERIMENT_METRICS' names -> float (nan where not defined), and iou_<c>, forgetting_<c> per class.
     """
     pct = lambda v: math.nan if v is None else 100 * v
-    old, new, all_, all_bg = class_groups(step_ious[-1], n0)
+    old, new, all_, all_bg = class_groups(step_ious[-1], n0, background_labelled)
     out = dict(miou_old=pct(old), miou_new=pct(new), miou_all=pct(all_), miou_all_bg=pct(all_bg),
                delta_vs_joint=math.nan if joint_iou is None else gap(pct(all_), pct(class_groups(joint_iou, n0)[2])),
-               miou_avg=pct(average_miou(step_ious)), miou_avg_bg=pct(average_miou(step_ious, background=True)),
+               miou_avg=pct(average_miou(step_ious)),
+               miou_avg_bg=pct(average_miou(step_ious, background=True, background_labelled=background_labelled)),
                forgetting=pct(mean_forgetting(step_ious)), pixel_accuracy=pct(pixel_accuracy),
                class_accuracy=pct(class_accuracy))
     out.update({f"iou_{c}": pct(v) for c, v in enumerate(step_ious[-1])})
@@ -249,7 +283,7 @@ def experiment_metrics(step_ious, n0, joint_iou=None, pixel_accuracy=math.nan, c
     return out
 
 
-def validation_scalars(confusion_matrix, classes, n0, names=None):
+def validation_scalars(confusion_matrix, classes, n0, names=None, background_labelled=True):
     """TensorBoard's numbers of a validated step (fractions): per-class IoU ("IoU/<id>_<name>") of the classes
     evaluated that occur and the mIoU of the setup's groups ("mIoU/old", "mIoU/new", "mIoU/all",
     "mIoU/all_with_background"; class_groups); groups without a number are left out.
@@ -259,6 +293,7 @@ def validation_scalars(confusion_matrix, classes, n0, names=None):
       classes: the class ids evaluated at the step.
       n0: the number of classes of the setup's first step.
       names: class names by id (e.g. data_loader.VOC_CLASSES), or None: ids only.
+      background_labelled: as class_groups' (False, ADE20K: no "mIoU/all_with_background").
     """
     iou = get_classes_iou(confusion_matrix, classes)
     out = {}
@@ -266,7 +301,7 @@ def validation_scalars(confusion_matrix, classes, n0, names=None):
         if v is not None:
             name = f"_{names[c]}" if names is not None and c < len(names) else ""
             out[f"IoU/{c:02d}{name}"] = v
-    for group, v in zip(("old", "new", "all", "all_with_background"), class_groups(iou, n0)):
+    for group, v in zip(("old", "new", "all", "all_with_background"), class_groups(iou, n0, background_labelled)):
         if not math.isnan(v):
             out[f"mIoU/{group}"] = v
     return out

@@ -1,18 +1,23 @@
-"""Makes every training and validation tfrecord of the benchmark from a folder in Pascal VOC 2012 layout.
+"""Makes every training and validation tfrecord of a dataset's setups from its folder (Pascal VOC 2012, ADE20K).
 
     python prepare_data.py --voc_root PATH [--label_dir NAME] [--out_dir data] [--skip_bad] [--workers N]
+    python prepare_data.py --dataset ade20k --root PATH  (--root and --voc_root are one flag)
 
-Input (the dataset's FolderLayout, datasets.py; VOC's): `PATH/JPEGImages/<id>.jpg`, a folder of single-channel PNG
+Input (the dataset's FolderLayout, datasets.py). VOC: `PATH/JPEGImages/<id>.jpg`, a folder of single-channel PNG
 labels (`SegmentationClassAug`, else `SegmentationClass`; values 0..20 and 255 = void) and the id lists
 `ImageSets/Segmentation/{train,val}.txt` (`--train_list`, `--val_list` for others, e.g. the 10582 ids of the
-augmented set).
+augmented set). ADE20K: PATH is `ADEChallengeData2016` (or a folder holding just it) with
+`images/{training,validation}/<id>.jpg` and `annotations/{training,validation}/<id>.png` (values 0..150); a
+split without a list is every `.jpg` of its image folder (an annotation without its image is reported as a
+missing image).
 
 Output under `--out_dir` (the names of paths.py, where TrainManager looks for them):
   training_first_step/train_{sequential|overlapped}_{1-N0}.tfrecord   N0 = 19, 15, 10, 20 (JOINT)
   training_incremental/train_{sequential|disjoint|overlapped}_{cls or first-last}.tfrecord
       every class group added by an incremental step of the dataset's setups (datasets.SETUPS; the helper groups
-      are among them)
-  validation/val_{i}.tfrecord   the validation images whose highest class is i (labels unchanged)
+      are among them), for the dataset's protocols only (ADE20K: overlapped)
+  validation/val_{i}.tfrecord   the validation images whose highest class is i (VOC; ADE20K: whose lowest class
+      is i, validation_group), labels unchanged but for the dataset's validation_void values (ADE20K's 0) -> 255
   splits/<same base name>.txt   the image ids of every file, one per line
 
 Protocols (`keeps` and `relabel_lookup`): a step learns the classes
@@ -100,9 +105,12 @@ def relabel_lookup(step_classes, protocol):
     return lookup
 
 
-def validation_class(image_classes):
-    """The val_i file of an image: its highest class, or 0 (no file) when it holds no object class."""
-    return max(image_classes, default=0)
+def validation_class(image_classes, group="highest"):
+    """The val_i file of an image: its highest class ("highest", VOC's) or its lowest ("lowest", ADE20K's: see
+    datasets.Dataset.validation_group), or 0 (no file) when it holds no object class."""
+    if group not in ("highest", "lowest"):
+        raise ValueError(f"unknown validation group {group!r}; expected 'highest' or 'lowest'")
+    return (max if group == "highest" else min)(image_classes, default=0)
 
 
 def class_groups(dataset=datasets.DEFAULT):
@@ -111,7 +119,7 @@ def class_groups(dataset=datasets.DEFAULT):
     return datasets.class_groups(dataset)
 
 
-OutputFile = collections.namedtuple("OutputFile", "path split_path ids lookup")
+OutputFile = collections.namedtuple("OutputFile", "path split_path ids lookup split")
 
 
 def plan_outputs(train_classes, val_classes, out_dir, dataset=datasets.DEFAULT):
@@ -120,23 +128,29 @@ def plan_outputs(train_classes, val_classes, out_dir, dataset=datasets.DEFAULT):
     Args:
       train_classes, val_classes: dict image id -> set of object classes of its label.
       out_dir: output folder.
-      dataset: the dataset (name or datasets.Dataset) whose setups and classes name the files.
+      dataset: the dataset (name or datasets.Dataset) whose setups, protocols and classes name the files and whose
+        validation_group and validation_void make the val_k files.
     Returns:
-      list of OutputFile(path, split_path, ids: sorted tuple, lookup: uint8 [256] label rewrite).
+      list of OutputFile(path, split_path, ids: sorted tuple, lookup: uint8 [256] label rewrite, split: "train" or
+      "val", the split its images are read from).
     """
-    def output(path, ids, lookup):
-        return OutputFile(path, paths.split_list(path), tuple(sorted(ids)), lookup)
+    def output(path, ids, lookup, split="train"):
+        return OutputFile(path, paths.split_list(path), tuple(sorted(ids)), lookup, split)
 
-    first_groups, incremental_groups = class_groups(dataset)
-    jobs = [(paths.first_step_file, p, g) for g in first_groups for p in FIRST_STEP_PROTOCOLS]
-    jobs += [(paths.incremental_file, p, g) for g in incremental_groups for p in PROTOCOLS]
+    record = datasets.get(dataset)
+    first_groups, incremental_groups = class_groups(record)
+    jobs = [(paths.first_step_file, p, g) for g in first_groups for p in FIRST_STEP_PROTOCOLS
+            if p in record.protocols]
+    jobs += [(paths.incremental_file, p, g) for g in incremental_groups for p in PROTOCOLS if p in record.protocols]
     outputs = []
     for file, protocol, group in jobs:
         ids = [i for i, c in train_classes.items() if keeps(c, group, protocol)]
         outputs.append(output(file(out_dir, protocol, group), ids, relabel_lookup(group, protocol)))
-    for k in datasets.get(dataset).classes:
-        ids = [i for i, c in val_classes.items() if validation_class(c) == k]
-        outputs.append(output(paths.validation_file(out_dir, k), ids, np.arange(256, dtype=np.uint8)))
+    validation_lookup = np.arange(256, dtype=np.uint8)
+    validation_lookup[list(record.validation_void)] = record.void
+    for k in record.classes:
+        ids = [i for i, c in val_classes.items() if validation_class(c, record.validation_group) == k]
+        outputs.append(output(paths.validation_file(out_dir, k), ids, validation_lookup, "val"))
     return outputs
 
 
@@ -195,9 +209,10 @@ def read_example(image_path, label_path, dataset=datasets.DEFAULT):
       (0..20 for VOC) nor the void label (255).
     """
     n_classes, void = datasets.get(dataset).n_classes, datasets.get(dataset).void
-    for path, kind in ((image_path, "missing_image"), (label_path, "missing_label")):
+    for path, kind, what, other in ((image_path, "missing_image", "image of label", label_path),
+                                    (label_path, "missing_label", "label of image", image_path)):
         if not os.path.isfile(path):
-            raise MissingExampleError(kind, f"{path} not found")
+            raise MissingExampleError(kind, f"{path} not found (the {what} {other})")
     try:
         with Image.open(image_path) as im:
             image = np.asarray(im.convert("RGB"))
@@ -315,53 +330,100 @@ def _write(out, image_dir, label_dir, progress, layout):
     return count
 
 
-def _resolve_label_dir(voc_root, label_dir, layout):
+def _resolve_root(root, layout, name):
+    """The dataset folder: `root`, or the one folder in `root` that holds the layout's training images (a folder
+    holding ADEChallengeData2016, or VOCdevkit holding VOC2012)."""
+    _require_dir(root, f"{name.upper()} root")
+    image_dir = layout.split_dirs("train")[0]
+    if os.path.isdir(os.path.join(root, image_dir)):
+        return root
+    inner = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, image_dir)))
+    if len(inner) > 1:
+        raise FileNotFoundError(f"image folder {os.path.join(root, image_dir)} not found, and {root} holds several "
+                                f"{name} folders {inner}: name one")
+    if inner:
+        logging.info("%s holds %s: reading %s.", root, os.path.join(inner[0], image_dir), inner[0])
+        return os.path.join(root, inner[0])
+    return root  # the missing image folder is reported with the split
+
+
+def _resolve_label_dir(root, label_dir, candidates):
     if label_dir is not None:
-        return _require_dir(os.path.join(voc_root, label_dir), "label")
-    for name in layout.label_dirs:
-        if os.path.isdir(os.path.join(voc_root, name)):
-            return os.path.join(voc_root, name)
-    raise FileNotFoundError(f"no label folder in {voc_root}: expected one of {layout.label_dirs}")
+        return _require_dir(os.path.join(root, label_dir), "label")
+    for name in candidates:
+        if os.path.isdir(os.path.join(root, name)):
+            return os.path.join(root, name)
+    raise FileNotFoundError(f"no label folder in {root}: expected one of {candidates}")
 
 
-def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False, train_list=None, val_list=None,
+def _list_split(image_dir, label_dir, layout):
+    """The ids of a split without an id list: every `<image_ext>` file of its image folder, sorted (MiB's
+    listing), and every annotation's that has no image, so that the scan reports the missing image."""
+    def stems(folder, ext):
+        return {n[:-len(ext)] for n in os.listdir(folder)
+                if n.endswith(ext) and os.path.isfile(os.path.join(folder, n))}
+
+    images = stems(image_dir, layout.image_ext)
+    if not images:
+        raise ValueError(f"image folder {image_dir} holds no {layout.image_ext} file; expected the split's images")
+    return sorted(images | stems(label_dir, layout.label_ext))
+
+
+def _split_examples(root, split, layout, label_dir, id_list):
+    """(image folder, label folder, ids) of "train" or "val"; id_list (relative to root) overrides the layout's."""
+    image_rel, label_rels = layout.split_dirs(split)
+    image_dir = _require_dir(os.path.join(root, image_rel), "image")
+    label_dir = _resolve_label_dir(root, label_dir, label_rels)
+    id_list = id_list or layout.split_list(split)
+    if id_list is None:
+        return image_dir, label_dir, _list_split(image_dir, label_dir, layout)
+    return image_dir, label_dir, _read_list(os.path.join(root, id_list))
+
+
+def prepare(root, out_dir="data", label_dir=None, workers=2, skip_bad=False, train_list=None, val_list=None,
             dataset=datasets.DEFAULT):
     """Writes every training and validation tfrecord (and its id list) from a folder in a dataset's layout.
 
     First deletes the temporaries that killed runs left under out_dir (remove_stale_temporaries).
 
     Args:
-      voc_root: folder with JPEGImages/, the label folder and the id lists.
+      root: the dataset's folder (VOC: the one with JPEGImages/, the label folder and the id lists; ADE20K:
+        ADEChallengeData2016), or a folder holding exactly one such folder.
       out_dir: output folder (`data` in the project).
-      label_dir: label folder name under voc_root (or absolute path); None tries SegmentationClassAug then
-        SegmentationClass.
+      label_dir: label folder name under root (or absolute path), for a layout whose splits share one; None tries
+        the layout's (VOC: SegmentationClassAug then SegmentationClass).
       workers: threads for reading and writing.
       skip_bad: skip (and count) bad examples instead of failing on the first.
-      train_list, val_list: id lists, relative to voc_root (or absolute); None: the layout's (VOC's
-        ImageSets/Segmentation/{train,val}.txt).
-      dataset: the dataset (name or datasets.Dataset): its layout, classes and setups.
+      train_list, val_list: id lists, relative to root (or absolute); None: the layout's (VOC's
+        ImageSets/Segmentation/{train,val}.txt; ADE20K has none: every image of the split's folder).
+      dataset: the dataset (name or datasets.Dataset): its layout, classes, setups, protocols and validation.
     Returns:
-      dict: label_dir, n_train, n_val (usable examples), bad (list of (split, id, kind, message)),
-      bad_counts ({kind: n}), written and skipped (lists of tfrecord paths), files ({path: n_images}).
+      dict: label_dir (the training split's), label_dirs ({split: folder}), n_train, n_val (usable examples), bad
+      (list of (split, id, kind, message)), bad_counts ({kind: n}), written and skipped (lists of tfrecord paths),
+      files ({path: n_images}).
     Raises:
-      FileNotFoundError: missing folder, list, or (without skip_bad) image or label of a listed id.
-      ValueError: empty list, or (without skip_bad) a bad example; the message names the file.
+      FileNotFoundError: missing folder, list, or (without skip_bad) image or label of an id.
+      ValueError: empty list or split folder, a label_dir for a layout with a label folder per split, or (without
+        skip_bad) a bad example; the message names the file.
     """
-    _require_dir(voc_root, "VOC root")
-    if os.path.isdir(out_dir):
-        artifacts.remove_stale_temporaries(out_dir)
     record = datasets.get(dataset)
     layout = record.layout
-    image_dir = _require_dir(os.path.join(voc_root, layout.image_dir), "image")
-    label_dir = _resolve_label_dir(voc_root, label_dir, layout)
-    train_ids = _read_list(os.path.join(voc_root, train_list or layout.train_list))
-    val_ids = _read_list(os.path.join(voc_root, val_list or layout.val_list))
+    root = _resolve_root(root, layout, record.name)
+    if os.path.isdir(out_dir):
+        artifacts.remove_stale_temporaries(out_dir)
+    if label_dir is not None and layout.split_dirs("train")[1] != layout.split_dirs("val")[1]:
+        raise ValueError(f"label_dir {label_dir!r} names one label folder for both splits, but {record.name} keeps "
+                         f"one per split ({layout.split_dirs('train')[1]}, {layout.split_dirs('val')[1]}); "
+                         f"expected none")
+    dirs = {"train": _split_examples(root, "train", layout, label_dir, train_list),
+            "val": _split_examples(root, "val", layout, label_dir, val_list)}
+    train_ids, val_ids = dirs["train"][2], dirs["val"][2]
     shared = set(train_ids) & set(val_ids)
-    if shared:
+    if shared and dirs["train"][0] == dirs["val"][0]:
         logging.warning("%d ids are in both the train and the val list (e.g. %s).", len(shared), min(shared))
     workers = max(1, int(workers))
-    train_classes, train_bad = _scan(train_ids, image_dir, label_dir, skip_bad, workers, "checking train", record)
-    val_classes, val_bad = _scan(val_ids, image_dir, label_dir, skip_bad, workers, "checking val", record)
+    train_classes, train_bad = _scan(train_ids, *dirs["train"][:2], skip_bad, workers, "checking train", record)
+    val_classes, val_bad = _scan(val_ids, *dirs["val"][:2], skip_bad, workers, "checking val", record)
     bad = [("train",) + b for b in train_bad] + [("val",) + b for b in val_bad]
     for split, image_id, kind, message in bad:
         logging.warning("skipped %s id %s (%s): %s", split, image_id, kind, message)
@@ -380,36 +442,39 @@ def prepare(voc_root, out_dir="data", label_dir=None, workers=2, skip_bad=False,
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     try:
         # Largest first, so that the last files to finish are small ones.
-        jobs = [pool.submit(_write, o, image_dir, label_dir, progress, layout)
+        jobs = [pool.submit(_write, o, *dirs[o.split][:2], progress, layout)
                 for o in sorted(todo, key=lambda o: -len(o.ids))]
         for job in concurrent.futures.as_completed(jobs):
             job.result()
     finally:
         pool.shutdown(cancel_futures=True)
         bar.close()
-    summary = dict(label_dir=label_dir, n_train=len(train_classes), n_val=len(val_classes), bad=bad,
+    summary = dict(label_dir=dirs["train"][1], label_dirs={s: d[1] for s, d in dirs.items()},
+                   n_train=len(train_classes), n_val=len(val_classes), bad=bad,
                    bad_counts=dict(collections.Counter(b[2] for b in bad)), written=[o.path for o in todo],
                    skipped=skipped, files={o.path: len(o.ids) for o in outputs})
     logging.info("Prepared %s from %s: %d train and %d val images, %d bad skipped %s; %d files written, %d "
-                 "skipped.", out_dir, voc_root, summary["n_train"], summary["n_val"], len(bad),
+                 "skipped.", out_dir, root, summary["n_train"], summary["n_val"], len(bad),
                  summary["bad_counts"], len(todo), len(skipped))
     return summary
 
 
 def define_flags():
     """The command line's flags (defined only when run as a script: importing this module defines none)."""
-    flags.DEFINE_string("voc_root", None, "Folder in Pascal VOC 2012 layout (JPEGImages/, labels, ImageSets/); "
-                        "required.")
-    flags.DEFINE_string("label_dir", None, "Label folder under voc_root; default SegmentationClassAug, else "
+    flags.DEFINE_string("root", None, "The dataset's folder (or a folder holding just it), required: voc the "
+                        "folder in Pascal VOC 2012 layout (JPEGImages/, labels, ImageSets/), ade20k "
+                        "ADEChallengeData2016 (images/, annotations/).")
+    flags.DEFINE_alias("voc_root", "root")  # the flag's name before ADE20K
+    flags.DEFINE_string("label_dir", None, "Label folder under root (voc only); default SegmentationClassAug, else "
                         "SegmentationClass.")
     flags.DEFINE_string("output_dir", "data", "Output folder.")
     flags.DEFINE_alias("out_dir", "output_dir")  # the flag's name before 2026-12
     flags.DEFINE_enum("dataset", datasets.DEFAULT, sorted(datasets.DATASETS), "The dataset (datasets.py): its "
                       "folder layout, classes and setups.")
-    flags.DEFINE_string("train_list", None, f"Training id list, relative to voc_root; default the dataset's "
-                        f"({DEFAULT_TRAIN_LIST} for voc).")
-    flags.DEFINE_string("val_list", None, f"Validation id list, relative to voc_root; default the dataset's "
-                        f"({DEFAULT_VAL_LIST} for voc).")
+    flags.DEFINE_string("train_list", None, f"Training id list, relative to root; default the dataset's "
+                        f"({DEFAULT_TRAIN_LIST} for voc; ade20k: every image of images/training).")
+    flags.DEFINE_string("val_list", None, f"Validation id list, relative to root; default the dataset's "
+                        f"({DEFAULT_VAL_LIST} for voc; ade20k: every image of images/validation).")
     flags.DEFINE_bool("skip_bad", False, "Skip and count bad examples instead of stopping at the first.")
     flags.DEFINE_integer("workers", 2, "Reading/writing threads.", lower_bound=1)
 
@@ -419,12 +484,12 @@ def main(argv):
     file and the fault, and exit status 2 (as a bad flag), not a traceback."""
     del argv
     f = flags.FLAGS
-    if f.voc_root is None or not os.path.isdir(f.voc_root):  # a usage error (2), as main.py's; absl's own is 1
-        raise app.UsageError("--voc_root: required, the VOC2012 folder holding JPEGImages/" if f.voc_root is None
-                             else f"--voc_root: no such folder: {f.voc_root} (expected the VOC2012 folder holding "
-                                  f"JPEGImages/)", exitcode=2)
+    if f.root is None or not os.path.isdir(f.root):  # a usage error (2), as main.py's; absl's own is 1
+        expected = f"the {f.dataset.upper()} folder holding {datasets.get(f.dataset).layout.split_dirs('train')[0]}/"
+        raise app.UsageError(f"--root or --voc_root: required, {expected}" if f.root is None
+                             else f"--root/--voc_root: no such folder: {f.root} (expected {expected})", exitcode=2)
     try:
-        prepare(f.voc_root, f.output_dir, f.label_dir, f.workers, f.skip_bad, f.train_list, f.val_list, f.dataset)
+        prepare(f.root, f.output_dir, f.label_dir, f.workers, f.skip_bad, f.train_list, f.val_list, f.dataset)
     except (FileNotFoundError, ValueError) as e:
         print(f"prepare_data.py: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)

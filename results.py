@@ -19,11 +19,17 @@
   (the README's table), `recall_vs_finetuning.md` (RECALL's final mIoU minus fine-tuning's of the same protocol),
   `recall_vs_baselines.md` (RECALL beside fine-tuning and the baselines, LwF, ILT, MiB, PLOP), PNG plots in
   `plots/`; every table keeps a method's variants (the switches of README "Behaviours of the original" a run set
-  otherwise) apart.
+  otherwise) apart. A dataset of many classes (ADE20K) gets sorted per-class bar charts and `per_class_<setup>.md`
+  (per-class IoU grouped by step) instead of a line per class.
 - results_paper.py: with a file of the paper's numbers (`--paper docs/paper_results.csv`, `summarize(outputs,
   paper=...)`), also `paper_comparison.md` and `.csv`, each run beside the paper's row (the file's format is in
-  that module's docstring). The comparison is made only when asked: the embedded benchmark's numbers are not the
-  paper's data set and are never compared silently.
+  that module's docstring; ADE20K's published numbers: `--paper docs/paper_results_ade20k.csv`). The comparison is
+  made only when asked: the embedded benchmark's numbers are not the paper's data set and are never compared
+  silently.
+
+Every number follows each run's dataset and setup (datasets.SETUPS): ADE20K's 100-50 gives old 1-100, new 101-150,
+all 1-150, and, its validation having no background pixel, background is left out of every mean there (MiB's and
+PLOP's ADE20K numbers are over the object classes; metrics.py).
 
 Usage: python results.py --outputs outputs [--paper docs/paper_results.csv]
        python results.py --outputs outputs --metric miou_avg   (one number per run: metrics.EXPERIMENT_METRICS)
@@ -41,25 +47,27 @@ import metrics
 # the benchmarks and the tests import them so).
 from results_file import (RepeatedStepError, append_results, append_results_block, experiment_lock,  # noqa: F401
                           format_results_block, lock_path, matrix_blocks, parse_results_file)
-from results_folder import (ORIGINAL_BEHAVIOURS, RUN_COLUMNS, description_path, experiment_metrics,  # noqa: F401
-                            gin_path, group_mious, load, method_name, read_experiments, read_operative_config,
-                            run_variant, step_csv, write_description, write_step_csvs)
+from results_folder import (ORIGINAL_BEHAVIOURS, RUN_COLUMNS, dataset_tests, description_path,  # noqa: F401
+                            experiment_dataset, experiment_metrics, gin_path, group_mious, joint_of, load,
+                            method_name, read_experiments, read_operative_config, run_variant, setup_name, step_csv,
+                            write_description, write_step_csvs)
 from results_matrices import MATRICES_SUFFIX, matrices_path, read_matrices, write_matrices  # noqa: F401
 from results_paper import (COMPARISON_COLUMNS, PAPER_COLUMNS, PAPER_PROTOCOLS, PAPER_REPLAY_SOURCES,  # noqa: F401
                            RUN_METHODS, changed_behaviours, comparison_markdown, paper_comparison, read_paper_results,
                            run_method, write_comparison)
-from results_tables import (COLUMNS, FINE_TUNING_OF, README_PROTOCOLS, README_SETUPS, _fmt, _markdown,  # noqa: F401
-                            finetuning_pairs, latex_table, markdown_table, method_setup_table, pair_note, plot,
-                            plot_lines, recall_vs_baselines, recall_vs_finetuning, step0_indices, summary_rows,
-                            variant_label, write_csv)
+from results_tables import (COLUMNS, FINE_TUNING_OF, MANY_CLASSES, README_PROTOCOLS, README_SETUPS,  # noqa: F401
+                            _fmt, _markdown, finetuning_pairs, latex_table, markdown_table, method_setup_table,
+                            pair_note, per_class_kind, per_class_tables, plot, plot_lines, recall_vs_baselines,
+                            recall_vs_finetuning, step0_indices, summary_rows, variant_label, write_csv)
 from train_manager import TrainManager  # noqa: F401  (results.TrainManager, as before)
 
 
 def summarize(outputs, paper=None, refused=None):
     """Writes summary.csv, summary.md, summary.tex, method_setup_table.md, recall_vs_finetuning.md,
-    recall_vs_baselines.md, plots/ and per_step/ (write_step_csvs) for the results files of `outputs`, and with
-    `paper` (a file of the paper's numbers, read_paper_results) paper_comparison.md and .csv. Only runs on real VOC
-    should be given a paper file: nothing else decides it (see the module docstring). A folder that cannot be
+    recall_vs_baselines.md, plots/, per_step/ (write_step_csvs) and, for a dataset of many classes (ADE20K),
+    per_class_<setup>.md (per_class_tables) for the results files of `outputs`, and with `paper` (a file of the
+    paper's numbers, read_paper_results) paper_comparison.md and .csv. Only runs on real VOC (or ADE20K) should be
+    given a paper file: nothing else decides it (see the module docstring). A folder that cannot be
     written (a finished, read-only one) gets no file, with a warning naming it: reading results needs no write.
 
     Args:
@@ -82,6 +90,8 @@ def summarize(outputs, paper=None, refused=None):
         artifacts.write_text(os.path.join(outputs, "recall_vs_finetuning.md"), recall_vs_finetuning(rows))
         artifacts.write_text(os.path.join(outputs, "recall_vs_baselines.md"), recall_vs_baselines(rows))
         plot(experiments, os.path.join(outputs, "plots"))
+        for name, text in per_class_tables(experiments).items():
+            artifacts.write_text(os.path.join(outputs, name), text)
         write_step_csvs(experiments, os.path.join(outputs, "per_step"))
     except OSError as e:
         if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -134,8 +144,9 @@ def main(_):
 def cli():
     """The console script `recall-results`."""
     flags.DEFINE_string("outputs", "outputs", "folder of the results files")
-    flags.DEFINE_string("paper", None, "file of the paper's numbers (docs/paper_results.csv): also write "
-                        "paper_comparison.md/.csv. For runs on real VOC only, never the embedded benchmark")
+    flags.DEFINE_string("paper", None, "file of the paper's numbers (docs/paper_results.csv; ADE20K's: "
+                        "docs/paper_results_ade20k.csv): also write paper_comparison.md/.csv. For runs on the real "
+                        "data sets only, never the embedded benchmark")
     flags.DEFINE_string("metric", None, "print only this number of every finished run (results.load's rows: "
                         f"{', '.join(metrics.EXPERIMENT_METRICS)}, iou_<class id>, forgetting_<class id>), "
                         "computed from the folder alone; no file is written")

@@ -4,6 +4,10 @@ write_description) and operative gin config (`<name>.gin`, written by Training.t
 its finished experiments (read_experiments, from the descriptions, never the file names; the blocks computed from
 the matrices where they stand for the text, else the text's), their numbers (metrics.py; experiment_metrics), as
 rows for notebooks and pandas (load) and as PLOP's per-step CSVs (step_csv). `results` re-exports these names.
+
+An experiment's dataset (datasets.py) is its description's `dataset` (written for a dataset other than VOC), else
+its operative config's `TrainManager.dataset`, else VOC (experiment_dataset); its setup is one of that dataset's
+(datasets.SETUPS, VOC's TrainManager.TESTS), whose first step makes the old / new groups (group_mious).
 """
 import glob
 import json
@@ -15,6 +19,7 @@ import gin
 
 import artifacts
 import behaviours
+import datasets
 import methods
 import metrics
 from results_file import _LISTS, RepeatedStepError, matrix_blocks, parse_results_file
@@ -68,7 +73,8 @@ def write_description(manager):
     the incremental steps' protocol; `behaviours` the values of the ORIGINAL_BEHAVIOURS switches in the operative
     config `<name>.gin` (Training.train writes it first), null when there is none. A field's baseline (a
     TrainManager.method other than "recall") adds `method` and `train_encoder_incremental`; a description
-    without them is RECALL's loss (or fine-tuning, without replay)."""
+    without them is RECALL's loss (or fine-tuning, without replay). A dataset other than VOC
+    (TrainManager.dataset) adds `dataset`, its name; a description without it is VOC's."""
     m = manager
     results_file = m.get_validation_file_path()
     behaviours = None
@@ -81,6 +87,9 @@ def write_description(manager):
            "results_file": os.path.basename(results_file)}
     if m.incremental.method != "recall":
         doc.update(method=m.incremental.method, train_encoder_incremental=m.incremental.train_encoder)
+    dataset = datasets.get(getattr(m, "dataset", datasets.DEFAULT)).name  # a manager from before the binding: VOC
+    if dataset != datasets.DEFAULT:
+        doc.update(dataset=dataset)
     artifacts.write_json(description_path(results_file), doc)
 
 
@@ -88,11 +97,52 @@ def _short(structure):
     return "-".join(map(str, structure)) if len(structure) == 3 else f"{structure[0]}-{structure[1]}"
 
 
+def dataset_tests(dataset):
+    """[(setup, [classes added per step])] of a dataset (name or record): VOC's TrainManager.TESTS (the
+    original's test types, which notebooks and tests may extend, as TrainManager reads them), another's
+    datasets.tests."""
+    record = datasets.get(dataset)
+    return TrainManager.TESTS if record is datasets.VOC else datasets.tests(record)
+
+
+def setup_name(dataset, test_type, structure):
+    """The tables' name of a setup: "joint"; on VOC the short form of its structure ("15-5", "10-5-5", "15-1");
+    on another dataset its datasets.SETUPS name ("100-50", "50-50")."""
+    if test_type == "JOINT":
+        return "joint"
+    return _short(structure) if datasets.get(dataset) is datasets.VOC else test_type
+
+
+def experiment_dataset(doc, results_file):
+    """The dataset name of an experiment: its description's `dataset`, else the `TrainManager.dataset` of its
+    operative config `<name>.gin`, else VOC (descriptions and configs from before the binding).
+
+    Raises:
+      ValueError naming the results file and the value when it is no dataset of datasets.DATASETS, or the
+      `.gin` when gin cannot parse it.
+    """
+    name = doc.get("dataset")
+    if name is None and os.path.exists(gin_path(results_file)):
+        name = read_operative_config(gin_path(results_file), {"TrainManager.dataset"}).get("TrainManager.dataset")
+    name = datasets.DEFAULT if name is None else name
+    if name not in datasets.DATASETS:
+        raise ValueError(f"{results_file}: dataset {name!r}; expected one of {sorted(datasets.DATASETS)}")
+    return name
+
+
+def joint_of(experiments, dataset):
+    """The first JOINT experiment of `dataset` among `experiments` (read_experiments'), or None: the reference of
+    delta_vs_joint and of the tables' JOINT rows for that dataset's runs."""
+    return next((e for e in experiments if e["test_type"] == "JOINT" and e.get("dataset", datasets.DEFAULT) ==
+                 dataset), None)
+
+
 def read_experiments(outputs, refused=None):
     """Reads every finished experiment of `outputs`: each JSON description (write_description) and the
     results file it names (unreadable or unfinished ones are skipped with a warning, and so is one that holds a
     step twice, RepeatedStepError; a results file without a description, such as one of the original's, is not
-    summarised). Returns a list of dicts sorted by results file: config, test_type, setup, structure, parameters,
+    summarised). Returns a list of dicts sorted by results file: config, test_type, setup (setup_name),
+    structure, dataset (experiment_dataset), parameters,
     replay_source ('gan', 'flickr' or 'none' for experiments without replay), protocol and behaviours
     (_protocol_and_behaviours), blocks, path, read_from: "matrices" when the blocks are computed from the
     experiment's matrices file (matrix_blocks: unrounded, each with its confusion_matrix), "text" when they are
@@ -110,9 +160,11 @@ def read_experiments(outputs, refused=None):
             path = os.path.join(os.path.dirname(description), doc["results_file"])
             config, test_type, parameters, source = (doc["config"], doc["test_type"], doc["parameters"],
                                                      doc["replay_source"])
-            structure = dict(TrainManager.TESTS).get(test_type)  # the class steps follow from the setup
+            dataset = experiment_dataset(doc, path)
+            structure = dict(dataset_tests(dataset)).get(test_type)  # the class steps follow from the setup
             if structure is None:
-                raise ValueError(f"test_type {test_type!r} is none of TrainManager.TESTS")
+                raise ValueError(f"test_type {test_type!r} is none of {dataset}'s setups "
+                                 f"{[name for name, _ in dataset_tests(dataset)]}")
             blocks = parse_results_file(path)
             lengths = {len(b[k]) for b in blocks for k in _LISTS.values()}
             if lengths - {doc["n_classes"]}:  # a class list of another length would shift the classes
@@ -129,7 +181,7 @@ def read_experiments(outputs, refused=None):
             continue
         protocol, behaviours = _protocol_and_behaviours(doc, path)
         experiments.append(dict(config=config, test_type=test_type, structure=structure, parameters=parameters,
-                                setup="joint" if test_type == "JOINT" else _short(structure),
+                                setup=setup_name(dataset, test_type, structure), dataset=dataset,
                                 replay_source=source, protocol=protocol, behaviours=behaviours,
                                 method=method_name(doc.get("method", "recall"), doc.get("train_encoder_incremental"),
                                                    test_type, source),
@@ -156,19 +208,44 @@ def _protocol_and_behaviours(doc, results_file):
     return protocol, behaviours
 
 
-def group_mious(block, n0):
+def group_mious(block, n0=None, *, dataset=datasets.DEFAULT, setup=None):
     """(old 1..n0, new n0+1..last seen, all without background, all with background) mIoU of a block, %
-    (metrics.class_groups; any number of classes: the block's class_iou list's)."""
-    return tuple(100 * v for v in metrics.class_groups(block["class_iou"], n0))
+    (metrics.class_groups; any number of classes: the block's class_iou list's). On a dataset whose validation
+    has no background pixel (metrics.background_in_validation: ADE20K) the fourth is nan: MiB's and PLOP's
+    ADE20K numbers are over the object classes, which the first three always are.
+
+    Args:
+      n0: the number of classes of the setup's first step, or None: that of `setup`.
+      dataset: a datasets.DATASETS name (or record).
+      setup: a setup of `dataset` (dataset_tests: "ADD_FIVE_ONE_TIME", ADE20K's "100-50": old 1-100, new
+        101-150, all 1-150), when n0 is None.
+    """
+    if n0 is None:
+        structure = dict(dataset_tests(dataset)).get(setup)
+        if structure is None:
+            raise ValueError(f"group_mious: setup {setup!r} is none of {datasets.get(dataset).name}'s "
+                             f"{[name for name, _ in dataset_tests(dataset)]}")
+        n0 = structure[0]
+    return tuple(100 * v for v in metrics.class_groups(block["class_iou"], n0,
+                                                       metrics.background_in_validation(dataset)))
 
 
 def experiment_metrics(experiment, joint=None):
     """metrics.experiment_metrics of an experiment of read_experiments (percent), JOINT's last step as the
-    reference of delta_vs_joint when `joint` (JOINT's experiment) is given."""
+    reference of delta_vs_joint when `joint` (JOINT's experiment of the same dataset, joint_of) is given. On a
+    dataset without background in its validation (ADE20K) the means leave background out (metrics.py), the
+    class accuracy too (metrics.object_class_mean of the last step's)."""
     blocks = experiment["blocks"]
+    dataset = experiment.get("dataset", datasets.DEFAULT)
+    labelled = metrics.background_in_validation(dataset)
+    if joint is not None and joint.get("dataset", datasets.DEFAULT) != dataset:
+        raise ValueError(f"{experiment['path']} ({dataset}) compared with the JOINT run {joint['path']} of "
+                         f"{joint.get('dataset', datasets.DEFAULT)}; expected a JOINT run of {dataset}")
+    class_accuracy = blocks[-1]["mean_class_accuracy"] if labelled else \
+        metrics.object_class_mean(blocks[-1]["class_accuracy"])
     return metrics.experiment_metrics([b["class_iou"] for b in blocks], experiment["structure"][0],
                                       None if joint is None else joint["blocks"][-1]["class_iou"],
-                                      blocks[-1]["mean_pixel_accuracy"], blocks[-1]["mean_class_accuracy"])
+                                      blocks[-1]["mean_pixel_accuracy"], class_accuracy, labelled)
 
 
 def run_variant(values):
@@ -191,24 +268,26 @@ def load(outputs, per_step=False, refused=None):
       refused: as read_experiments'.
 
     Returns:
-      list of dicts. Per experiment: RUN_COLUMNS, every metrics.EXPERIMENT_METRICS number, iou_<c> (last step)
-      and forgetting_<c> per class, steps (how many), read_from ("matrices" or "text"), results_file. Per step:
-      RUN_COLUMNS, step, loss, miou (the results file's: the step's classes, background included), miou_old,
-      miou_new, miou_all, miou_all_bg (the setup's groups at that step), pixel_accuracy, class_accuracy, iou_<c>,
-      read_from, results_file. Numbers in percent but loss; nan where not defined (a class not evaluated).
+      list of dicts. Per experiment: RUN_COLUMNS, dataset, every metrics.EXPERIMENT_METRICS number, iou_<c> (last
+      step) and forgetting_<c> per class, steps (how many), read_from ("matrices" or "text"), results_file. Per
+      step: RUN_COLUMNS, dataset, step, loss, miou (the results file's: the step's classes, background included),
+      miou_old, miou_new, miou_all, miou_all_bg (the setup's groups at that step; group_mious), pixel_accuracy,
+      class_accuracy, iou_<c>, read_from, results_file. Numbers in percent but loss; nan where not defined (a
+      class not evaluated).
     """
     experiments = read_experiments(outputs, refused)
-    joint = next((e for e in experiments if e["test_type"] == "JOINT"), None)
     pct = lambda v: math.nan if v is None else 100 * v
     rows = []
     for e in experiments:
         run = {k: run_variant(e["behaviours"]) if k == "variant" else e.get(k) for k in RUN_COLUMNS}
+        run.update(dataset=e["dataset"])
         where = dict(read_from=e["read_from"], results_file=os.path.basename(e["path"]))
         if not per_step:
-            rows.append(dict(run, **experiment_metrics(e, joint), steps=len(e["blocks"]), **where))
+            rows.append(dict(run, **experiment_metrics(e, joint_of(experiments, e["dataset"])),
+                             steps=len(e["blocks"]), **where))
             continue
         for b in e["blocks"]:
-            groups = group_mious(b, e["structure"][0])
+            groups = group_mious(b, e["structure"][0], dataset=e["dataset"])
             rows.append(dict(run, step=b["step"], loss=b["loss"], miou=pct(b["miou"]),
                              **dict(zip(("miou_old", "miou_new", "miou_all", "miou_all_bg"), groups)),
                              pixel_accuracy=pct(b["mean_pixel_accuracy"]),

@@ -6,9 +6,14 @@ differences (ours - paper), and the switches of README "Behaviours of the origin
 benchmark's numbers are not the paper's data set and are never compared silently.
 
 The paper file is CSV (`#` lines are comments) with the columns PAPER_COLUMNS: method (RECALL, fine-tuning and
-joint are matched with runs; other methods are kept for the baselines), replay_source (gan, web or none),
-test_type (a TrainManager.TESTS name), setup (its short name, e.g. 15-5, 10-5-5), protocol (sequential, disjoint
-or overlapped), miou_old, miou_new, miou_all (percent; empty: not reported) and source (address and table).
+joint are matched with runs; other methods, e.g. MiB, PLOP, are matched with the runs of that baseline),
+replay_source (gan, web or none), test_type (a setup of the row's dataset: a TrainManager.TESTS name on VOC, a
+datasets.SETUPS name on another, e.g. ADE20K's 100-50), setup (the tables' name of it, results_folder.setup_name:
+e.g. 15-5, 10-5-5 on VOC, 100-50 on ADE20K), protocol (sequential, disjoint or overlapped; one the dataset runs),
+miou_old, miou_new, miou_all (percent; empty: not reported) and source (address and table), and optionally
+dataset (a datasets.DATASETS name; absent or empty: voc). A run is compared with the rows of its own dataset only:
+docs/paper_results.csv holds the RECALL paper's VOC numbers, docs/paper_results_ade20k.csv the published ADE20K
+numbers of MiB, PLOP and ILT (over ADE20K's object classes, as our ADE20K numbers: results_folder.group_mious).
 `results` re-exports these names.
 """
 import csv
@@ -19,10 +24,10 @@ from absl import logging
 
 import artifacts
 import behaviours
+import datasets
 from results_file import _parse_float
-from results_folder import ORIGINAL_BEHAVIOURS, _short, group_mious
+from results_folder import ORIGINAL_BEHAVIOURS, dataset_tests, group_mious, setup_name
 from results_tables import _fmt, summary_rows, write_csv
-from train_manager import TrainManager
 
 PAPER_COLUMNS = ["method", "replay_source", "test_type", "setup", "protocol", "miou_old", "miou_new", "miou_all",
                  "source"]
@@ -35,8 +40,8 @@ COMPARISON_COLUMNS = ["method", "replay_source", "setup", "protocol", "config", 
                       "miou_all", "paper_all", "diff_all", "changed_behaviours", "source"]
 
 
-def _setup_name(test_type):
-    return "joint" if test_type == "JOINT" else _short(dict(TrainManager.TESTS)[test_type])
+def _setup_name(test_type, dataset=datasets.DEFAULT):
+    return setup_name(dataset, test_type, dict(dataset_tests(dataset))[test_type])
 
 
 def run_method(test_type, replay_source):
@@ -61,14 +66,20 @@ def _paper_row(fields, header, where):
     if row["method"] in RUN_METHODS and row["replay_source"] not in RUN_METHODS[row["method"]]:
         raise ValueError(f"{where}: {row['method']} with replay_source {row['replay_source']!r}; expected one of "
                          f"{list(RUN_METHODS[row['method']])}")
-    names = [name for name, _ in TrainManager.TESTS]
+    dataset = row["dataset"] = row.get("dataset") or datasets.DEFAULT
+    if dataset not in datasets.DATASETS:
+        raise ValueError(f"{where}: unknown dataset {dataset!r}; expected one of {sorted(datasets.DATASETS)}")
+    names = [name for name, _ in dataset_tests(dataset)]
     if row["test_type"] not in names:
-        raise ValueError(f"{where}: unknown test_type {row['test_type']!r}; expected one of {names}")
-    if row["setup"] != _setup_name(row["test_type"]):
+        raise ValueError(f"{where}: unknown test_type {row['test_type']!r}"
+                         f"{'' if dataset == datasets.DEFAULT else ' of ' + dataset}; expected one of {names}")
+    if row["setup"] != _setup_name(row["test_type"], dataset):
         raise ValueError(f"{where}: setup {row['setup']!r} is not {row['test_type']}'s; expected "
-                         f"{_setup_name(row['test_type'])!r}")
-    if row["protocol"] not in PAPER_PROTOCOLS:
-        raise ValueError(f"{where}: unknown protocol {row['protocol']!r}; expected one of {list(PAPER_PROTOCOLS)}")
+                         f"{_setup_name(row['test_type'], dataset)!r}")
+    protocols = [p for p in PAPER_PROTOCOLS if p in datasets.get(dataset).protocols]
+    if row["protocol"] not in protocols:
+        raise ValueError(f"{where}: unknown protocol {row['protocol']!r}"
+                         f"{'' if dataset == datasets.DEFAULT else ' for ' + dataset}; expected one of {protocols}")
     for column in ("miou_old", "miou_new", "miou_all"):
         if not row[column]:
             row[column] = None
@@ -86,13 +97,14 @@ def read_paper_results(path):
     """Reads a file of the paper's numbers (docs/paper_results.csv; the format is in the module docstring).
 
     Returns:
-      list of dicts in file order with the PAPER_COLUMNS (mIoUs as floats, None where empty) and line (int).
+      list of dicts in file order with the PAPER_COLUMNS (mIoUs as floats, None where empty), dataset (a name;
+      "voc" when the file has no such column) and line (int).
 
     Raises:
       FileNotFoundError; ValueError naming the file, the line and the bad value: a missing column, a row of
-      another length, an unknown test_type, protocol or replay source, a setup that is not its test_type's, a
-      number that is not a percentage, a row without a number or a source, two rows of one method, replay
-      source, test_type and protocol.
+      another length, an unknown dataset, test_type (of the row's dataset), protocol (of the dataset's) or replay
+      source, a setup that is not its test_type's, a number that is not a percentage, a row without a number or a
+      source, two rows of one dataset, method, replay source, test_type and protocol.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"paper results file not found: {path}")
@@ -112,7 +124,7 @@ def read_paper_results(path):
             header = fields
             continue
         row = _paper_row(fields, header, where)
-        key = (row["method"], row["replay_source"], row["test_type"], row["protocol"])
+        key = (row["dataset"], row["method"], row["replay_source"], row["test_type"], row["protocol"])
         if key in seen:
             raise ValueError(f"{where}: a second row for {key} (the first is line {seen[key]})")
         seen[key] = number
@@ -139,11 +151,11 @@ def changed_behaviours(values):
 
 
 def paper_comparison(experiments, paper_rows):
-    """Each run beside the paper's row of the same method, replay source (flickr is the paper's web), test_type
-    and protocol: final-step old / new / all mIoU (%, background excluded, the summary_rows numbers), the
-    paper's, ours - paper, the run's changed_behaviours and the row's source. A JOINT run is set beside every
-    joint row, its IoUs split into the old / new groups of the row's setup (as summary.tex does). Runs without a
-    row in the paper file are left out (logged).
+    """Each run beside the paper's row of the same dataset, method, replay source (flickr is the paper's web),
+    test_type and protocol: final-step old / new / all mIoU (%, background excluded, the summary_rows numbers),
+    the paper's, ours - paper, the run's changed_behaviours and the row's source. A JOINT run is set beside every
+    joint row of its dataset, its IoUs split into the old / new groups of the row's setup (as summary.tex does).
+    Runs without a row in the paper file are left out (logged).
 
     Args:
       experiments: read_experiments(...).
@@ -152,21 +164,23 @@ def paper_comparison(experiments, paper_rows):
     Returns:
       list of dicts with COMPARISON_COLUMNS.
     """
-    index = {(p["method"], p["replay_source"], p["test_type"], p["protocol"]): p for p in paper_rows}
+    dataset_of = lambda p: p.get("dataset") or datasets.DEFAULT
+    index = {(dataset_of(p), p["method"], p["replay_source"], p["test_type"], p["protocol"]): p for p in paper_rows}
     comparison, unmatched = [], []
     for row, e in zip(summary_rows(experiments), experiments):
         method, source = run_method(e["test_type"], e["replay_source"])
         method = e.get("method") or method  # a baseline: its own name (MiB, PLOP, ...)
-        if method == "joint":  # joint training has no protocol: every table's joint row
-            matches = [p for p in paper_rows if p["method"] == "joint"]
+        dataset = e.get("dataset", datasets.DEFAULT)
+        if method == "joint":  # joint training has no protocol: every table's joint row of its dataset
+            matches = [p for p in paper_rows if p["method"] == "joint" and dataset_of(p) == dataset]
         else:
-            matches = [index[k] for k in [(method, source, e["test_type"], e["protocol"])] if k in index]
+            matches = [index[k] for k in [(dataset, method, source, e["test_type"], e["protocol"])] if k in index]
         if not matches:
             unmatched.append(os.path.basename(e["path"]))
         for p in matches:
             ours = (row["miou_old"], row["miou_new"], row["miou_all"])
             if method == "joint" and p["test_type"] != "JOINT":
-                ours = group_mious(e["blocks"][-1], dict(TrainManager.TESTS)[p["test_type"]][0])[:3]
+                ours = group_mious(e["blocks"][-1], dataset=dataset, setup=p["test_type"])[:3]
             entry = dict(method=method, replay_source=source, setup=p["setup"], protocol=p["protocol"],
                          config=e["config"], parameters=e["parameters"],
                          changed_behaviours=changed_behaviours(e["behaviours"]), source=p["source"])

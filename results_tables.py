@@ -3,7 +3,10 @@
 `method_setup_table.md` (the README's table: a row per method, protocol, replay source and variant, a column per
 setup); `recall_vs_finetuning.md` (RECALL's final mIoU minus fine-tuning's of the same protocol);
 `recall_vs_baselines.md` (RECALL beside fine-tuning and the baselines, LwF, ILT, MiB, PLOP, per setup and protocol);
-PNG plots (plot). results.summarize writes them all.
+PNG plots (plot); for a dataset of more than MANY_CLASSES classes (ADE20K's 150) per-class tables grouped by step
+(`per_class_<setup>.md`, per_class_tables) and sorted bar charts instead of a line per class (per_class_kind).
+results.summarize writes them all. Every table takes each run's dataset and setup from read_experiments (its groups
+from datasets.SETUPS; JOINT is the JOINT run of the same dataset, joint_of).
 
 A run's variant is the set of switches of README "Behaviours of the original" (behaviours.SWITCHES) it set
 otherwise: "original" when none (the original's code), e.g. "Training.replay_label_input = 'mean_subtracted'" for
@@ -17,8 +20,10 @@ import os
 
 import artifacts
 import behaviours
+import datasets
 import methods
-from results_folder import experiment_metrics, group_mious, run_variant
+import metrics
+from results_folder import experiment_metrics, group_mious, joint_of, run_variant
 
 COLUMNS = ["config", "test_type", "setup", "replay_source", "variant", "parameters", "miou_old", "miou_new",
            "miou_all", "miou_all_bg", "delta_vs_joint", "miou_avg", "forgetting"]
@@ -59,17 +64,17 @@ def _named(name, label):
 def summary_rows(experiments):
     """One row per experiment: final-step mIoU (percent) of old, new, all classes and the gap to JOINT, the mean
     mIoU over steps and the mean forgetting (metrics.EXPERIMENT_METRICS), and the run's variant (run_variant;
-    variant_label, for the tables' headers, is not a column)."""
-    joint = next((e for e in experiments if e["test_type"] == "JOINT"), None)
+    variant_label, for the tables' headers, is not a column; nor is dataset). delta_vs_joint is to the JOINT run
+    of the experiment's dataset (joint_of)."""
     rows = []
     for e in experiments:
-        numbers = experiment_metrics(e, joint)
+        numbers = experiment_metrics(e, joint_of(experiments, e.get("dataset", datasets.DEFAULT)))
         rows.append(dict(config=e["config"], test_type=e["test_type"], setup=e["setup"],
                          replay_source=e["replay_source"], variant=run_variant(e["behaviours"]),
                          parameters=e["parameters"], **{k: numbers[k] for k in COLUMNS[6:]},
                          # not COLUMNS: for the tables below
                          variant_label=variant_label(e["behaviours"]), method=e.get("method"),
-                         protocol=e.get("protocol")))
+                         protocol=e.get("protocol"), dataset=e.get("dataset", datasets.DEFAULT)))
     return rows
 
 
@@ -221,6 +226,14 @@ README_SETUPS = ["19-1", "15-5", "10-10", "10-5-5", "15-1", "10-2", "10-1"]
 README_PROTOCOLS = {"sequential": "seq.", "disjoint": "disj.", "overlapped": "ovl."}
 
 
+def _with_other_datasets(voc_setups):
+    """The tables' setup columns: VOC's (`voc_setups`, in their order), then every other dataset's setups in
+    datasets.SETUPS' order (ADE20K's "100-50", "100-10", "50-50", "100-5"; JOINT is a row, not a column)."""
+    others = [name for dataset in datasets.SETUPS if dataset != datasets.VOC.name
+              for name in datasets.SETUPS[dataset] if name != "JOINT"]
+    return list(voc_setups) + [name for name in others if name not in voc_setups]
+
+
 def _readme_name(row):
     """(order, name) of a row of method_setup_table, or None for a method it leaves out."""
     protocols = list(README_PROTOCOLS)
@@ -254,7 +267,7 @@ def method_setup_table(rows, metric="miou_all"):
     Returns:
       str, the table followed by a newline.
     """
-    setups = [s for s in README_SETUPS if any(r["setup"] == s for r in rows)]
+    setups = [s for s in _with_other_datasets(README_SETUPS) if any(r["setup"] == s for r in rows)]
     runs = {}  # (order, name) -> {(config, parameters): {setup: row}}
     for r in rows:
         named = _readme_name(r)
@@ -281,11 +294,14 @@ def _mean_and_std(row, metric):
 def latex_table(rows, experiments):
     """The paper's form: a row per method (config, source, variant), per setup the old / new / all mIoU; JOINT's
     row splits the joint model's IoUs into the same old / new groups. A variant other than the original's is named
-    after the source ("DISJOINT (gan, mean-subtracted)")."""
-    setups = [s for s in ["19-1", "15-5", "15-1", "10-10", "10-5-5", "10-2", "10-1"]
+    after the source ("DISJOINT (gan, mean-subtracted)"). Another dataset's setups follow VOC's (each split by its
+    own JOINT run)."""
+    setups = [s for s in _with_other_datasets(["19-1", "15-5", "15-1", "10-10", "10-5-5", "10-2", "10-1"])
               if any(r["setup"] == s for r in rows)]
     n0 = {e["setup"]: e["structure"][0] for e in experiments}
+    dataset_of = {e["setup"]: e.get("dataset", datasets.DEFAULT) for e in experiments}
     joint = next((e for e in experiments if e["test_type"] == "JOINT"), None)
+    joints = {s: joint_of(experiments, dataset_of[s]) for s in setups}  # a setup's dataset's JOINT run
     key = lambda r: (r["config"], r["replay_source"], r["parameters"], r["variant_label"])
     methods = sorted({key(r) for r in rows if r["setup"] != "joint"},
                      key=lambda k: k[:3] + (not _unnamed(k[3]), k[3]))
@@ -305,7 +321,8 @@ def latex_table(rows, experiments):
         name = name.replace("_", "\\_")
         lines.append(f"{name} & " + " & ".join(cells) + " \\\\")
     if joint is not None:
-        cells = [_fmt(v) for s in setups for v in group_mious(joint["blocks"][-1], n0[s])[:3]]
+        cells = [_fmt(v) for s in setups for v in (["", "", ""] if joints[s] is None else group_mious(
+            joints[s]["blocks"][-1], n0[s], dataset=dataset_of[s])[:3])]
         lines += ["\\midrule", "JOINT & " + " & ".join(cells) + " \\\\"]
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
@@ -329,17 +346,34 @@ def plot_lines(experiments):
     return lines
 
 
+# Above this many object classes a dataset's per-class IoU is drawn as sorted bars and tabled by step (ADE20K's 150):
+# a line per run over 150 class ids cannot be read.
+MANY_CLASSES = 30
+
+
+def per_class_kind(dataset):
+    """How plot draws a dataset's (name or record) per-class IoU at the last step: "lines" (VOC: a line per run
+    over the class ids, beside the mIoU of each step in `miou_<setup>.png`) up to MANY_CLASSES object classes,
+    else "sorted bars" (`class_iou_<setup>.png`: per run a horizontal bar per class, sorted by IoU, coloured by
+    the step that added the class)."""
+    return "lines" if datasets.get(dataset).n_classes <= MANY_CLASSES else "sorted bars"
+
+
 def plot(experiments, folder):
     """mIoU after each step per setup (one line per method and variant, plot_lines; JOINT dashed), and per-class
-    IoU at the last step. Drawn on matplotlib Figures of their own: pyplot's backend and state are left alone
-    (notebooks). Returns the paths of the PNG files written (plots/miou_<setup>.png)."""
+    IoU at the last step (per_class_kind). Drawn on matplotlib Figures of their own: pyplot's backend and state are
+    left alone (notebooks). Returns the paths of the PNG files written: plots/miou_<setup>.png, and for a dataset
+    of many classes (ADE20K) plots/class_iou_<setup>.png (_plot_many_classes)."""
     import matplotlib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
     from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top,import-outside-toplevel
     os.makedirs(folder, exist_ok=True)
-    joint = next((e for e in experiments if e["test_type"] == "JOINT"), None)
     lines, colours, written = plot_lines(experiments), matplotlib.colormaps["tab20"], []
     for setup in sorted({e["setup"] for e in experiments if e["setup"] != "joint"}):
         runs = [e for e in experiments if e["setup"] == setup]
+        joint = joint_of(experiments, runs[0].get("dataset", datasets.DEFAULT))
+        if per_class_kind(runs[0].get("dataset", datasets.DEFAULT)) == "sorted bars":
+            written += _plot_many_classes(setup, runs, joint, lines, folder)
+            continue
         fig = Figure(figsize=(13, 4.5))
         ax1, ax2 = fig.subplots(1, 2)
         for e in runs:
@@ -363,3 +397,126 @@ def plot(experiments, folder):
             fig.savefig(tmp, dpi=90, format="png")
         written.append(out)
     return written
+
+
+def _step_of(structure):
+    """{class id: the step that adds it} of a setup's structure ([classes added per step])."""
+    bounds = [sum(structure[:k + 1]) for k in range(len(structure))]
+    return {c: next(k for k, b in enumerate(bounds) if c <= b) for c in range(1, bounds[-1] + 1)}
+
+
+def _step_ranges(structure):
+    """["1-100", "101-110", ...]: the classes each step of `structure` adds."""
+    first = [1 + sum(structure[:k]) for k in range(len(structure))]
+    return [f"{f}-{f + n - 1}" if n > 1 else str(f) for f, n in zip(first, structure)]
+
+
+def _shown_classes(iou, dataset):
+    """The classes of a last step's IoU list that a many-class plot or table shows: those with an IoU, background
+    only where the validation labels it (metrics.background_in_validation)."""
+    labelled = metrics.background_in_validation(dataset)
+    return [c for c, v in enumerate(iou) if v is not None and (c or labelled)]
+
+
+def _plot_many_classes(setup, runs, joint, lines, folder):
+    """The plots of a setup of a dataset of many classes (per_class_kind "sorted bars"): `miou_<setup>.png`, the
+    old / new / all mIoU after each step (group_mious: the setup's groups, over the object classes on ADE20K) per
+    run (plot_lines' styles; JOINT's as a dashed level), and `class_iou_<setup>.png`, per run (a column each) the
+    last step's IoU of every class as horizontal bars sorted by IoU (the best on top), coloured by the step that
+    added the class, JOINT's IoU of the class as a black tick. Returns the two paths."""
+    import matplotlib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+    from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+    dataset, structure = runs[0].get("dataset", datasets.DEFAULT), runs[0]["structure"]
+    record, colours = datasets.get(dataset), matplotlib.colormaps["tab20"]
+    step_colours = matplotlib.colormaps["tab10" if len(structure) <= 10 else "tab20"]  # a colour per step
+    ranges = _step_ranges(structure)
+    groups = (f"old ({ranges[0]})", f"new ({1 + structure[0]}-{sum(structure)})", f"all (1-{sum(structure)})")
+    fig = Figure(figsize=(15, 4.5))
+    axes = fig.subplots(1, 3)
+    for e in runs:
+        label, style = lines[e["path"]]
+        per_step = [group_mious(b, structure[0], dataset=dataset) for b in e["blocks"]]
+        for i, ax in enumerate(axes):
+            ax.plot([b["step"] for b in e["blocks"]], [g[i] for g in per_step], label=label,
+                    color=colours(style["color_index"] % colours.N), linestyle=style["linestyle"],
+                    marker=style["marker"])
+    if joint is not None:
+        for ax, value in zip(axes, group_mious(joint["blocks"][-1], structure[0], dataset=dataset)):
+            ax.axhline(value, color="k", linestyle="--", label="JOINT")
+    for ax, group in zip(axes, groups):
+        ax.set(title=f"{setup}: mIoU of {group} after each step", xlabel="step", ylabel="mIoU (%)")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    miou = os.path.join(folder, f"miou_{setup}.png")
+    with artifacts.atomic_path(miou) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+
+    step_of = _step_of(structure)
+    n_shown = max(len(_shown_classes(e["blocks"][-1]["class_iou"], dataset)) for e in runs)
+    fig = Figure(figsize=(4.5 * len(runs), max(4.0, 0.11 * n_shown + 1.5)))
+    axes = fig.subplots(1, len(runs), squeeze=False)[0]
+    joint_iou = None if joint is None else joint["blocks"][-1]["class_iou"]
+    for ax, e in zip(axes, runs):
+        iou = e["blocks"][-1]["class_iou"]
+        classes = sorted(_shown_classes(iou, dataset), key=lambda c: (iou[c], c))  # the best on top
+        y = range(len(classes))
+        ax.barh(y, [100 * iou[c] for c in classes], height=0.8,
+                color=[step_colours(step_of.get(c, 0) % step_colours.N) for c in classes])
+        if joint_iou is not None:
+            marks = [(100 * joint_iou[c], i) for i, c in enumerate(classes)
+                     if c < len(joint_iou) and joint_iou[c] is not None]
+            ax.scatter([x for x, _ in marks], [i for _, i in marks], marker="|", color="k", s=25, label="JOINT")
+        ax.set_yticks(list(y), [f"{record.class_name(c)} ({c})" for c in classes], fontsize=4.5)
+        ax.set_ylim(-0.6, len(classes) - 0.4)
+        ax.set(title=lines[e["path"]][0], xlabel="IoU at the last step (%)", xlim=(0, 100))
+        ax.title.set_fontsize(8)
+    handles = [Patch(color=step_colours(k % step_colours.N), label=f"step {k} ({r})") for k, r in enumerate(ranges)]
+    axes[0].legend(handles=handles + ([] if joint_iou is None else [axes[0].collections[0]]), fontsize=5,
+                   loc="lower right")
+    fig.suptitle(f"{setup} ({record.name}): per-class IoU at the last step, sorted", fontsize=9)
+    fig.tight_layout()
+    classes_png = os.path.join(folder, f"class_iou_{setup}.png")
+    with artifacts.atomic_path(classes_png) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    return [miou, classes_png]
+
+
+def per_class_tables(experiments):
+    """The per-class tables of the setups of datasets of many classes (per_class_kind "sorted bars"; none for
+    VOC): {"per_class_<setup>.md": markdown}. A row per class shown (_shown_classes: background left out where
+    the validation has none), grouped by the step that added it (in class order within the step), each step
+    followed by the mean of its classes; a column per run (its plot_lines label, with its parameters when two
+    runs share one) with the last step's IoU (%), then JOINT's (the JOINT run of the dataset, joint_of)."""
+    lines, tables = plot_lines(experiments), {}
+    for setup in sorted({e["setup"] for e in experiments if e["setup"] != "joint"}):
+        runs = [e for e in experiments if e["setup"] == setup]
+        dataset, structure = runs[0].get("dataset", datasets.DEFAULT), runs[0]["structure"]
+        if per_class_kind(dataset) != "sorted bars":
+            continue
+        record, joint = datasets.get(dataset), joint_of(experiments, dataset)
+        labels = [lines[e["path"]][0] for e in runs]
+        labels = [f"{label} P{e['parameters']}" if labels.count(label) > 1 else label
+                  for label, e in zip(labels, runs)]
+        columns = [e["blocks"][-1]["class_iou"] for e in runs] + ([] if joint is None else
+                                                                  [joint["blocks"][-1]["class_iou"]])
+        at = lambda iou, c: iou[c] if c < len(iou) else None
+        pct = lambda v: "" if v is None else f"{100 * v:.1f}"
+        shown = set().union(*[_shown_classes(iou, dataset) for iou in columns])
+        cells = []
+        for k, first in enumerate([1 + sum(structure[:k]) for k in range(len(structure))]):
+            classes = [c for c in range(first, first + structure[k]) if c in shown]
+            cells += [[str(k), str(c), record.class_name(c)] + [pct(at(iou, c)) for iou in columns] for c in classes]
+            means = []
+            for iou in columns:
+                values = [at(iou, c) for c in classes if at(iou, c) is not None]
+                means.append(f"**{100 * sum(values) / len(values):.1f}**" if values else "")
+            cells.append([str(k), "", f"**mean of step {k} ({_step_ranges(structure)[k]})**"] + means)
+        note = (f"Per-class IoU (%) at the last step of each {setup} run of {record.name}, grouped by the step that "
+                f"added the class; after each step, the mean of its classes."
+                + ("" if metrics.background_in_validation(dataset) else
+                   " Background is left out: the validation labels hold none (MiB's and PLOP's numbers are over "
+                   "the object classes).") + "\n\n")
+        tables[f"per_class_{setup}.md"] = note + _markdown(
+            ["step", "class", "name"] + labels + ([] if joint is None else ["JOINT"]), cells)
+    return tables

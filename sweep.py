@@ -31,8 +31,9 @@ import gin
 from absl import logging
 
 import artifacts
+import datasets
 import runtime
-from train_manager import TrainManager
+from train_manager import CONFIG_DIR, TrainManager
 
 # The two RECALLs (README "Results"): as the original's code runs it (every switch of behaviours.SWITCHES at its
 # default) and as the paper describes the method, its replay labelled on the inputs the network was trained on. A
@@ -44,7 +45,8 @@ WAIT_POLL_SECONDS = 0.2  # how often a waiting experiment looks for an artifact 
 # ---------------------------------------------------------------------------------------------------- the plan
 
 
-def plan(configs, test_types, sources, config_dir="config", method_test_types=None, variants=("original",)):
+def plan(configs, test_types, sources, config_dir="config", method_test_types=None, variants=("original",),
+         dataset=None):
     """The experiments of a sweep, in the original's order: JOINT, then each config with replay x source x
     setup, then the configs without replay (the fine-tuning baselines, then the field's: run once, under the
     first source's names). Whether a config replays is TrainManager.uses_replay's answer for it. The RECALL
@@ -55,13 +57,14 @@ def plan(configs, test_types, sources, config_dir="config", method_test_types=No
       method_test_types: the setups of the configs whose TrainManager.method is not "recall" (the field's
         baselines); None: test_types.
       variants: names of RECALL_VARIANTS.
+      dataset: the dataset whose setups the test types name (datasets.DATASETS); None: VOC, TrainManager.TESTS.
 
     Returns a list of (config, test_type, replay_source, variant bindings): the bindings are a tuple of gin
     bindings, () for the original's behaviours."""
     unknown = [c for c in configs if not os.path.exists(os.path.join(config_dir, c + ".gin"))]
     if unknown:
         raise ValueError(f"--configs: unknown config(s) {unknown}; expected names of {config_dir}/*.gin")
-    names = [t for t, _ in TrainManager.TESTS]
+    names = [t for t, _ in (TrainManager.TESTS if dataset in (None, datasets.DEFAULT) else datasets.tests(dataset))]
     bad = [t for t in list(test_types) + list(method_test_types or []) if t not in names]
     if bad:
         raise ValueError(f"--test_type: unknown {bad}; expected some of {names}")
@@ -93,12 +96,22 @@ def _incremental_facts(config_file):
     gin.clear_config()
     try:
         gin.parse_config_file(config_file, skip_unknown=True)
-        m = TrainManager(test_type="ADD_ONE_ONE_TIME", replay_source="gan")
+        dataset = gin.query_parameter("TrainManager.dataset") if _bound("TrainManager.dataset") else datasets.DEFAULT
+        first_setup = datasets.tests(dataset)[0][0] if dataset in datasets.DATASETS else "ADD_ONE_ONE_TIME"
+        m = TrainManager(test_type=first_setup, replay_source="gan")
         return m.uses_replay(), m.incremental.method
     except (ValueError, SyntaxError, tokenize.TokenError) as e:  # a bad binding or value; gin's parse errors
         raise ValueError(f"--configs: {gin_file_error(config_file) or f'{config_file}: {e}'}") from None
     finally:
         gin.clear_config()
+
+
+def _bound(binding):
+    try:
+        gin.query_parameter(binding)
+        return True
+    except ValueError:
+        return False
 
 
 def gin_file_error(path):
@@ -126,8 +139,8 @@ def _gin_file_error(path, seen):
             return f"{path}: line {bracket.start[0]}: {bracket.string!r} is never closed"
         message = e.args[0] if isinstance(e, tokenize.TokenError) else getattr(e, "msg", None) or str(e)
         return f"{path}: line {line}: {message}" if line else f"{path}: {message}"
-    for name in included:  # as gin finds them: as given, else beside the including file
-        for candidate in (name, os.path.join(os.path.dirname(path), name)):
+    for name in included:  # as gin finds them: as given, beside the including file, in the project's config/
+        for candidate in (name, os.path.join(os.path.dirname(path), name), os.path.join(CONFIG_DIR, name)):
             if os.path.isfile(candidate):
                 error = _gin_file_error(candidate, seen)
                 if error:

@@ -7,6 +7,7 @@ the setups are datasets.SETUPS's. Nobody else builds these names.
 Public methods keep the original's names and results, so notebooks written for the original still work.
 """
 import dataclasses
+import hashlib
 import os
 
 import gin
@@ -188,6 +189,14 @@ class TrainManager:
       train_encoder_incremental: not the original's, incremental group: False (default, the original) keeps
         the step-0 encoder in every incremental step; True trains encoder + decoder (batch norms in inference
         mode, as at step 0) and saves an encoder per step (get_encoder_paths).
+      dataset: not the original's: the dataset (datasets.DATASETS: "voc", the default, or "ade20k") whose setups
+        name test_type, whose class count n_classes must be (its classes + background) and whose protocols the
+        dataset_type_* bindings must be among (ADE20K: "overlapped" only). config/ade20k/ binds it.
+      web_replay_classes: not the original's, incremental group: classes whose replay is read from the web source
+        ("flickr") in an experiment of replay_source "gan", for classes the GAN cannot draw (ADE20K's "stuff":
+        gan/generate_gan.py reports the class mapping's confidence and can leave such classes out). Empty (the
+        default) keeps every name the original's; a non-empty list names the incremental decoders and results
+        "gan+flickr-<digest of the list>" and each class's labelled replay by the source it was read from.
       The other arguments are the bindings of SPEC.md, grouped by parameter index: test (name,
       helper_decoders_one_class, base_folder_path, validate), common (`parameters_common_index`), first step
       (`parameters_fs_index`), helpers (`parameters_helper_index`), incremental
@@ -222,23 +231,38 @@ class TrainManager:
                  lr_final_value_incremental=_MISSING, training_steps_per_class_incremental=_MISSING,
                  decay_steps_per_class_incremental=_MISSING, interleave_ratio_old=_MISSING,
                  interleave_ratio_new=_MISSING, mixed_labels_per_experiment=False, method="recall",
-                 train_encoder_incremental=False):
+                 train_encoder_incremental=False, dataset=datasets.DEFAULT, web_replay_classes=()):
         values = dict(locals())
         self._bound = {b: values[b] for b in BINDINGS + ("method", "train_encoder_incremental")}
         missing = [f"TrainManager.{b}" for b in BINDINGS if values[b] is _MISSING]
         if missing:
             raise ValueError(f"TrainManager: missing gin binding(s) {', '.join(missing)}; parse a config such "
                              f"as config/DISJOINT.gin first, or bind them.")
-        names = [t[0] for t in TrainManager.TESTS]
+        if dataset not in datasets.DATASETS:
+            raise ValueError(f"TrainManager.dataset: unknown dataset {dataset!r}; expected one of "
+                             f"{sorted(datasets.DATASETS)}.")
+        self.dataset = datasets.get(dataset)
+        # VOC's setups are the class attribute TESTS (the original's, which notebooks and tests may extend)
+        self.tests = TrainManager.TESTS if self.dataset is datasets.VOC else datasets.tests(self.dataset)
+        names = [t[0] for t in self.tests]
         if test_type not in names:
-            raise ValueError(f"TrainManager: unknown test_type {test_type!r}; expected one of {names}.")
+            raise ValueError(f"TrainManager: unknown test_type {test_type!r} of dataset {dataset!r}; expected one "
+                             f"of {names}.")
         if replay_source not in REPLAY_SOURCES:
             raise ValueError(f"TrainManager: unknown replay_source {replay_source!r}; expected one of "
                              f"{list(REPLAY_SOURCES)}.")
-        _check_choice("dataset_type_first_step", dataset_type_first_step, FIRST_STEP_PROTOCOLS)
-        _check_choice("dataset_type_helpers", dataset_type_helpers, PROTOCOLS)
-        _check_choice("dataset_type_incremental", dataset_type_incremental, PROTOCOLS)
+        protocols = self.dataset.protocols
+        _check_choice("dataset_type_first_step", dataset_type_first_step,
+                      [p for p in FIRST_STEP_PROTOCOLS if p in protocols], dataset)
+        _check_choice("dataset_type_helpers", dataset_type_helpers, [p for p in PROTOCOLS if p in protocols], dataset)
+        _check_choice("dataset_type_incremental", dataset_type_incremental, [p for p in PROTOCOLS if p in protocols],
+                      dataset)
         _check_values(values)
+        if n_classes != self.dataset.n_classes + 1:
+            raise ValueError(f"TrainManager.n_classes = {n_classes!r}, but TrainManager.dataset = {dataset!r} has "
+                             f"{self.dataset.n_classes} classes and background: expected "
+                             f"{self.dataset.n_classes + 1}.")
+        self.web_replay_classes = _check_web_replay_classes(web_replay_classes, self.dataset)
 
         self.test_name = test_name
         self.test_type = test_type
@@ -265,7 +289,7 @@ class TrainManager:
                              f"{train_encoder_incremental!r}")
         self.set_behaviours(behaviours.bound_values())
         self.test_index = names.index(test_type)
-        self.test_structure = TrainManager.TESTS[self.test_index][1]
+        self.test_structure = self.tests[self.test_index][1]
 
         # The bindings by parameter index, typed; get_parameters() below keeps the original's dictionary.
         self.common = Common(batch_size, n_classes, tuple(dataset_mean), train_image_size, momentum,
@@ -356,7 +380,14 @@ class TrainManager:
                   "helpers": ("parameters_common_index", "parameters_fs_index", "parameters_helper_index"),
                   "replay": ("parameters_common_index", "parameters_fs_index", "parameters_helper_index"),
                   "incremental": tuple(GROUPS)}[stage]
-        return {f"TrainManager.{b}": self._bound[b] for index in groups for b in GROUPS[index]}
+        made = {f"TrainManager.{b}": self._bound[b] for index in groups for b in GROUPS[index]}
+        # Not the original's bindings: recorded only when set otherwise, so that the records of VOC runs keep
+        # the keys they had (a record whose keys differ is a reuse error).
+        if self.dataset.name != datasets.DEFAULT:
+            made["TrainManager.dataset"] = self.dataset.name
+        if self.web_replay_classes and stage in ("replay", "incremental"):
+            made["TrainManager.web_replay_classes"] = list(self.web_replay_classes)
+        return made
 
       # ------------------------------------------------------------------------------------------------ plan
 
@@ -473,10 +504,23 @@ class TrainManager:
         return [[paths.validation_file(self._data(), i + 1) for i in range(s[-1])]
                 for s in self.test_structure_to_steps()]
 
-    def _replay_source_path(self, cls):
+    def replay_source_of(self, cls):
+        """The source a class's replay images are read from: the experiment's, or "flickr" for a class of
+        web_replay_classes in a GAN experiment."""
         if self.replay_source is None:
             raise ValueError("TrainManager: replay images need replay_source 'gan' or 'flickr', got None.")
-        return paths.replay_file(self._data(), self.replay_source, cls)
+        return "flickr" if self.replay_source == "gan" and cls in self.web_replay_classes else self.replay_source
+
+    def _replay_name(self):
+        """The replay source in the names of the incremental decoders and the results: the experiment's source,
+        or 'gan+flickr-<digest>' when web_replay_classes sends some classes to the web source."""
+        if self.replay_source != "gan" or not self.web_replay_classes:
+            return self.replay_source
+        listing = ",".join(map(str, self.web_replay_classes))
+        return "gan+flickr-" + hashlib.sha1(listing.encode()).hexdigest()[:8]
+
+    def _replay_source_path(self, cls):
+        return paths.replay_file(self._data(), self.replay_source_of(cls), cls)
 
     def get_replay_source_helper_paths(self):
         """Raw replay tfrecords of the classes labelled by helpers, grouped by helper; None without replay."""
@@ -525,7 +569,7 @@ class TrainManager:
     def _incremental_name(self, step):
         """'P{c}.{fs}.{h}.{i}_T{test}_S{step}_{source}[_1]': the decoder of an incremental step."""
         suffix = "_1" if self.helper_decoders_one_class else ""
-        return (f"P{self.parameter_to_str()}_T{self.test_index}_S{step}_{self.replay_source}{suffix}"
+        return (f"P{self.parameter_to_str()}_T{self.test_index}_S{step}_{self._replay_name()}{suffix}"
                 + self._tags["incremental"])
 
     def _helper_prefix(self):
@@ -540,7 +584,8 @@ class TrainManager:
         """Labelled replay names of helper classes, grouped by helper."""
         if self.replay_source is None or self.test_type == "JOINT":
             return []
-        return [[f"{self._helper_prefix()}_H{self.get_helper_size()}_C{c}_{self.replay_source}{self._tags['replay']}"
+        return [[f"{self._helper_prefix()}_H{self.get_helper_size()}_C{c}_{self.replay_source_of(c)}"
+                 f"{self._tags['replay']}"
                  for c in h]
                 for h in self.get_helpers_classes()]
 
@@ -548,7 +593,7 @@ class TrainManager:
         """Labelled replay names of classes 1..N0 (helper size 0)."""
         if self.replay_source is None or self.test_type == "JOINT":
             return []
-        return [f"{self._helper_prefix()}_H0_C{c}_{self.replay_source}{self._tags['replay']}"
+        return [f"{self._helper_prefix()}_H0_C{c}_{self.replay_source_of(c)}{self._tags['replay']}"
                 for c in self.get_replay_classes_no_helper()]
 
     def parameter_to_str(self):
@@ -560,7 +605,7 @@ class TrainManager:
         """'{test_name} (T{test}_P{c}.{fs}.{h}.{i}[_{source}][_1])' (and the incremental tag of behaviours.tag)."""
         name = f"{self.test_name} (T{self.test_index}_P{self.parameter_to_str()}"
         if self.replay_source is not None:
-            name += "_" + self.replay_source
+            name += "_" + self._replay_name()
         if self.helper_decoders_one_class:
             name += "_1"
         return name + ")" + self._tags["incremental"]
@@ -703,9 +748,12 @@ class TrainManager:
       # ------------------------------------------------------------------------------------------ extras
 
     def short_name(self):
-        """The setup's short name of the paper: '15-5', '10-5-5', '10-1', ..., 'joint'."""
+        """The setup's short name of the paper: '15-5', '10-5-5', '10-1', ..., 'joint'; on a dataset other than VOC
+        the setup's own name ('100-50', '50-50', ...), which is the field's short name there."""
         if self.test_type == "JOINT":
             return "joint"
+        if self.dataset.name != datasets.DEFAULT:
+            return self.test_type
         s = self.test_structure
         return "-".join(map(str, s)) if len(s) == 3 else f"{s[0]}-{s[1]}"
 
@@ -787,6 +835,16 @@ def _check_values(values):
         raise ValueError("TrainManager: bad binding(s):\n  " + "\n  ".join(problems))
 
 
-def _check_choice(binding, value, valid):
+def _check_choice(binding, value, valid, dataset=datasets.DEFAULT):
     if value not in valid:
-        raise ValueError(f"TrainManager.{binding}: unknown protocol {value!r}; expected one of {list(valid)}.")
+        of = "" if dataset == datasets.DEFAULT else f" on dataset {dataset!r}"
+        raise ValueError(f"TrainManager.{binding}: unknown protocol {value!r}{of}; expected one of {list(valid)}.")
+
+
+def _check_web_replay_classes(classes, dataset):
+    """The sorted tuple of TrainManager.web_replay_classes; ValueError unless they are class ids of the dataset."""
+    if not isinstance(classes, (list, tuple)) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= dataset.n_classes for c in classes):
+        raise ValueError(f"TrainManager.web_replay_classes = {classes!r}: expected a list of class ids of "
+                         f"{dataset.name} (1..{dataset.n_classes}).")
+    return tuple(sorted(set(classes)))

@@ -149,8 +149,8 @@ class Context:
         key = (path, os.path.getmtime(path), os.path.getsize(path), n_classes)
         if key in self._decoded:
             return self._decoded[key]
-        samples = [(s["rgb_input"], s["label"]) for s in data_loader.load_tfrecord(
-            [path], "validation+", dataset_mean=(0.0, 0.0, 0.0), n_classes=n_classes).as_numpy_iterator()]
+        samples = [(s["rgb_input"], s["label"]) for _, s in data_loader.read_samples(
+            path, "validation+", dataset_mean=(0.0, 0.0, 0.0), n_classes=n_classes)]
         size = sum(image.nbytes + label.nbytes for image, label in samples)
         if self._decoded_bytes + size <= DECODED_BUDGET_BYTES:
             self._decoded[key] = samples
@@ -526,7 +526,10 @@ class Training:
         [B, H, W]) over one pass of a training tfrecord: whole images, mean subtracted, no augmentation,
         `validation_batch` at a time (padding labelled 255)."""
         label_map = tf.constant(model.make_label_map(classes), tf.int32)
-        logits = tf.function(lambda images: previous(images)[..., :n_old], reduce_retracing=True)
+        logits = previous.compiled.get(("old logits", n_old))
+        if logits is None:  # traced once per network and number of old classes, not once per step
+            logits = previous.compiled[("old logits", n_old)] = tf.function(
+                lambda images: previous(images)[..., :n_old], reduce_retracing=True)
         dataset = data_loader.load_tfrecord([path], "validation", dataset_mean=self.manager.common.dataset_mean,
                                             n_classes=self.n_classes)
         dataset = dataset.padded_batch(self.validation_batch,
@@ -678,7 +681,8 @@ class Training:
         """Background inpainting: ground-truth background and void pixels take the previous model's prediction."""
         count = self.context.check_once(source, self.n_classes)
         examples = labelling.mixed_examples(previous, source, self.manager.common.dataset_mean, self.validation_batch,
-                                            self.reencode_jpeg, total=count, progress=self.context.progress_bars)
+                                            self.reencode_jpeg, total=count, progress=self.context.progress_bars,
+                                            n_classes=self.n_classes)
         # The original saved image i as "{i:04d}.jpg" and its mixed label as "{i:04d}.png" (mix_label).
         n = data_loader.write_tfrecord(output, labelling.folder_examples(examples, self.folder_pairing, digits=4))
         self.context.note_written(output, n)
@@ -742,8 +746,9 @@ class Training:
             results.append_results(self.results_file, step, loss, cm, old, new, lock=self.chief)  # + its matrix
         with tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, "validation")).as_default():
             tf.summary.scalar("mIoU", metrics.get_mean_iou(cm, classes), step=step)
-            for tag, value in metrics.validation_scalars(cm, classes, m.test_structure[0],
-                                                         data_loader.VOC_CLASSES).items():
+            for tag, value in metrics.validation_scalars(
+                    cm, classes, m.test_structure[0], m.dataset.class_names,
+                    background_labelled=metrics.background_in_validation(m.dataset)).items():
                 tf.summary.scalar(tag, value, step=step)  # per-class IoU, the setup's old / new / all mIoU
         logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
                      self.results_file)

@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_paper_path [--folder /tmp/bench_paper_path] [--test_type ADD_FIVE_TWO_TIMES]
                                           [--config DISJOINT] [--train 40] [--val 20] [--replay 2] [--small]
+    python -m benchmarks.bench_paper_path --dataset ade20k   # ADE20K: OVERLAPPED 100-50 (README "ADE20K")
 
 What a user with Pascal VOC runs (README "Real Pascal VOC"), each step as its own command in a subprocess:
   1. a VOC 2012-layout folder (JPEGImages/*.jpg 500x375, SegmentationClassAug/*.png, ImageSets/Segmentation/
@@ -19,6 +20,12 @@ command and the experiment's own phase times (main.py's log), with the load aver
 The numbers mean nothing (random encoder, one step per class): this measures that the path runs and what it
 costs, not accuracy.
 
+`--dataset ade20k` runs the same five commands for ADE20K (README "ADE20K"): an `ADEChallengeData2016` folder
+(images/{training,validation}/*.jpg 500x375, annotations/*.png with ids 0..150, several classes per image),
+`prepare_data.py --dataset ade20k --root ...`, GAN replay of classes 1..150, and `main.py --dataset ade20k
+--configs OVERLAPPED --test_type 100-50` (config/ade20k/OVERLAPPED.gin, one step per class: 150 steps at 321
+crops, batch 4).
+
 `--small` runs the same path with a tiny network and images (tests/test_paper_path.py): it checks the script,
 not the full-size cost.
 """
@@ -35,6 +42,8 @@ from PIL import Image
 
 from benchmarks import timing
 import data_loader
+import datasets
+import paths
 from train_manager import TrainManager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,11 +58,21 @@ SMALL_BINDINGS = ("backbone.units = (1, 1, 1, 1)", "backbone.width = 0.0625", "T
 _TIME_LINE = re.compile(r"time: (.+) ([0-9.]+) s$")
 
 
+# --dataset ade20k: the config and setup when none are given, and the base folder of ADE20K's configs
+# (config/bases/ADE20K.gin's TrainManager.base_folder_path, main.ADE20K_BASE)
+ADE20K_DEFAULTS = {"config": "OVERLAPPED", "test_type": "100-50"}
+ADE20K_BASE = "ade20k"
+
+
 def define_flags():
     """Defines the command-line flags (only when run as a script)."""
     flags.DEFINE_string("folder", "/tmp/bench_paper_path", "scratch folder (emptied first)")
-    flags.DEFINE_string("config", "DISJOINT", "an original config (config/<name>.gin)")
-    flags.DEFINE_string("test_type", "ADD_FIVE_TWO_TIMES", "the setup (TrainManager.TESTS name; the default, 10-5-5, has a helper)")
+    flags.DEFINE_enum("dataset", "voc", ["voc", "ade20k"], "voc: a VOC folder and an original config; ade20k: an "
+                      "ADEChallengeData2016 folder and config/ade20k/ (default OVERLAPPED 100-50)")
+    flags.DEFINE_string("config", None, "a config (config/<name>.gin; config/ade20k/ for ADE20K); default DISJOINT, "
+                        "for ADE20K OVERLAPPED")
+    flags.DEFINE_string("test_type", None, "the setup (TrainManager.TESTS name, or ADE20K's); default "
+                        "ADD_FIVE_TWO_TIMES (10-5-5, which has a helper), for ADE20K 100-50")
     flags.DEFINE_integer("train", 40, "training images of the VOC folder", lower_bound=20)
     flags.DEFINE_integer("val", 20, "validation images of the VOC folder", lower_bound=20)
     flags.DEFINE_integer("replay", 2, "GAN replay images per class", lower_bound=1)
@@ -98,12 +117,29 @@ def make_voc(root, n_train, n_val, size, seed=0):
     return root
 
 
-def write_replay(base, per_class, size, seed=1):
+def make_ade(root, n_train, n_val, size, seed=0):
+    """An ADEChallengeData2016-layout folder: image k of a split holds four classes, 1 + (k + 37 j) % 150 for
+    j = 0..3 (so every class is in both splits when each has >= 38 images), on ADE's 0 ("other") background.
+    Returns root."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("training", n_train), ("validation", n_val)):
+        for folder in ("images", "annotations"):
+            os.makedirs(os.path.join(root, folder, split), exist_ok=True)
+        for k in range(n):
+            image_id = f"ADE_{split[:5] if split == 'training' else 'val'}_{k + 1:08d}"
+            image, label = _shapes(rng, [1 + (k + 37 * j) % 150 for j in range(4)], size)
+            label[label == 255] = 0  # ADE20K has no void label
+            Image.fromarray(image).save(os.path.join(root, "images", split, image_id + ".jpg"), quality=90)
+            Image.fromarray(label, mode="L").save(os.path.join(root, "annotations", split, image_id + ".png"))
+    return root
+
+
+def write_replay(base, per_class, size, seed=1, classes=range(1, 21)):
     """GAN replay as gan/generate_gan.py writes it: data/replay_images/gan/NN.tfrecord, unlabelled JPEGs."""
     rng = np.random.default_rng(seed)
-    for c in range(1, 21):
+    for c in classes:
         images = [_shapes(rng, [c], size)[0] for _ in range(per_class)]
-        data_loader.write_tfrecord(os.path.join(base, "data", "replay_images", "gan", f"{c:02d}.tfrecord"),
+        data_loader.write_tfrecord(paths.replay_file(os.path.join(base, "data"), "gan", c),
                                    [data_loader.encode_example(image) for image in images])
 
 
@@ -129,26 +165,34 @@ def run(command, cwd, log):
 
 
 def paper_path(folder, config="DISJOINT", test_type="ADD_FIVE_TWO_TIMES", n_train=40, n_val=20, replay=2,
-               small=False):
-    """Runs the five steps of the module docstring in an emptied `folder`.
+               small=False, dataset="voc"):
+    """Runs the five steps of the module docstring in an emptied `folder` (dataset "voc" or "ade20k").
 
     Returns: dict with "seconds" (command -> wall seconds), "phases" (main.py's own phase times), "results"
     (the results file) and "steps" (validated steps found in it).
     """
     shutil.rmtree(folder, ignore_errors=True)
-    base, voc = os.path.join(folder, "base"), os.path.join(folder, "VOC2012")
+    ade = dataset == "ade20k"
+    # main.py runs in `folder`/base; ADE20K's configs put their artifacts in its ade20k/ folder
+    work = os.path.join(folder, "base")
+    base = os.path.join(work, ADE20K_BASE) if ade else work
+    root = os.path.join(folder, "ADEChallengeData2016" if ade else "VOC2012")
     os.makedirs(base)
     log = os.path.join(folder, "commands.log")
     size = SMALL_SIZE if small else FULL_SIZE
     python = sys.executable
     seconds = {}
     with timing.Stopwatch() as watch:
-        make_voc(voc, n_train, n_val, size)
-        write_replay(base, replay, size)
-    seconds["VOC folder and replay images"] = watch.seconds
+        if ade:
+            make_ade(root, n_train, n_val, size)
+        else:
+            make_voc(root, n_train, n_val, size)
+        write_replay(base, replay, size, classes=datasets.get(dataset).classes)
+    seconds[f"{'ADE20K' if ade else 'VOC'} folder and replay images"] = watch.seconds
+    prepare = ["--dataset", "ade20k", "--root", root] if ade else ["--voc_root", root]
     seconds["prepare_data.py"], _ = run(
-        [python, os.path.join(ROOT, "prepare_data.py"), "--voc_root", voc, "--output_dir",
-         os.path.join(base, "data")], base, log)
+        [python, os.path.join(ROOT, "prepare_data.py"), *prepare, "--output_dir", os.path.join(base, "data")],
+        work, log)
     bindings = [f"TrainManager.{name} = 1" for name in STAGE_STEPS]
     if small:
         bindings += SMALL_BINDINGS
@@ -158,12 +202,13 @@ def paper_path(folder, config="DISJOINT", test_type="ADD_FIVE_TWO_TIMES", n_trai
             write_random_resnet101(weights)
         seconds["random ResNet101 weights file"] = watch.seconds
         seconds["prepare_pretrained.py"], _ = run(
-            [python, os.path.join(ROOT, "prepare_pretrained.py"), "--weights", weights], base, log)
-    command = [python, os.path.join(ROOT, "main.py"), "--benchmark", "voc", "--configs", config, "--test_type",
+            [python, os.path.join(ROOT, "prepare_pretrained.py"), "--weights", weights, "--out",
+             paths.checkpoint(base, "encoders", "pretrained")], work, log)
+    command = [python, os.path.join(ROOT, "main.py"), "--benchmark", dataset, "--configs", config, "--test_type",
                test_type, "--replay_source", "gan", "--jobs", "1"]
     for binding in bindings:
         command += ["--gin_param", binding]
-    seconds["main.py"], output = run(command, base, log)
+    seconds["main.py"], output = run(command, work, log)
     phases = {m.group(1): float(m.group(2)) for m in map(_TIME_LINE.search, output.splitlines()) if m}
     found = [os.path.join(base, "outputs", f) for f in os.listdir(os.path.join(base, "outputs"))
              if f.endswith(".txt")]
@@ -171,7 +216,7 @@ def paper_path(folder, config="DISJOINT", test_type="ADD_FIVE_TWO_TIMES", n_trai
         raise RuntimeError(f"expected one results file in {base}/outputs, found {found}")
     import results  # pylint: disable=import-outside-toplevel
     steps = [block["step"] for block in results.parse_results_file(found[0])]
-    expected = list(range(len(dict(TrainManager.TESTS)[test_type])))
+    expected = list(range(len(dict(datasets.tests(dataset) if ade else TrainManager.TESTS)[test_type])))
     if steps != expected:
         raise RuntimeError(f"{found[0]}: validated steps {steps}, expected {expected}")
     return {"seconds": seconds, "phases": phases, "results": found[0], "steps": steps}
@@ -181,8 +226,10 @@ def main(argv):
     del argv
     f = flags.FLAGS
     load = timing.check_load(f.max_load, f.force)
-    out = paper_path(f.folder, f.config, f.test_type, f.train, f.val, f.replay, f.small)
-    print(f"{f.config} {f.test_type} gan, {'tiny network' if f.small else 'ResNet-101, 321 crops, batch 4'}, "
+    defaults = ADE20K_DEFAULTS if f.dataset == "ade20k" else {"config": "DISJOINT", "test_type": "ADD_FIVE_TWO_TIMES"}
+    config, test_type = f.config or defaults["config"], f.test_type or defaults["test_type"]
+    out = paper_path(f.folder, config, test_type, f.train, f.val, f.replay, f.small, f.dataset)
+    print(f"{f.dataset}: {config} {test_type} gan, {'tiny network' if f.small else 'ResNet-101, 321 crops, batch 4'}, "
           f"one step per class; {f.train} train / {f.val} val images, {f.replay} replay images per class")
     print(load.report())
     print("| command | s |\n|---|---|")

@@ -1,7 +1,8 @@
-"""Convolution FLOPs of the paper's experiments on Pascal VOC, and the time they take at a stated throughput.
-An ESTIMATE: nothing here runs on a GPU.
+"""Convolution FLOPs of the paper's experiments on Pascal VOC (or ADE20K), and the time they take at a stated
+throughput. An ESTIMATE: nothing here runs on a GPU.
 
     python -m benchmarks.gpu_estimate [--tflops 40] [--configs DISJOINT,...] [--test_type ...]
+    python -m benchmarks.gpu_estimate --dataset ade20k --images_per_class 1150   # ADE20K's sweep (main.py's)
 
 For every experiment of the sweep (sweep.plan, the paper's configs under config/), the FLOPs of each stage
 from the configs' own schedules (TrainManager.*_schedule: steps x batch_size images) and the per-image counts
@@ -18,7 +19,10 @@ of bench_perf.conv_flops (DeepLab-V2 ResNet-101; see bench_perf's docstring for 
                 train_aug: 10,582 images with ~1.4 labelled classes each, ~740 per class; the protocols'
                 filters keep fewer, so this is an upper bound)
   validation    one forward pass per validation image, at 500x375: val_1..val_L for a step whose last class is
-                L, estimated as 1449 x L / 20 images
+                L, estimated as 1449 x L / 20 images; on ADE20K every step reads nearly all 2,000 validation
+                images (an image holds 8-9 classes), at an assumed 512x683
+The decoder's FLOPs follow the configs' n_classes (ADE20K's 151 outputs make ASPP's four 3x3 convolutions 7x
+VOC's 21). ADE20K's label mixing: about 1,150 training images per class (20,210 images x 8.5 classes / 150).
 A sweep counts each artifact once, as the run reuses it by name (step-0 checkpoints, helpers, labelled replay,
 mixed labels, decoders); validation belongs to each experiment. Times are FLOPs / (--tflops x 1e12): the
 sustained convolution throughput is an assumption to replace with a measured one (bench_perf on the GPU).
@@ -30,13 +34,15 @@ import os
 from absl import app, flags
 
 from benchmarks import bench_perf
-import main  # noqa: F401  (defines main.py's flags, which this script reads)
+import main  # defines main.py's flags, which this script reads (--configs, --test_type, --dataset ...)
 import model
 import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VAL_IMAGES = 1449  # Pascal VOC 2012 val
-VAL_SIZE = (375, 500)  # height, width: VOC's common image size
+# dataset -> (validation images, their assumed (height, width), whether a step reads all of them or the share of its
+# classes): VOC 2012 val's 1449 at its common 500x375, val_1..val_L a step's share L / 20; ADE20K's 2000, each step
+# nearly all of them (README "ADE20K"), at an assumed 683x512
+VALIDATION = {"voc": (1449, (375, 500), False), "ade20k": (2000, (512, 683), True)}
 
 
 def define_flags():
@@ -49,10 +55,10 @@ def define_flags():
     flags.DEFINE_integer("images_per_class", 740, "training images of a step per new class (label mixing)")
 
 
-def per_image_flops(sizes):
-    """Forward convolution FLOPs per image of the full network at each (height, width) of `sizes`, and the
-    training FLOPs per image at the configs' crop. Returns dict."""
-    seg = model.Segmenter(21, encoder=model.build_encoder(units=(3, 4, 23, 3), width=1.0))
+def per_image_flops(sizes, n_classes=21):
+    """Forward convolution FLOPs per image of the full network (n_classes outputs) at each (height, width) of
+    `sizes`, and the training FLOPs per image at the configs' crop. Returns dict."""
+    seg = model.Segmenter(n_classes, encoder=model.build_encoder(units=(3, 4, 23, 3), width=1.0))
     out = {}
     for size in sizes:
         flops = bench_perf.conv_flops(seg, size)
@@ -66,7 +72,8 @@ def stages(m, flops, crop, replay_size, replay_per_class, images_per_class):
     train = bench_perf.step_flops(flops[crop], "encoder+decoder", batch)
     decoder = bench_perf.step_flops(flops[crop], "decoder", batch)
     forward = flops[("forward",) + tuple(replay_size)]
-    forward_val = flops[("forward",) + VAL_SIZE]
+    val_images, val_size, read_all = VALIDATION[m.dataset.name]
+    forward_val = flops[("forward",) + val_size]
     out = [(m.get_encoder_path(), "step 0", m.first_step_schedule().steps * train)]
     if m.uses_replay():
         for classes, path in zip(m.get_helpers_classes(), m.get_helper_out_paths()):
@@ -76,13 +83,14 @@ def stages(m, flops, crop, replay_size, replay_per_class, images_per_class):
         new = m.get_new_classes_for_incremental_step(step)
         if m.mix_labels():
             out.append((m.get_mixed_train_paths()[step], "label mixing",
-                        len(new) * images_per_class * flops[("forward",) + VAL_SIZE]))
+                        len(new) * images_per_class * forward_val))
         per_step = train if getattr(m.incremental, "train_encoder", False) else decoder
         if getattr(m.incremental, "method", "recall") != "recall":  # the previous model's forward pass too
             per_step += batch * (flops[crop]["encoder"] + flops[crop]["decoder"])
         out.append((m.get_decoder_paths()[step], "incremental", m.incremental_schedule(len(new)).steps * per_step))
     for step, paths in enumerate(m.get_val_paths()):
-        out.append(((m.get_validation_file_path(), step), "validation", VAL_IMAGES * len(paths) / 20 * forward_val))
+        share = 1.0 if read_all else len(paths) / m.dataset.n_classes
+        out.append(((m.get_validation_file_path(), step), "validation", val_images * share * forward_val))
     return out
 
 
@@ -90,8 +98,8 @@ def estimate(runs, tflops, replay_size, replay_per_class, images_per_class, conf
     """Per-experiment rows and the sweep's totals by stage (each artifact once). Returns (rows, totals)."""
     config_dir = config_dir or os.path.join(ROOT, "config")
     replay_size = tuple(replay_size)
-    seg, flops = per_image_flops([VAL_SIZE, replay_size])
     m0 = _manager(runs[0], config_dir)
+    seg, flops = per_image_flops([VALIDATION[m0.dataset.name][1], replay_size], m0.common.n_classes)
     crop = m0.common.train_image_size
     flops[crop] = bench_perf.conv_flops(seg, crop)
     rows, seen, totals = [], set(), collections.Counter()
@@ -119,9 +127,14 @@ def _manager(run, config_dir):
 def main_(argv):
     del argv
     f = flags.FLAGS
-    runs = sweep.plan(f.configs, f.test_type, f.replay_source, os.path.join(ROOT, "config"))
+    benchmark = "ade20k" if f.benchmark == "ade20k" else "voc"
+    config_dir, configs, setups, method_setups = main.selection(benchmark)
+    if benchmark == "voc":  # the paper's sweep: every config on every setup given
+        method_setups = None
+    runs = sweep.plan(configs, setups, f.replay_source, config_dir, method_test_types=method_setups,
+                      dataset=benchmark)
     rows, totals = estimate(runs, f.tflops, [int(v) for v in f.replay_size], f.replay_per_class,
-                            f.images_per_class)
+                            f.images_per_class, config_dir)
     print(f"ESTIMATE at an assumed {f.tflops:g} TFLOP/s sustained (convolution FLOPs only)\n")
     print("| config | setup | source | PFLOP | hours alone | step 0 share |\n|---|---|---|---|---|---|")
     for r in rows:

@@ -5,6 +5,11 @@
   python flickr/download_flickr.py --images_per_class=1000
   # 2. convert data/replay_images/flickr/images/{cc}/ into data/replay_images/flickr/{cc}.tfrecord (paths.py)
   python flickr/download_flickr.py --to_tfrecord
+  # ADE20K's 150 classes, in its data folder (config/bases/ADE20K.gin's base folder is ade20k)
+  python flickr/download_flickr.py --dataset=ade20k --data_dir=ade20k/data [--to_tfrecord]
+
+Class folders and records are named by paths.class_folder_name: two digits at least (01, 20, 101, 150); nothing
+here parses or sorts these names, every class's folder is derived from its id.
 
 Searches every class keyword (the dataset's web keywords, datasets.py: VOC's are the original's, KEYWORDS;
 `--keywords=20=tv monitor` edits one) with signed
@@ -680,11 +685,16 @@ def define_flags():
     flags.DEFINE_bool("to_tfrecord", False, "Only convert the class folders into tfrecords.")
     flags.DEFINE_enum("dataset", datasets.DEFAULT, sorted(datasets.DATASETS), "The dataset (datasets.py): its "
                       "classes and their search keywords.")
-    flags.DEFINE_list("classes", None, "Class ids (default: every class of the dataset, 1..20 for voc).")
+    flags.DEFINE_list("classes", None, "Class ids (default: every class of the dataset, 1..20 for voc, 1..150 for "
+                      "ade20k).")
     flags.DEFINE_integer("images_per_class", 1000, "Images kept per class.")
     flags.DEFINE_multi_string("keywords", [], "Search keyword override CLASS=WORDS (repeatable).")
-    flags.DEFINE_string("images_dir", paths.web_images_dir(paths.DATA_DIR), "Parent of the class folders.")
-    flags.DEFINE_string("output_dir", paths.replay_dir(paths.DATA_DIR, "flickr"), "Folder of {cc}.tfrecord.")
+    flags.DEFINE_string("data_dir", paths.DATA_DIR, "The data folder (prepare_data's --output_dir; ade20k/data for "
+                        "config/ade20k/): default of --images_dir and --output_dir.")
+    flags.DEFINE_string("images_dir", None, "Parent of the class folders (default <data_dir>/replay_images/flickr/"
+                        "images, %s)." % paths.web_images_dir(paths.DATA_DIR))
+    flags.DEFINE_string("output_dir", None, "Folder of {cc}.tfrecord (default <data_dir>/replay_images/flickr, "
+                        "%s)." % paths.replay_dir(paths.DATA_DIR, "flickr"))
     flags.DEFINE_alias("tfrecord_dir", "output_dir")  # the flag's name before 2026-12
     flags.DEFINE_string("api_url", None, "Flickr REST endpoint (default Flickr's; for tests/proxies).")
     flags.DEFINE_integer("workers", 8, "Parallel downloads.")
@@ -706,30 +716,35 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError("unexpected arguments %s" % argv[1:])
     f = flags.FLAGS
+    record = datasets.get(f.dataset)
+    images_dir = f.images_dir or paths.web_images_dir(f.data_dir)
+    output_dir = f.output_dir or paths.replay_dir(f.data_dir, "flickr")
     try:
-        if f.classes is not None and not all(c.strip().isdigit() for c in f.classes):
-            raise ValueError("--classes: expected class ids such as 1,2,20, got %s" % f.classes)
-        classes = datasets.get(f.dataset).classes if f.classes is None else [int(c) for c in f.classes]
+        if f.classes is not None and not all(c.strip().isdigit() and 1 <= int(c) <= record.n_classes
+                                             for c in f.classes):
+            raise ValueError("--classes: expected class ids of %s (1..%d) such as 1,2,20, got %s"
+                             % (record.name, record.n_classes, f.classes))
+        classes = record.classes if f.classes is None else [int(c) for c in f.classes]
         if f.to_tfrecord:
             if f.max_side < 0:
                 raise ValueError("max_side must be >= 0, got %d" % f.max_side)
             for c in classes:
-                class_files(f.images_dir, c)
+                class_files(images_dir, c)
         else:
             limits = Limits(timeout=f.timeout, deadline=f.deadline, retries=f.retries, backoff=f.backoff,
                             max_retry_after=f.max_retry_after, max_bytes=f.max_bytes,
                             max_pixels=f.max_pixels, max_side=f.max_side)
             keywords = parse_keywords(f.keywords)
-            check_download(classes, f.images_dir, f.images_per_class, keywords, f.workers, f.per_page,
+            check_download(classes, images_dir, f.images_per_class, keywords, f.workers, f.per_page,
                            f.max_pages, f.dataset)
             credentials = get_credentials()
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e), exitcode=2)
     if f.to_tfrecord:
-        folders_to_tfrecords(f.images_dir, f.output_dir, classes, f.max_side)
+        folders_to_tfrecords(images_dir, output_dir, classes, f.max_side)
         return
     try:
-        download(classes, f.images_dir, f.images_per_class, keywords, f.api_url, f.workers, f.per_page,
+        download(classes, images_dir, f.images_per_class, keywords, f.api_url, f.workers, f.per_page,
                  f.max_pages, limits, credentials, f.dataset)
     except ApiKeyError as e:
         raise app.UsageError(str(e), exitcode=2)

@@ -2,16 +2,12 @@
 
 Loads a class-conditional generator with `tensorflow_hub.load` (BigGAN-deep in the legacy TF1 Hub format,
 or a TF2 SavedModel with the same inputs), maps every target class (the dataset's GAN classes, datasets.py: VOC
-ids 1..20) to a generator class, and writes `data/replay_images/gan/{cc}.tfrecord` (paths.replay_file: images
-only, JPEG, two-digit class).
+ids 1..20, ADE20K's 1..150 with `--dataset ade20k`) to a generator class, and writes
+`data/replay_images/gan/{cc}.tfrecord` (paths.replay_file: images only, JPEG, class in at least two digits: 01,
+20, 101).
 
-Class mapping, as in the paper: a classifier over the generator's classes (EfficientNet-B2 from TF-Hub for
-ImageNet) scores every training image that contains the target class (the whole image; an image with
-several classes counts for each); the class maps to the generator class with the highest mean softmax
-confidence. The original repository holds no code for this step (its `generate_gan.py` samples all 1000
-ImageNet classes); the rule is the paper's. `--mapping_images_per_class N` caps the images scored per class
-(a faster approximation; 0, the default, scores all of them). The mapping (with top-5 and confidences) is
-written to JSON; a mapping file given by the user overrides it, class by class.
+The class mapping (the classifier, the mapping JSON and its report `<mapping>.md`, `--min_confidence` and
+`--exclude_classes`) is gan/class_mapping.py's; its names are importable from this module as well.
 
 Images: as the original's `im2int` (tf.image.convert_image_dtype of (x + 1) / 2 to uint8, which truncates
 after scaling by 255.5), and JPEG-encoded as the original's `matplotlib.image.imsave(... .jpg)` did, with
@@ -25,18 +21,19 @@ Module contracts (checked, with errors naming the module and the expected inputs
   dtype, image count or channel count (RGBA, greyscale, channels first), NaN/Inf, or values beyond
   OUTPUT_RANGE_MARGIN outside [-1, 1] (e.g. 0..255 pixels) is an error naming the generator, the class and
   what it returned; it comes while the class's record is written, so no record of the class appears.
-- classifier: a signature with input `images` (or a single input) float [N, H, W, 3] in [0, 1]; output
-  ("default", "logits", or the only output) [N, K] logits (or probabilities), or [N, K + 1] with a
-  background class first (TF-Slim style), which is dropped.
+- classifier: see gan/class_mapping.py.
 
 Example:
   python gan/generate_gan.py --generator=https://tfhub.dev/deepmind/biggan-deep-512/1 \
       --classifier=https://tfhub.dev/google/efficientnet/b2/classification/1
+  # ADE20K, prepared under ./ade20k/data (config/bases/ADE20K.gin's base folder); the mapping images default to
+  # the data folder's train_overlapped_1-150.tfrecord
+  python gan/generate_gan.py --dataset=ade20k --data_dir=ade20k/data --min_confidence=0.2 \
+      --generator=... --classifier=...
 """
 
 import io
-import json
-import math
+import numbers
 import os
 
 from absl import app
@@ -52,43 +49,20 @@ import artifacts
 import data_loader
 import datasets
 import paths
+from gan.class_mapping import _input_specs, _pick_output, _signatures
+# The class mapping's public names, re-exported: tests, embedded_benchmark and notebooks import them from here.
+from gan.class_mapping import (  # noqa: F401
+    DEFAULT_CLASSIFIER_SIZE, DEFAULT_MAPPING_TFRECORDS, Classifier, compute_class_mapping, default_mapping_tfrecords,
+    excluded_classes, iter_folder_images, iter_tfrecord_images, mapping_report, read_mapping_file, report_path,
+    resolve_mapping, write_mapping_report)
 
 DEFAULT_OUTPUT_DIR = paths.replay_dir(paths.DATA_DIR, "gan")
-DEFAULT_CLASSIFIER_SIZE = 260  # EfficientNet-B2's default input size.
 # The original wrote its GAN images with matplotlib.image.imsave(".jpg"), which calls Pillow's JPEG encoder
 # without a quality: Pillow's default, 75.
 DEFAULT_JPEG_QUALITY = 75
 # Outputs may pass +-1 by float rounding (one bfloat16 step above 1 is 2^-7 = 0.0078, a float16's 2^-10): values
 # within this margin of [-1, 1] are accepted (to_uint8 clips them); farther ones break the contract.
 OUTPUT_RANGE_MARGIN = 0.01
-
-
-def _input_specs(signature):
-    """Returns {input name: tf.TensorSpec} of a concrete function (keyword inputs)."""
-    args, kwargs = signature.structured_input_signature
-    specs = dict(kwargs)
-    for i, spec in enumerate(args):
-        specs[getattr(spec, "name", None) or "arg%d" % i] = spec
-    return specs
-
-
-def _signatures(module):
-    """Yields (name, concrete function), "default" first, then "serving_default", then the rest."""
-    sigs = getattr(module, "signatures", {}) or {}
-    names = sorted(sigs.keys(), key=lambda n: (n != "default", n != "serving_default", n))
-    for name in names:
-        yield name, sigs[name]
-
-
-def _pick_output(outputs, preferred, handle):
-    """Returns the key of the output to use among `preferred`, or the only one."""
-    for key in preferred:
-        if key in outputs:
-            return key
-    if len(outputs) == 1:
-        return next(iter(outputs))
-    raise ValueError("module %r: cannot choose an output among %s; expected one of %s or a single output"
-                     % (handle, sorted(outputs), list(preferred)))
 
 
 class Generator:
@@ -194,277 +168,6 @@ class Generator:
         return values
 
 
-class Classifier:
-    """An image classifier over the generator's classes, loaded with hub.load."""
-
-    def __init__(self, handle, image_size=0, outputs="logits"):
-        """Loads the classifier.
-
-        Args:
-          handle: local directory or TF-Hub handle.
-          image_size: square input size; 0 = the module's static input size, else 260.
-          outputs: "logits" (softmax applied here) or "probabilities".
-        """
-        if outputs not in ("logits", "probabilities"):
-            raise ValueError("classifier outputs must be 'logits' or 'probabilities', got %r" % (outputs,))
-        self.handle, self.outputs = handle, outputs
-        module = hub.load(handle)
-        self._module = module
-        for name, sig in _signatures(module):
-            specs = _input_specs(sig)
-            if "images" in specs or len(specs) == 1:
-                break
-        else:
-            raise ValueError("classifier %r: no signature with an 'images' input or a single input (found %s)"
-                             % (handle, list(getattr(module, "signatures", {}) or {})))
-        self._sig = sig
-        self._in = "images" if "images" in specs else next(iter(specs))
-        shape = specs[self._in].shape
-        if shape.rank != 4:
-            raise ValueError("classifier %r: input %r must be [N, H, W, 3], got %s" % (handle, self._in, shape))
-        static = shape[1] if shape[1] is not None and shape[1] == shape[2] else None
-        self.image_size = int(image_size or static or DEFAULT_CLASSIFIER_SIZE)
-        self._out = _pick_output(sig.structured_outputs, ("default", "logits", "probabilities"), handle)
-        logging.info("classifier %s: signature %r, input %r at %d px, output %r", handle, name, self._in,
-                     self.image_size, self._out)
-
-    def __call__(self, images):
-        """Scores images.
-
-        Args:
-          images: list of uint8 [H, W, 3] arrays (any sizes).
-
-        Returns:
-          float32 numpy [N, n_outputs] probabilities.
-        """
-        batch = tf.stack([tf.image.resize(tf.cast(im, tf.float32) / 255.0,
-                                          [self.image_size, self.image_size], antialias=True)
-                          for im in images])
-        out = self._sig(**{self._in: batch})[self._out]
-        out = tf.cast(tf.reshape(out, [len(images), -1]), tf.float32)
-        return (tf.nn.softmax(out) if self.outputs == "logits" else out).numpy()
-
-
-def iter_tfrecord_images(paths):
-    """Yields (uint8 [H, W, 3] image, set of label values) from labelled tfrecords."""
-    for path in paths:
-        for ex in data_loader.load_tfrecord([path], "validation+"):
-            yield ex["rgb_input"].numpy(), set(np.unique(ex["label"].numpy()).tolist())
-
-
-def iter_folder_images(folder, classes):
-    """Yields (uint8 [H, W, 3] image, {class}) from `folder/{cc}/*` (two-digit class folders)."""
-    for c in classes:
-        sub = os.path.join(folder, "%02d" % c)
-        if not os.path.isdir(sub):
-            raise FileNotFoundError("mapping folder %r has no class folder %r (expected folder/%02d/*.jpg)"
-                                    % (folder, sub, c))
-        for name in sorted(os.listdir(sub)):
-            if name.lower().endswith((".jpg", ".jpeg", ".png")):
-                with Image.open(os.path.join(sub, name)) as im:
-                    yield np.asarray(im.convert("RGB")), {c}
-
-
-def _cap(images_per_class):
-    """The per-class image cap: 0 or None means no cap (every image, the original's rule)."""
-    if images_per_class is None or images_per_class == 0:
-        return math.inf
-    if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) or images_per_class < 0:
-        raise ValueError("mapping images per class must be an int >= 0 (0 = every image), got %r"
-                         % (images_per_class,))
-    return images_per_class
-
-
-def default_mapping_tfrecords(dataset=datasets.DEFAULT, data=paths.DATA_DIR):
-    """The labelled images the classifier scores by default: the first-step file of every class of the dataset in
-    the data folder `data` (VOC: data/training_first_step/train_sequential_1-20.tfrecord, JOINT's)."""
-    return (paths.first_step_file(data, "sequential", datasets.get(dataset).classes),)
-
-
-DEFAULT_MAPPING_TFRECORDS = default_mapping_tfrecords()
-
-
-def compute_class_mapping(classifier, classes, labelled_images, n_generator_classes,
-                          images_per_class=0, batch_size=16, dataset=datasets.DEFAULT):
-    """Maps each target class to the generator class of highest mean classifier confidence.
-
-    The mean is over the softmax probabilities of every image that contains the class (the original's rule),
-    or of its first `images_per_class` images when capped.
-
-    Args:
-      classifier: a Classifier (or any callable list of uint8 images -> [N, K or K+1] probabilities).
-      classes: target class ids.
-      labelled_images: iterable of (uint8 [H, W, 3], set of class ids in the image).
-      n_generator_classes: K.
-      images_per_class: 0 or None (default): every image of the class is scored; N > 0: at most N.
-      batch_size: classifier batch size.
-      dataset: the dataset whose class names the log shows.
-
-    Returns:
-      {class: {"generator_class", "top5": [{"class", "confidence"}], "n_images", "source": "classifier"}}.
-    """
-    cap = _cap(images_per_class)
-    sums = {c: np.zeros(n_generator_classes, np.float64) for c in classes}
-    counts = {c: 0 for c in classes}  # images taken (scored or waiting in `pending`)
-    pending = []  # (image, classes it counts for)
-
-    def flush():
-        probs = np.asarray(classifier([im for im, _ in pending]))
-        if probs.shape[1] == n_generator_classes + 1:
-            probs = probs[:, 1:]  # TF-Slim style classifiers put a background class first.
-        elif probs.shape[1] != n_generator_classes:
-            raise ValueError("classifier outputs %d classes, the generator has %d (expected %d or %d)"
-                             % (probs.shape[1], n_generator_classes, n_generator_classes,
-                                n_generator_classes + 1))
-        if not np.isfinite(probs).all():
-            raise ValueError("classifier %r: non-finite (NaN or Inf) confidences for images of classes %s"
-                             % (getattr(classifier, "handle", classifier),
-                                sorted({c for _, wanted in pending for c in wanted})))
-        for p, (_, wanted) in zip(probs, pending):
-            for c in wanted:
-                sums[c] += p
-        pending.clear()
-
-    with tqdm(total=None if cap == math.inf else cap * len(classes), desc="class mapping") as bar:
-        for image, present in labelled_images:
-            wanted = [c for c in classes if c in present and counts[c] < cap]
-            if wanted:
-                pending.append((image, wanted))
-                for c in wanted:
-                    counts[c] += 1
-                bar.update(len(wanted))
-            if len(pending) >= batch_size:
-                flush()
-            if all(counts[c] >= cap for c in classes):
-                break
-        if pending:
-            flush()
-    mapping = {}
-    for c in classes:
-        if counts[c] == 0:
-            raise ValueError("class %d: no training image found to score for the class mapping" % c)
-        mean = sums[c] / counts[c]
-        top = np.argsort(-mean)[:5]
-        mapping[c] = {"generator_class": int(top[0]), "n_images": counts[c], "source": "classifier",
-                      "top5": [{"class": int(k), "confidence": float(mean[k])} for k in top]}
-        logging.info("class %d (%s) -> generator class %d (mean confidence %.3f over %d images)", c,
-                     datasets.get(dataset).class_name(c), top[0], mean[top[0]], counts[c])
-    return mapping
-
-
-def _load_json(path, what):
-    """Parses a JSON file; ValueError naming the file when it is not valid JSON."""
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError("%s %r is not valid JSON (%s)" % (what, path, e)) from None
-
-
-def read_mapping_file(path, n_generator_classes, dataset=datasets.DEFAULT):
-    """Reads a user mapping: {"classes": {cls: {"generator_class": k}}} (our format) or {cls: k}.
-
-    Class keys are ids ("1") or the dataset's class names (VOC: "aeroplane"); values are JSON integers (not
-    true/false, 1.5 or "3").
-
-    Returns:
-      {class id: generator class}.
-
-    Raises:
-      FileNotFoundError: no such file. ValueError (naming the file, and the class when one is at fault): not
-      JSON, not an object, a class that is neither an id nor a VOC name, a class given twice, a value that
-      is not an int in [0, n_generator_classes).
-    """
-    if not os.path.exists(path):
-        raise FileNotFoundError("mapping file %r not found" % path)
-    data = _load_json(path, "mapping file")
-    entries = data.get("classes", data) if isinstance(data, dict) else None
-    if not isinstance(entries, dict):
-        raise ValueError("mapping file %r: expected a JSON object {class: generator class}" % path)
-    mapping, keys, names = {}, {}, datasets.get(dataset).class_names
-    for key, value in entries.items():
-        c = names.index(key) if key in names else None
-        if c is None:
-            try:
-                c = int(key)
-            except ValueError:
-                raise ValueError("mapping file %r: class %r is neither an id nor a %s class name"
-                                 % (path, key, datasets.get(dataset).name.upper())) from None
-        if c in keys:
-            raise ValueError("mapping file %r: class %d is given twice (as %r and %r)"
-                             % (path, c, keys[c], key))
-        keys[c] = key
-        k = value.get("generator_class") if isinstance(value, dict) else value
-        # bool is a subclass of int in Python: JSON true would otherwise map to generator class 1.
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n_generator_classes:
-            raise ValueError("mapping file %r: class %r maps to %s, expected an int in [0, %d)"
-                             % (path, key, json.dumps(k), n_generator_classes))
-        mapping[c] = k
-    return mapping
-
-
-def resolve_mapping(generator, classes, mapping_output, classifier_handle=None, mapping_file=None,
-                    mapping_tfrecords=None, mapping_folder=None,
-                    images_per_class=0, classifier_image_size=0, classifier_outputs="logits",
-                    batch_size=16, dataset=datasets.DEFAULT):
-    """Returns {class: generator class}; writes the full mapping to `mapping_output` (JSON).
-
-    Classifier entries already in `mapping_output` (same generator size) are reused, unless a classifier is
-    given and they were computed with another image cap (`images_per_class`, 0 = every image; files
-    without the field were made with the former cap of 100); missing classes are computed with the
-    classifier; entries of the user's `mapping_file` override both. mapping_tfrecords None: the dataset's
-    (default_mapping_tfrecords).
-    """
-    if mapping_tfrecords is None:
-        mapping_tfrecords = default_mapping_tfrecords(dataset)
-    cap = 0 if _cap(images_per_class) == math.inf else images_per_class
-    entries = {}
-    if os.path.exists(mapping_output):
-        old = _load_json(mapping_output, "mapping output")
-        if not isinstance(old, dict) or not isinstance(old.get("classes", {}), dict):
-            raise ValueError("mapping output %r: expected the JSON object this script writes; remove the "
-                             "file to recompute the mapping" % mapping_output)
-        old_cap = old.get("images_per_class", 100)  # files without the field: the former default cap
-        if old.get("generator_classes") == generator.n_classes:
-            entries = {int(c): e for c, e in old.get("classes", {}).items()
-                       if isinstance(e, dict) and e.get("source") == "classifier"}
-        if entries and old_cap != cap:
-            if classifier_handle:
-                logging.info("class mapping: %s was computed with %s images per class, %s asked: recomputed",
-                             mapping_output, old_cap or "all", cap or "all")
-                entries = {}
-            else:
-                logging.warning("class mapping: reused %s, computed with %s images per class (%s asked; give "
-                                "--classifier to recompute)", mapping_output, old_cap or "all", cap or "all")
-    user = read_mapping_file(mapping_file, generator.n_classes, dataset) if mapping_file else {}
-    todo = [c for c in classes if c not in entries and c not in user]
-    if todo:
-        if not classifier_handle:
-            raise ValueError("classes %s have no generator class: give --classifier or a --mapping_file "
-                             "that covers them" % todo)
-        classifier = Classifier(classifier_handle, classifier_image_size, classifier_outputs)
-        if mapping_folder:
-            images = iter_folder_images(mapping_folder, todo)
-        else:
-            missing = [p for p in mapping_tfrecords if not os.path.exists(p)]
-            if missing or not mapping_tfrecords:
-                raise FileNotFoundError("mapping tfrecords not found: %s (give --mapping_tfrecords or "
-                                        "--mapping_folder)" % (missing or "none given"))
-            images = iter_tfrecord_images(mapping_tfrecords)
-        entries.update(compute_class_mapping(classifier, todo, images, generator.n_classes,
-                                             images_per_class, batch_size, dataset))
-    else:
-        logging.info("class mapping: reused %s", mapping_output if entries else mapping_file)
-    for c, k in user.items():
-        entries[c] = {"generator_class": k, "source": "user"}
-    doc = {"generator": str(generator.handle), "generator_classes": generator.n_classes,
-           "classifier": classifier_handle or None, "images_per_class": cap,
-           "classes": {str(c): dict(entries[c], name=datasets.get(dataset).class_name(c))
-                       for c in sorted(entries)}}
-    artifacts.write_bytes(mapping_output, json.dumps(doc, indent=1).encode())
-    return {c: entries[c]["generator_class"] for c in classes}
-
-
 def truncated_normal(rng, shape, bound=2.0):
     """float32 standard normal samples redrawn until all lie in [-bound, bound] (as BigGAN's sampler)."""
     z = rng.standard_normal(shape)
@@ -527,13 +230,20 @@ def generate(generator_handle, classes=None, output_dir=DEFAULT_OUTPUT_DIR,
       dataset: the dataset (name or datasets.Dataset): its GAN classes, class names and mapping tfrecords.
       **mapping_kwargs: classifier_handle, mapping_file, mapping_tfrecords, mapping_folder,
         images_per_class (as mapping_images_per_class; 0 = every image), classifier_image_size,
-        classifier_outputs.
+        classifier_outputs, min_confidence, exclude_classes (resolve_mapping: the classes they exclude get no
+        record, and an earlier run's record of theirs is removed).
 
     Returns:
-      {class: generator class}.
+      {class: generator class} of the classes written (the excluded ones left out).
     """
     record = datasets.get(dataset)
-    classes = record.gan_classes if classes is None else classes
+    classes = list(record.gan_classes if classes is None else classes)
+    outside = [c for c in classes
+               if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 1 <= c <= record.n_classes]
+    if outside:
+        raise ValueError("classes %s are not class ids of %s; expected ids in 1..%d"
+                         % (outside, record.name, record.n_classes))
+    classes = [int(c) for c in classes]
     generator = Generator(generator_handle)
     if "mapping_images_per_class" in mapping_kwargs:
         mapping_kwargs["images_per_class"] = mapping_kwargs.pop("mapping_images_per_class")
@@ -543,6 +253,12 @@ def generate(generator_handle, classes=None, output_dir=DEFAULT_OUTPUT_DIR,
     os.makedirs(output_dir, exist_ok=True)
     for c in classes:
         path = os.path.join(output_dir, paths.replay_name(c))
+        if c not in mapping:  # excluded: no record, not even an earlier run's, which an experiment would read
+            if os.path.exists(path):
+                os.remove(path)
+                logging.warning("class %d (%s): excluded, removed its record %s of an earlier run", c,
+                                record.class_name(c), path)
+            continue
         if os.path.exists(path) and data_loader.count_records(path) == images_per_class:
             logging.info("class %d: %s complete, skipped", c, path)
             continue
@@ -550,10 +266,11 @@ def generate(generator_handle, classes=None, output_dir=DEFAULT_OUTPUT_DIR,
         def examples(c=c):
             images = sample_images(generator, mapping[c], images_per_class, truncation, (seed, c), batch_size,
                                    image_size)
-            for i, image in enumerate(tqdm(images, total=images_per_class, desc="class %02d" % c)):
+            desc = "class " + paths.class_folder_name(c)
+            for i, image in enumerate(tqdm(images, total=images_per_class, desc=desc)):
                 data = jpeg_bytes(image, jpeg_quality)
                 if jpeg_dir:
-                    artifacts.write_bytes(os.path.join(jpeg_dir, "%02d" % c, "%04d.jpg" % i), data)
+                    artifacts.write_bytes(os.path.join(paths.web_class_dir(jpeg_dir, c), "%04d.jpg" % i), data)
                 yield data_loader.serialize_example(data)
 
         try:
@@ -574,8 +291,17 @@ def define_flags(flag_values=flags.FLAGS):
                         **fv)
     flags.DEFINE_enum("dataset", datasets.DEFAULT, sorted(datasets.DATASETS), "The dataset (datasets.py): its "
                       "classes and class names.", **fv)
-    flags.DEFINE_list("classes", None, "Target class ids (default: the dataset's GAN classes, 1..20 for voc).",
-                      **fv)
+    flags.DEFINE_string("data_dir", paths.DATA_DIR, "The data folder (prepare_data's --output_dir; ade20k/data for "
+                        "config/ade20k/): default of --output_dir (<data_dir>/replay_images/gan) and of "
+                        "--mapping_tfrecords.", **fv)
+    flags.DEFINE_list("classes", None, "Target class ids (default: the dataset's GAN classes, 1..20 for voc, "
+                      "1..150 for ade20k).", **fv)
+    flags.DEFINE_float("min_confidence", 0.0, "Classes whose mapping has a mean classifier confidence below this "
+                       "get no GAN record (listed in the log and the mapping report, <mapping>.md, as 'excluded: "
+                       "use web replay': bind TrainManager.web_replay_classes); 0 keeps every class.",
+                       lower_bound=0.0, upper_bound=1.0, **fv)
+    flags.DEFINE_list("exclude_classes", [], "Class ids that get no GAN record whatever their mapping (use web "
+                      "replay: TrainManager.web_replay_classes), e.g. 1,3,4 (ade20k's wall, sky, floor).", **fv)
     flags.DEFINE_integer("images_per_class", 500, "Images generated per class.", lower_bound=1, **fv)
     flags.DEFINE_integer("batch_size", 8, "Generator and classifier batch size.", lower_bound=1, **fv)
     flags.DEFINE_float("truncation", 1.0, "Truncation (z scale and module input).", **fv)
@@ -584,12 +310,15 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("jpeg_quality", DEFAULT_JPEG_QUALITY, "JPEG quality of the images (Pillow); 75 is "
                          "the original's (Pillow's default through matplotlib.image.imsave).", lower_bound=1,
                          upper_bound=100, **fv)
-    flags.DEFINE_string("output_dir", DEFAULT_OUTPUT_DIR, "Folder of {cc}.tfrecord.", **fv)
+    flags.DEFINE_string("output_dir", None, "Folder of {cc}.tfrecord (default <data_dir>/replay_images/gan, "
+                        f"{DEFAULT_OUTPUT_DIR}).", **fv)
     flags.DEFINE_string("jpeg_dir", None, "Optional folder of JPEGs ({cc}/{i}.jpg) for inspection.", **fv)
     flags.DEFINE_string("mapping_output", None, "Mapping JSON (default output_dir/class_mapping.json).", **fv)
     flags.DEFINE_string("mapping_file", None, "User mapping JSON {class: generator class}; overrides.", **fv)
     flags.DEFINE_list("mapping_tfrecords", None, "Labelled training tfrecords scored by the classifier (default: "
-                      f"the dataset's first step of every class, {DEFAULT_MAPPING_TFRECORDS[0]} for voc).", **fv)
+                      "the data folder's first step of every class: "
+                      f"{os.path.basename(DEFAULT_MAPPING_TFRECORDS[0])} for voc, "
+                      f"{os.path.basename(default_mapping_tfrecords(datasets.ADE20K)[0])} for ade20k).", **fv)
     flags.DEFINE_string("mapping_folder", None, "Instead of tfrecords: folder/{cc}/*.jpg per class.", **fv)
     flags.DEFINE_integer("mapping_images_per_class", 0, "Images scored per class for the mapping: 0 = every "
                          "training image that contains the class (the original's rule); N > 0 = only the "
@@ -599,7 +328,11 @@ def define_flags(flag_values=flags.FLAGS):
                       "What the classifier outputs.", **fv)
     flags.mark_flag_as_required("generator", flag_values=flag_values)
     flags.register_multi_flags_validator(["classes", "dataset"], _classes_valid, "--classes: expected class ids "
-                                         "of the dataset (voc: 1..20), e.g. 1,2,20", flag_values=flag_values)
+                                         "of the dataset (voc: 1..20, ade20k: 1..150), e.g. 1,2,20",
+                                         flag_values=flag_values)
+    flags.register_multi_flags_validator(["exclude_classes", "dataset"], _exclude_classes_valid, "--exclude_classes: "
+                                         "expected class ids of the dataset (voc: 1..20, ade20k: 1..150), e.g. 1,3,4",
+                                         flag_values=flag_values)
     flags.register_validator("truncation", lambda v: v > 0, "--truncation: expected a number > 0",
                              flag_values=flag_values)
 
@@ -609,16 +342,23 @@ def _classes_valid(values):
     return values["classes"] is None or all(c.strip().isdigit() and 1 <= int(c) <= n for c in values["classes"])
 
 
+def _exclude_classes_valid(values):
+    return _classes_valid({"classes": values["exclude_classes"], "dataset": values["dataset"]})
+
+
 def main(argv):
     del argv
     f = flags.FLAGS
     classes = None if f.classes is None else [int(c) for c in f.classes]
-    generate(f.generator, classes, f.output_dir, f.images_per_class, f.batch_size,
+    output_dir = f.output_dir or paths.replay_dir(f.data_dir, "gan")
+    mapping_tfrecords = f.mapping_tfrecords or list(default_mapping_tfrecords(f.dataset, f.data_dir))
+    generate(f.generator, classes, output_dir, f.images_per_class, f.batch_size,
              f.truncation, f.seed, f.image_size, f.jpeg_dir, f.mapping_output, f.jpeg_quality, f.dataset,
              classifier_handle=f.classifier, mapping_file=f.mapping_file,
-             mapping_tfrecords=f.mapping_tfrecords, mapping_folder=f.mapping_folder,
+             mapping_tfrecords=mapping_tfrecords, mapping_folder=f.mapping_folder,
              mapping_images_per_class=f.mapping_images_per_class,
-             classifier_image_size=f.classifier_image_size, classifier_outputs=f.classifier_outputs)
+             classifier_image_size=f.classifier_image_size, classifier_outputs=f.classifier_outputs,
+             min_confidence=f.min_confidence, exclude_classes=[int(c) for c in f.exclude_classes])
 
 
 def cli():

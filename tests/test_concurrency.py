@@ -30,7 +30,8 @@ CONFIG_DIR = os.path.join(ROOT, "config")
 
 
 def _main_command(base, *flags):
-    """`python main.py` on the tiny prepared folder `base` (run it with cwd=base: the summary goes to ./outputs)."""
+    """`python main.py` on the tiny prepared folder `base` (its TrainManager.base_folder_path: the experiments and the
+    summary go to <base>/outputs)."""
     bindings = TINY_BINDINGS + [f'TrainManager.base_folder_path = "{base}"']
     return ([sys.executable, os.path.join(ROOT, "main.py"), "--config_dir", CONFIG_DIR, "--benchmark", "voc",
              "--jobs", "1"] + list(flags) + [f"--gin_param={b}" for b in bindings])
@@ -193,7 +194,7 @@ def test_a_finished_read_only_folder_is_summarised(copy_base):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "FAILED" not in done.stderr
     assert "| FINE_TUNING | ADD_ONE_ONE_TIME | 19-1 |" in done.stdout
-    assert f"summary not written: {os.path.join('.', 'outputs')} is not writable" in done.stderr, done.stderr[-3000:]
+    assert f"summary not written: {outputs} is not writable" in done.stderr, done.stderr[-3000:]
     after = {p: os.stat(p).st_mtime_ns for p in glob.glob(str(copy_base / "**" / "*"), recursive=True)}
     assert after == before  # nothing written, nothing removed
     assert not (outputs / "summary.csv").exists()

@@ -306,3 +306,78 @@ def test_voc_palette():
     assert tuple(palette[255]) == (224, 224, 192)
     assert dl.colorize([[255]]).tolist() == [[[224, 224, 192]]]
     assert dl.VOC_CLASSES[15] == "person" and len(dl.VOC_CLASSES) == 21
+
+
+# ------------------------------------------------------------------------------- many small files (issue 24)
+
+@pytest.fixture(params=["eager", "pipeline"])
+def reading(request, monkeypatch):
+    """Both ways of read_samples and check_tfrecord: record by record (a small file) or through tf.data (one
+    above EAGER_FILE_BYTES)."""
+    monkeypatch.setattr(dl, "EAGER_FILE_BYTES", 2 ** 40 if request.param == "eager" else 0)
+    return request.param
+
+
+def _mixed_file(path):
+    rng = np.random.default_rng(0)
+    sizes = [(12, 9), (7, 15), (12, 9)]
+    return _write(path, [dl.encode_example(_image(h, w, i), rng.integers(0, 21, (h, w), dtype=np.uint8))
+                         for i, (h, w) in enumerate(sizes)])
+
+
+@pytest.mark.parametrize("mode", ["validation", "validation+", "images"])
+def test_read_samples_are_load_tfrecords(tmp_path, reading, mode):
+    """Bit for bit the samples of load_tfrecord, with each record's stored JPEG."""
+    path = _mixed_file(tmp_path / "m.tfrecord")
+    ours = list(dl.read_samples(path, mode, MEAN, 21))
+    theirs = list(dl.load_tfrecord(path, mode, dataset_mean=MEAN).as_numpy_iterator())
+    jpegs = [tf.train.Example.FromString(r.numpy()).features.feature["input"].bytes_list.value[0]
+             for r in tf.data.TFRecordDataset(path)]
+    assert [jpeg for jpeg, _ in ours] == jpegs and len(ours) == 3
+    for (_, sample), want in zip(ours, theirs):
+        assert sorted(sample) == sorted(want)
+        for k in want:
+            assert sample[k].dtype == want[k].dtype and sample[k].tobytes() == want[k].tobytes(), k
+    with pytest.raises(ValueError, match="mode"):
+        next(dl.read_samples(path, "training"))
+
+
+def test_read_samples_fail_as_load_tfrecord(tmp_path, reading):
+    bad = np.zeros((8, 8), np.uint8)
+    bad[3, 3] = 30
+    path = _write(tmp_path / "v.tfrecord", [_good(0), dl.encode_example(_image(8, 8), bad)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)label value.*v\.tfrecord.*\[1\].*\[30\]"):
+        list(dl.read_samples(path, "validation", MEAN, 21))
+    assert len(list(dl.read_samples(path, "validation", MEAN, None))) == 2
+    with pytest.raises(FileNotFoundError, match="nope.tfrecord"):
+        next(dl.read_samples(str(tmp_path / "nope.tfrecord"), "validation"))
+
+
+@pytest.mark.parametrize("check", [test_unlabelled_images_mode, test_corrupt_record, test_record_that_is_not_an_example,
+                                   test_undecodable_image, test_label_of_other_size, test_label_value_out_of_range])
+def test_check_tfrecord_both_ways(tmp_path, reading, check):
+    """check_tfrecord counts and locates bad records alike, record by record or through tf.data."""
+    check(tmp_path)
+
+
+def test_training_samples_are_the_augmentation_of_their_seed(tmp_path):
+    """The traced-once training map gives what augment gives for each record and its seed (seed, 2 * counter)."""
+    path = _mixed_file(tmp_path / "m.tfrecord")
+    samples = list(dl.load_tfrecord(path, "training", 16, dataset_mean=MEAN, seed=7))
+    for i, raw in enumerate(tf.data.TFRecordDataset(path)):
+        image, label = dl._decode(tf.constant(path), tf.constant(i, tf.int64), raw, True, 21)
+        image, label = dl.augment(dl._subtract_mean(image, MEAN), label, 16, tf.constant([7, 2 * i], tf.int64))
+        assert samples[i]["input"].numpy().tobytes() == image.numpy().tobytes()
+        np.testing.assert_array_equal(samples[i]["label"], label)
+
+
+def test_decoding_is_traced_once_per_process(tmp_path):
+    """Pipelines and reads of new files reuse the traced map functions (a sweep reads hundreds of small files)."""
+    paths = [_constant_file(tmp_path / f"{i}.tfrecord", 1, n=2, h=8, w=8) for i in range(3)]
+    mean = (1.5, 2.5, 3.5)  # a mean no other test uses: the count starts here
+    for path in paths:
+        list(dl.load_tfrecord(path, "validation", dataset_mean=mean))
+        list(dl.read_samples(path, "validation", mean))
+        list(dl.load_tfrecord([path, path], "training", 8, dataset_mean=list(mean), seed=0))
+    assert dl._sample_fn("validation", *dl._key(mean, 21)).experimental_get_tracing_count() == 1
+    assert dl._training_fn(8, *dl._key(mean, 21)).experimental_get_tracing_count() == 1

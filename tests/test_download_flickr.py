@@ -721,6 +721,8 @@ def test_user_errors_exit_with_status_2_and_a_clean_message(env, tmp_path):
         "bad class": (["--classes=1,x"], None, "--classes"),
         "bad deadline": (["--deadline=0"], None, "deadline must be > 0"),
         "no folder": (["--to_tfrecord"], None, "not found (run the download first)"),
+        "ade class": (["--dataset=ade20k", "--classes=2,151"], None,
+                      "--classes: expected class ids of ade20k (1..150) such as 1,2,20, got ['2', '151']"),
         "refused key": (["--retries=0"], None, "Flickr refused the credentials"),
     }
     with FakeFlickr() as server:
@@ -765,3 +767,55 @@ def test_command_line_download_and_to_tfrecord(env, tmp_path):
         shapes.append(tuple(tf.io.decode_jpeg(ex["input"]).shape))
     assert shapes == [(12, 16, 3)] * 4
     assert sorted(os.listdir(records)) == ["02.tfrecord"]
+
+
+# ------------------------------------------------------------------------------------------ ADE20K's classes
+
+# ADE20K classes, their web keywords (datasets.ADE20K.web_keywords: 100's name "buffet" is searched as "sideboard")
+# and the server's results; two- and three-digit class folders side by side (10, 100, 101: no prefix confusion).
+ADE_SEARCHES = {"building": [["good20*", "good21*"]], "sideboard": [["good22*", "good23*"]],
+                "poster": [["good24*", "missing", "good25*"]], "flag": [["good26*", "good27*"]],
+                "grass": [["good28*", "good29*"]]}
+ADE_CLASSES = {2: "building", 10: "grass", 100: "sideboard", 101: "poster", 150: "flag"}
+
+
+def test_ade20k_classes_download_into_three_digit_folders_and_records(env, tmp_path):
+    """--dataset=ade20k: each class is searched with its ADE20K keyword into <data_dir>/.../images/{cc}/ (02, 10,
+    100, 101, 150), and --to_tfrecord turns each folder into {cc}.tfrecord holding that class's images only."""
+    del env
+    from datasets import ADE20K  # pylint: disable=g-import-not-at-top
+    assert {c: ADE20K.web_keywords[c] for c in ADE_CLASSES} == ADE_CLASSES
+    data = tmp_path / "ade20k" / "data"
+    with FakeFlickr(searches=ADE_SEARCHES) as server:
+        result = subprocess.run(
+            [sys.executable, SCRIPT, "--dataset=ade20k", "--classes=%s" % ",".join(map(str, ADE_CLASSES)),
+             "--data_dir=%s" % data, "--images_per_class=2", "--api_url=%s/services/rest/" % server.base,
+             "--workers=2", "--timeout=2", "--deadline=10", "--retries=0", "--per_page=5"],
+            capture_output=True, text=True, timeout=60, check=False, env=dict(os.environ))
+        searched = {urllib.parse.parse_qs(body.decode())["text"][0] for path, _, body in server.requests
+                    if path.endswith("/rest/")}
+        good = server.good
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert searched == set(ADE_CLASSES.values())
+    images = data / "replay_images" / "flickr" / "images"
+    assert sorted(os.listdir(images)) == ["02", "10", "100", "101", "150"]
+    for c, keyword in ADE_CLASSES.items():
+        manifest = _kept(images, c)
+        assert (manifest["class"], manifest["keyword"]) == (c, keyword)
+        assert [e["photo_id"] for e in manifest["images"]] == good[keyword]
+        assert download_flickr.class_files(str(images), c) == ["0000.jpg", "0001.jpg"]
+    assert "class 101 (poster): kept 2 of 2 wanted" in result.stderr
+
+    records = data / "replay_images" / "flickr"
+    counts = download_flickr.folders_to_tfrecords(str(images), str(records), list(ADE_CLASSES))
+    assert counts == {c: 2 for c in ADE_CLASSES}
+    assert sorted(n for n in os.listdir(records) if n.endswith(".tfrecord")) == [
+        "02.tfrecord", "10.tfrecord", "100.tfrecord", "101.tfrecord", "150.tfrecord"]
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    for c in ADE_CLASSES:  # each record holds its own class's images, in manifest order (not 10's or 100's)
+        stored = [np.asarray(Image.open(images / ("%02d" % c) / n), np.float32) for n in ("0000.jpg", "0001.jpg")]
+        for i, raw in enumerate(tf.data.TFRecordDataset(str(records / ("%02d.tfrecord" % c)))):
+            data_bytes = tf.train.Example.FromString(raw.numpy()).features.feature["input"].bytes_list.value[0]
+            image = tf.io.decode_jpeg(data_bytes).numpy().astype(np.float32)
+            assert np.abs(image - stored[i]).mean() < 8, (c, i)
+            assert all(np.abs(image - other).mean() > 40 for j, other in enumerate(stored) if j != i), (c, i)

@@ -411,7 +411,7 @@ def test_non_finite_generator_output_fails_naming_generator_and_class(tmp_path, 
                                          r"class %d holds \d+ non-finite" % generator_class):
         generate_gan.generate(gen, classes=[1, 4], output_dir=str(out), images_per_class=3, batch_size=2,
                               image_size=0, mapping_file=str(user))
-    assert sorted(n for n in os.listdir(out) if n != "class_mapping.json") == ["01.tfrecord"]
+    assert sorted(os.listdir(out)) == ["01.tfrecord", "class_mapping.json", "class_mapping.md"]
 
 
 # ------------------------------------------------------------------------------ generator contract, per call
@@ -480,7 +480,7 @@ def test_generator_output_contract_checked_per_call(contract_generators, tmp_pat
         generate_gan.generate(gen, classes=[4], output_dir=str(out), images_per_class=3, batch_size=2,
                               image_size=0, mapping_file=str(user))
     assert "nothing written to %s" % (out / "04.tfrecord") in str(error.value)
-    assert os.listdir(out) == ["class_mapping.json"]  # no record, no temporary
+    assert sorted(os.listdir(out)) == ["class_mapping.json", "class_mapping.md"]  # no record, no temporary
 
 
 def test_generator_output_dtype_and_rounding_margin(contract_generators, tmp_path):
@@ -493,7 +493,7 @@ def test_generator_output_dtype_and_rounding_margin(contract_generators, tmp_pat
                                          r"values outside \[-1, 1\]"):
         generate_gan.generate(uint8_gen, classes=[4], output_dir=str(out), images_per_class=3, batch_size=2,
                               image_size=0, mapping_file=str(user))
-    assert os.listdir(out) == ["class_mapping.json"]
+    assert sorted(os.listdir(out)) == ["class_mapping.json", "class_mapping.md"]
     # 1.004 is within the margin of a rounding error: accepted, and clipped to the pixel range.
     generate_gan.generate(gen, classes=[4], output_dir=str(tmp_path / "ok"), images_per_class=3, batch_size=2,
                           image_size=0, mapping_file=str(user))
@@ -501,3 +501,149 @@ def test_generator_output_dtype_and_rounding_margin(contract_generators, tmp_pat
     assert len(images) == 3
     assert images[0][:, :4].max() < 10 and images[0][:, -4:].min() > 245
     assert generate_gan.OUTPUT_RANGE_MARGIN == 0.01
+
+
+# ------------------------------------------------------------------------------ ADE20K: 150 classes, weak ones excluded
+
+# ADE20K class -> generator class; wall's images lie between generator classes 2 and 5, a little nearer 2 (a
+# "stuff" class no generator class draws: a weak mapping, mean confidence about 0.7); the others are clear.
+ADE_EXPECTED = {1: 2, 2: 0, 101: 4, 150: 5}
+ADE_COLOURS = {1: 0.52 * PROTO[2] + 0.48 * PROTO[5], 2: PROTO[0], 101: PROTO[4], 150: PROTO[5]}
+ADE_CLASSES = sorted(ADE_EXPECTED)
+
+
+def _ade_data(base):
+    """A data folder holding ADE20K's default mapping file (train_overlapped_1-150: labels up to 150)."""
+    data = str(base / "data")
+    (record,) = generate_gan.default_mapping_tfrecords("ade20k", data)
+    assert record == os.path.join(data, "training_first_step", "train_overlapped_1-150.tfrecord")
+    rng = np.random.default_rng(0)
+    examples = []
+    for c in ADE_CLASSES * 3:
+        label = np.zeros((8, 8), np.uint8)
+        label[2:, :] = c
+        label[0, 0] = 255
+        examples.append(data_loader.encode_example(_class_image(rng, ADE_COLOURS[c], size=8), label))
+    examples.append(data_loader.encode_example(_class_image(rng, PROTO[1], size=8), np.full((8, 8), 3, np.uint8)))
+    os.makedirs(os.path.dirname(record))
+    data_loader.write_tfrecord(record, examples)
+    return data
+
+
+def _report_rows(path):
+    """(class, generator class, confidence, margin, replay) of the report's table rows, in order."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| ") and cells[0].isdigit():
+                rows.append((int(cells[0]), cells[1], cells[2], cells[3], cells[4], cells[6]))
+    return rows
+
+
+def test_ade20k_mapping_report_and_exclusions(models, tmp_path, caplog):
+    gen, cls = models["tf2"]
+    data = _ade_data(tmp_path)
+    out = os.path.join(data, "replay_images", "gan")
+    kwargs = dict(classes=ADE_CLASSES, output_dir=out, images_per_class=2, image_size=8, dataset="ade20k",
+                  classifier_handle=cls, mapping_tfrecords=list(generate_gan.default_mapping_tfrecords("ade20k", data)))
+    assert generate_gan.generate(gen, **kwargs) == ADE_EXPECTED
+    assert sorted(os.listdir(out)) == ["01.tfrecord", "02.tfrecord", "101.tfrecord", "150.tfrecord",
+                                       "class_mapping.json", "class_mapping.md"]
+    _check_ade_images(out, [1, 2, 101, 150])
+    with open(os.path.join(out, "class_mapping.json")) as f:
+        doc = json.load(f)
+    assert doc["dataset"] == "ade20k" and doc["excluded"] == {} and doc["classes"]["101"]["name"] == "poster"
+    assert {int(c): e["n_images"] for c, e in doc["classes"].items()} == {c: 3 for c in ADE_CLASSES}
+    confidence = {int(c): e["top5"][0]["confidence"] for c, e in doc["classes"].items()}
+    margin = {int(c): e["top5"][0]["confidence"] - e["top5"][1]["confidence"] for c, e in doc["classes"].items()}
+    assert 0.55 < confidence[1] < 0.85 and min(confidence[c] for c in (2, 101, 150)) > 0.95
+    assert doc["classes"]["1"]["top5"][1]["class"] == 5  # the runner-up of wall
+
+    # The report: every class, weakest first, with its name, generator class, confidence and margin.
+    report = os.path.join(out, "class_mapping.md")
+    rows = _report_rows(report)
+    assert [r[0] for r in rows] == sorted(ADE_CLASSES, key=confidence.get) and rows[0][:3] == (1, "wall", "2")
+    assert [float(r[3]) for r in rows] == [round(confidence[r[0]], 3) for r in rows]
+    assert [float(r[4]) for r in rows] == [round(margin[r[0]], 3) for r in rows]
+    assert all(r[5] == "GAN" for r in rows)
+    assert "Excluded: none" in open(report).read()
+
+    # --min_confidence excludes wall, --exclude_classes flag; the mapping is reused (same cap), their records of
+    # the first run are removed, and the log, the report and the JSON name them.
+    caplog.set_level("INFO", logger="absl")
+    mapping = generate_gan.generate(gen, min_confidence=0.9, exclude_classes=[150], **kwargs)
+    assert mapping == {2: 0, 101: 4}
+    assert sorted(os.listdir(out)) == ["02.tfrecord", "101.tfrecord", "class_mapping.json", "class_mapping.md"]
+    rows = _report_rows(report)
+    assert [r[0] for r in rows] == sorted(ADE_CLASSES, key=confidence.get)
+    replay = {r[0]: r[5] for r in rows}
+    assert replay[1] == "excluded: use web replay (confidence %.3f < min_confidence 0.900)" % confidence[1]
+    assert replay[150] == "excluded: use web replay (exclude_classes)"
+    assert replay[2] == replay[101] == "GAN"
+    text = open(report).read()
+    assert "Excluded (no GAN record; use web replay): 1 (wall), 150 (flag)" in text
+    assert "    TrainManager.web_replay_classes = [1, 150]\n" in text
+    with open(os.path.join(out, "class_mapping.json")) as f:
+        doc = json.load(f)
+    assert doc["min_confidence"] == 0.9 and sorted(doc["excluded"]) == ["1", "150"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("2 class(es) excluded, no GAN record (use web replay): 1 (wall): confidence" in w and
+               "150 (flag): exclude_classes" in w and "TrainManager.web_replay_classes = [1, 150]" in w
+               for w in warnings), warnings
+    assert any("class 1 (wall): excluded, removed its record" in w for w in warnings), warnings
+    infos = "\n".join(r.getMessage() for r in caplog.records)
+    assert "| 1 | wall | 2 | %.3f |" % confidence[1] in infos  # the table is logged too
+
+    # A class excluded by name needs no mapping (no classifier, no image); wrong values are named.
+    assert generate_gan.generate(gen, **dict(kwargs, classes=[3, 101], classifier_handle=None),
+                                 exclude_classes=[3]) == {101: 4}
+    with pytest.raises(ValueError, match=r"exclude_classes \[7\] are not among the classes generated \[1, 2, 101, "
+                                         r"150\]"):
+        generate_gan.generate(gen, exclude_classes=[7], **kwargs)
+    with pytest.raises(ValueError, match=r"min_confidence must be a number in \[0, 1\].*got 1.5"):
+        generate_gan.generate(gen, min_confidence=1.5, **kwargs)
+    with pytest.raises(ValueError, match=r"classes \[151\] are not class ids of ade20k; expected ids in 1..150"):
+        generate_gan.generate(gen, **dict(kwargs, classes=[2, 151]))
+    with pytest.raises(ValueError, match=r"classes \[101\] are not class ids of voc; expected ids in 1..20"):
+        generate_gan.generate(gen, **dict(kwargs, classes=[101], dataset="voc"))
+    # Another dataset's mapping, and so its folder, is refused (VOC's class 1 is aeroplane, not wall).
+    with pytest.raises(ValueError, match=r"mapping output '.*class_mapping\.json' was made for dataset 'ade20k', "
+                                         r"not 'voc'"):
+        generate_gan.generate(gen, **dict(kwargs, classes=[1], dataset="voc"))
+
+
+def _check_ade_images(out, classes):
+    for c in classes:
+        images = _read_images(os.path.join(out, "%s.tfrecord" % ("%02d" % c)))
+        assert len(images) == 2
+        mean = images[0].reshape(-1, 3).mean(0) / 255.0
+        assert np.abs(mean - PROTO[ADE_EXPECTED[c]]).max() < 0.06, (c, mean)
+
+
+def test_ade20k_command_line_defaults_from_the_data_folder(models, tmp_path):
+    """--dataset=ade20k --data_dir=D: the mapping scores D's train_overlapped_1-150 and the records go to
+    D/replay_images/gan; --exclude_classes and --min_confidence leave classes out, named on stderr."""
+    gen, cls = models["tf2"]
+    data = _ade_data(tmp_path)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "gan", "generate_gan.py"), "--generator=" + gen, "--classifier=" + cls,
+         "--dataset=ade20k", "--data_dir=" + data, "--classes=1,2,101,150", "--exclude_classes=2",
+         "--min_confidence=0.9", "--images_per_class=2", "--image_size=8"],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = os.path.join(data, "replay_images", "gan")
+    assert sorted(os.listdir(out)) == ["101.tfrecord", "150.tfrecord", "class_mapping.json", "class_mapping.md"]
+    _check_ade_images(out, [101, 150])
+    assert "excluded, no GAN record (use web replay): 1 (wall): confidence" in result.stderr
+    assert "2 (building): exclude_classes" in result.stderr
+    assert "TrainManager.web_replay_classes = [1, 2]" in result.stderr
+
+    flag_values = flags.FlagValues()
+    generate_gan.define_flags(flag_values)
+    flag_values(["generate_gan.py", "--generator=g", "--dataset=ade20k", "--classes=101,150",
+                 "--exclude_classes=150"])
+    assert flag_values.exclude_classes == ["150"] and flag_values.output_dir is None
+    for bad in ("--exclude_classes=151", "--classes=0", "--min_confidence=1.5"):
+        with pytest.raises(flags.IllegalFlagValueError):
+            flag_values(["generate_gan.py", "--generator=g", "--dataset=ade20k", bad])

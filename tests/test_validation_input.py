@@ -1,6 +1,6 @@
 """Validation reads decoded samples kept by the process (Context.decoded_samples): the same batches, losses and
 confusion matrices as the tf.data pipeline it replaced, decoded once; a file the process wrote is not read back
-by check_once."""
+by check_once. Labelling (labelling.predicted) reads small files without a pipeline: the same predictions."""
 import gin
 import numpy as np
 import pytest
@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import data_loader
 import evaluation
+import labelling
 import model
 import training
 from conftest import TINY_BINDINGS
@@ -57,8 +58,8 @@ def test_batches_are_tf_datas_padded_batches(mixed_sizes, batch_size):
 def test_decoded_once_per_context_and_again_when_the_file_changes(mixed_sizes, monkeypatch):
     context = training.Context(progress_bars=False)
     calls = []
-    load = data_loader.load_tfrecord
-    monkeypatch.setattr(data_loader, "load_tfrecord", lambda *a, **k: calls.append(a[0]) or load(*a, **k))
+    read = data_loader.read_samples
+    monkeypatch.setattr(data_loader, "read_samples", lambda *a, **k: calls.append(a[0]) or read(*a, **k))
     first = context.decoded_samples(mixed_sizes[0], 21)
     assert context.decoded_samples(mixed_sizes[0], 21) is first
     assert len(calls) == 1
@@ -119,3 +120,34 @@ def test_a_written_file_is_not_read_back(tmp_path, monkeypatch):
     data_loader.write_tfrecord(path, [_record(rng, 4, 4)])  # changed since: checked again
     with pytest.raises(pytest.fail.Exception, match="read back"):
         context.check_once(path, 21)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4])
+@pytest.mark.parametrize("eager", [True, False])
+def test_predicted_is_the_padded_batch_pipelines(mixed_sizes, monkeypatch, batch_size, eager):
+    """labelling.predicted gives the JPEG bytes, samples and predictions of the pipeline it replaced
+    (load_tfrecord + padded_batch + predict_ids, each prediction cropped back), images of several sizes in a
+    batch, read record by record (a small file) or through tf.data."""
+    monkeypatch.setattr(data_loader, "EAGER_FILE_BYTES", 2 ** 40 if eager else 0)
+    gin.clear_config()
+    gin.parse_config([b for b in TINY_BINDINGS if b.startswith("backbone")])
+    seg = model.Segmenter(21)
+    for path in mixed_sizes:
+        ours = list(labelling.predicted(seg, path, "validation+", data_loader.DEFAULT_MEAN, batch_size, 21))
+        theirs = []
+        samples = data_loader.load_tfrecord([path], "validation+", dataset_mean=data_loader.DEFAULT_MEAN)
+        for batch in samples.map(lambda d: dict(d, size=tf.shape(d["input"])[:2])).padded_batch(batch_size):
+            predictions = seg.predict_ids(batch.pop("input")).numpy().astype(np.uint8)
+            for i, (h, w) in enumerate(batch["size"].numpy()):
+                theirs.append(({k: batch[k][i, :h, :w].numpy() for k in ("label", "rgb_input")},
+                               predictions[i, :h, :w]))
+        jpegs = [tf.train.Example.FromString(r.numpy()).features.feature["input"].bytes_list.value[0]
+                 for r in tf.data.TFRecordDataset(path)]
+        assert [jpeg for jpeg, _, _ in ours] == jpegs
+        assert len(ours) == len(theirs) == len(jpegs)
+        for (_, sample, prediction), (want, want_prediction) in zip(ours, theirs):
+            assert sorted(sample) == ["label", "rgb_input"]
+            for k in want:
+                np.testing.assert_array_equal(sample[k], want[k])
+            assert prediction.dtype == np.uint8
+            np.testing.assert_array_equal(prediction, want_prediction)
