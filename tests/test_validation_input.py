@@ -105,7 +105,10 @@ def test_evaluate_equals_the_tf_data_pipeline(mixed_sizes):
     for _ in range(2):  # decoded, then kept
         loss, got = training.evaluate(seg, mixed_sizes, classes, 21, data_loader.DEFAULT_MEAN, 2, False, context)
         np.testing.assert_array_equal(got, cm)
-        assert loss == float(np.mean(losses))
+        # the same batches, but evaluate's forward pass is traced and the reference's eager: the two may fuse and
+        # round differently on another CPU kind (3.1e-8 relative with oneDNN limited to AVX2); a wrong batch moves
+        # the loss by far more than float32 rounding
+        assert loss == pytest.approx(float(np.mean(losses)), rel=1e-6)
     assert cm.sum() > 0
 
 
