@@ -54,3 +54,28 @@ def test_workers_end_when_the_parent_is_stopped(tmp_path, stop):
     while any(_alive(pid) for pid in workers) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in workers), f"workers {workers} outlived their parent ({stop!r})"
+
+
+HANGING_EXIT = """
+import atexit, time
+import runtime, test_workers
+runtime.EXIT_GRACE_SECONDS = 2.0
+atexit.register(time.sleep, 120)  # stands for an exit that never ends (the pool's manager thread, once)
+with runtime.worker_pool(2) as pool:
+    done = [pool.submit(test_workers.sleeper, {folder!r}) for _ in range(2)]
+    print(sum(f.result() for f in done))
+"""
+
+
+def test_ctrl_c_ends_the_parent_even_when_its_exit_hangs(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", HANGING_EXIT.format(folder=str(tmp_path))], cwd=TESTS,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while len(os.listdir(tmp_path)) < 2 and time.time() < deadline and parent.poll() is None:
+        time.sleep(0.1)
+    workers = [int(name) for name in os.listdir(tmp_path)]
+    assert len(workers) == 2, parent.communicate(timeout=5)[1].decode()[-2000:]
+    parent.send_signal(signal.SIGINT)
+    assert parent.wait(timeout=30) == 128 + signal.SIGINT  # the timer's, 2 s after the interrupt
+    assert b"KeyboardInterrupt" in parent.stderr.read()
+    assert not any(_alive(pid) for pid in workers)
