@@ -97,12 +97,7 @@ def _short(structure):
     return "-".join(map(str, structure)) if len(structure) == 3 else f"{structure[0]}-{structure[1]}"
 
 
-def dataset_tests(dataset):
-    """[(setup, [classes added per step])] of a dataset (name or record): VOC's TrainManager.TESTS (the
-    original's test types, which notebooks and tests may extend, as TrainManager reads them), another's
-    datasets.tests."""
-    record = datasets.get(dataset)
-    return TrainManager.TESTS if record is datasets.VOC else datasets.tests(record)
+dataset_tests = TrainManager.setups  # [(setup, [classes added per step])] of a dataset: TrainManager owns the rule
 
 
 def setup_name(dataset, test_type, structure):

@@ -64,7 +64,7 @@ def plan(configs, test_types, sources, config_dir="config", method_test_types=No
     unknown = [c for c in configs if not os.path.exists(os.path.join(config_dir, c + ".gin"))]
     if unknown:
         raise ValueError(f"--configs: unknown config(s) {unknown}; expected names of {config_dir}/*.gin")
-    names = [t for t, _ in (TrainManager.TESTS if dataset in (None, datasets.DEFAULT) else datasets.tests(dataset))]
+    names = [t for t, _ in TrainManager.setups(dataset or datasets.DEFAULT)]
     bad = [t for t in list(test_types) + list(method_test_types or []) if t not in names]
     if bad:
         raise ValueError(f"--test_type: unknown {bad}; expected some of {names}")
@@ -96,22 +96,14 @@ def _incremental_facts(config_file):
     gin.clear_config()
     try:
         gin.parse_config_file(config_file, skip_unknown=True)
-        dataset = gin.query_parameter("TrainManager.dataset") if _bound("TrainManager.dataset") else datasets.DEFAULT
-        first_setup = datasets.tests(dataset)[0][0] if dataset in datasets.DATASETS else "ADD_ONE_ONE_TIME"
+        dataset = gin.get_bindings("TrainManager").get("dataset", datasets.DEFAULT)
+        first_setup = TrainManager.setups(dataset)[0][0] if dataset in datasets.DATASETS else "ADD_ONE_ONE_TIME"
         m = TrainManager(test_type=first_setup, replay_source="gan")
         return m.uses_replay(), m.incremental.method
     except (ValueError, SyntaxError, tokenize.TokenError) as e:  # a bad binding or value; gin's parse errors
         raise ValueError(f"--configs: {gin_file_error(config_file) or f'{config_file}: {e}'}") from None
     finally:
         gin.clear_config()
-
-
-def _bound(binding):
-    try:
-        gin.query_parameter(binding)
-        return True
-    except ValueError:
-        return False
 
 
 def gin_file_error(path):

@@ -214,6 +214,13 @@ class TrainManager:
 
     TESTS = [TEST_0, TEST_1, TEST_2, TEST_3, TEST_4, TEST_5, TEST_6, TEST_7]
 
+    @staticmethod
+    def setups(dataset=datasets.DEFAULT):
+        """[(setup, [classes added per step])] of a dataset (name or record): VOC's are the class attribute TESTS
+        (the original's, which notebooks and tests may extend), another dataset's datasets.tests(dataset)."""
+        record = datasets.get(dataset)
+        return TrainManager.TESTS if record is datasets.VOC else datasets.tests(record)
+
     def __init__(self, test_type, replay_source=None, *,
                  test_name=_MISSING, helper_decoders_one_class=_MISSING, base_folder_path=_MISSING,
                  validate=_MISSING,
@@ -242,8 +249,7 @@ class TrainManager:
             raise ValueError(f"TrainManager.dataset: unknown dataset {dataset!r}; expected one of "
                              f"{sorted(datasets.DATASETS)}.")
         self.dataset = datasets.get(dataset)
-        # VOC's setups are the class attribute TESTS (the original's, which notebooks and tests may extend)
-        self.tests = TrainManager.TESTS if self.dataset is datasets.VOC else datasets.tests(self.dataset)
+        self.tests = TrainManager.setups(self.dataset)
         names = [t[0] for t in self.tests]
         if test_type not in names:
             raise ValueError(f"TrainManager: unknown test_type {test_type!r} of dataset {dataset!r}; expected one "
@@ -385,7 +391,8 @@ class TrainManager:
         # the keys they had (a record whose keys differ is a reuse error).
         if self.dataset.name != datasets.DEFAULT:
             made["TrainManager.dataset"] = self.dataset.name
-        if self.web_replay_classes and stage in ("replay", "incremental"):
+        # a class's labelled replay names its source; only the decoders trained on the mix depend on the list
+        if self.web_replay_classes and stage == "incremental":
             made["TrainManager.web_replay_classes"] = list(self.web_replay_classes)
         return made
 

@@ -216,7 +216,7 @@ def paper_path(folder, config="DISJOINT", test_type="ADD_FIVE_TWO_TIMES", n_trai
         raise RuntimeError(f"expected one results file in {base}/outputs, found {found}")
     import results  # pylint: disable=import-outside-toplevel
     steps = [block["step"] for block in results.parse_results_file(found[0])]
-    expected = list(range(len(dict(datasets.tests(dataset) if ade else TrainManager.TESTS)[test_type])))
+    expected = list(range(len(dict(TrainManager.setups(dataset))[test_type])))
     if steps != expected:
         raise RuntimeError(f"{found[0]}: validated steps {steps}, expected {expected}")
     return {"seconds": seconds, "phases": phases, "results": found[0], "steps": steps}

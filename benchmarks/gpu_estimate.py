@@ -39,10 +39,10 @@ import model
 import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# dataset -> (validation images, their assumed (height, width), whether a step reads all of them or the share of its
-# classes): VOC 2012 val's 1449 at its common 500x375, val_1..val_L a step's share L / 20; ADE20K's 2000, each step
-# nearly all of them (README "ADE20K"), at an assumed 683x512
-VALIDATION = {"voc": (1449, (375, 500), False), "ade20k": (2000, (512, 683), True)}
+# dataset -> (validation images, their assumed (height, width)): VOC 2012 val's 1449 at its common 500x375, ADE20K's
+# 2000 at an assumed 683x512. A step reads the share L / n_classes of them on VOC (val_k grouped by highest class),
+# nearly all on ADE20K (grouped by lowest class: every image with a seen class; README "ADE20K").
+VALIDATION = {"voc": (1449, (375, 500)), "ade20k": (2000, (512, 683))}
 
 
 def define_flags():
@@ -72,7 +72,8 @@ def stages(m, flops, crop, replay_size, replay_per_class, images_per_class):
     train = bench_perf.step_flops(flops[crop], "encoder+decoder", batch)
     decoder = bench_perf.step_flops(flops[crop], "decoder", batch)
     forward = flops[("forward",) + tuple(replay_size)]
-    val_images, val_size, read_all = VALIDATION[m.dataset.name]
+    val_images, val_size = VALIDATION[m.dataset.name]
+    read_all = m.dataset.validation_group == "lowest"
     forward_val = flops[("forward",) + val_size]
     out = [(m.get_encoder_path(), "step 0", m.first_step_schedule().steps * train)]
     if m.uses_replay():

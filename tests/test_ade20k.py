@@ -97,6 +97,8 @@ def test_web_replay_classes_read_the_web_source_under_their_own_names():
     assert m.get_decoder_paths()[1] != plain.get_decoder_paths()[1]
     assert m.made_by("incremental")["TrainManager.web_replay_classes"] == [1, 3]
     assert "TrainManager.web_replay_classes" not in plain.made_by("incremental")
+    # the labelled replay it shares with the web experiment is recorded as that experiment records it
+    assert m.made_by("replay") == _manager("OVERLAPPED", "100-50", "flickr").made_by("replay")
 
 
 def test_ade20k_runs_recall_with_web_replay_and_a_baseline(ade_base):

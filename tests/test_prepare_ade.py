@@ -1,6 +1,5 @@
 """Tests of prepare_data.py on ADE20K-layout folders: a generated one (ade_folder.py) and small hand-made ones."""
 
-import io
 import os
 import shutil
 import subprocess
@@ -9,12 +8,12 @@ import sys
 import numpy as np
 from PIL import Image
 import pytest
-import tensorflow as tf
 
 import datasets
 import paths
 import prepare_data
 from ade_folder import make_ade_folder, split_dirs, write_example
+from test_prepare_data import read_records
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,17 +24,6 @@ INCREMENTAL_GROUPS = (["101-150", "51-100"] + [f"{a}-{a + 9}" for a in range(101
 EXPECTED_FILES = sorted([f"training_first_step/train_overlapped_{g}.tfrecord" for g in FIRST_GROUPS]
                         + [f"training_incremental/train_overlapped_{g}.tfrecord" for g in INCREMENTAL_GROUPS]
                         + [f"validation/val_{k}.tfrecord" for k in range(1, 151)])
-
-
-def read_records(path):
-    """[(image uint8 [H, W, 3], label uint8 [H, W])] of a prepared tfrecord."""
-    out = []
-    for raw in tf.data.TFRecordDataset(path):
-        feature = tf.train.Example.FromString(raw.numpy()).features.feature
-        image = np.asarray(Image.open(io.BytesIO(feature["input"].bytes_list.value[0])))
-        label = np.asarray(Image.open(io.BytesIO(feature["label"].bytes_list.value[0])))
-        out.append((image, label))
-    return out
 
 
 def read_split(out_dir, rel):

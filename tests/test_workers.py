@@ -33,8 +33,8 @@ def _alive(pid):
         return False
 
 
-def _start(tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", PARENT.format(folder=str(tmp_path))], cwd=TESTS,
+def _start(tmp_path, script=PARENT):
+    parent = subprocess.Popen([sys.executable, "-c", script.format(folder=str(tmp_path))], cwd=TESTS,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while len(os.listdir(tmp_path)) < 2 and time.time() < deadline and parent.poll() is None:
@@ -68,13 +68,7 @@ with runtime.worker_pool(2) as pool:
 
 
 def test_ctrl_c_ends_the_parent_even_when_its_exit_hangs(tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", HANGING_EXIT.format(folder=str(tmp_path))], cwd=TESTS,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while len(os.listdir(tmp_path)) < 2 and time.time() < deadline and parent.poll() is None:
-        time.sleep(0.1)
-    workers = [int(name) for name in os.listdir(tmp_path)]
-    assert len(workers) == 2, parent.communicate(timeout=5)[1].decode()[-2000:]
+    parent, workers = _start(tmp_path, HANGING_EXIT)
     parent.send_signal(signal.SIGINT)
     assert parent.wait(timeout=30) == 128 + signal.SIGINT  # the timer's, 2 s after the interrupt
     assert b"KeyboardInterrupt" in parent.stderr.read()
