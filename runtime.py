@@ -10,7 +10,6 @@ import contextlib
 import multiprocessing
 import os
 import platform
-import signal
 import sys
 import threading
 import time
@@ -18,12 +17,6 @@ from concurrent import futures
 
 if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-
-# After Ctrl-C the interpreter's exit joins concurrent.futures' manager thread, and once that join never ended
-# (tests/test_workers.py, SIGINT, in a clean-clone run of the suite on a loaded 2-core machine; not reproduced in 78
-# runs since): with the workers already gone, a timer then ends the process, with the status of a SIGINT.
-EXIT_GRACE_SECONDS = 15.0
 
 
 @contextlib.contextmanager
@@ -36,22 +29,12 @@ def worker_pool(processes):
                                        initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
-    except BaseException as error:
+    except BaseException:
         for child in multiprocessing.active_children():
             child.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
-        if isinstance(error, KeyboardInterrupt):
-            _exit_after(EXIT_GRACE_SECONDS, 128 + signal.SIGINT)
         raise
     pool.shutdown()
-
-
-def _exit_after(seconds, status):
-    """Ends the process with `status` in `seconds` unless it has ended by then (a daemon timer: it runs on while
-    the interpreter's exit joins other threads)."""
-    timer = threading.Timer(seconds, os._exit, args=(status,))
-    timer.daemon = True
-    timer.start()
 
 
 def _die_with_parent(parent):
