@@ -24,6 +24,7 @@ import zlib
 
 import gin
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
@@ -77,7 +78,10 @@ class Context:
       them);
     - the tf.distribute strategies, one per kind: every experiment gets the same instance (a second
       MultiWorkerMirroredStrategy in a process breaks the collectives, so use one context per process);
-    - the tfrecords already checked (check_once) and the validation samples decoded (decoded_samples).
+    - the tfrecords already checked (check_once) and the validation samples decoded (decoded_samples);
+    - the networks whose weights stages load from checkpoints (network), one per architecture, so that the
+      experiments of a sweep neither build nor trace a network each, and the validations of first steps
+      (validated), which every experiment sharing a first step would repeat.
     `Training(manager)` without a context uses the process's default one (default_context()).
     """
 
@@ -87,6 +91,8 @@ class Context:
         self._strategies = {}
         self._checked = {}
         self._decoded, self._decoded_bytes = {}, 0
+        self._networks = collections.OrderedDict()  # key -> Segmenter, least recently used first
+        self._validated = {}
         self._waited = 0.0
 
     @contextlib.contextmanager
@@ -157,6 +163,41 @@ class Context:
             self._decoded_bytes += size
         return samples
 
+    def validated(self, key, compute):
+        """(loss, confusion matrix) of the validation `key`, computed by compute() once per process: a first step's
+        network validated by each experiment that shares it (Training._run_validation)."""
+        if key not in self._validated:
+            self._validated[key] = compute()
+        loss, cm = self._validated[key]
+        return loss, cm.copy()
+
+    def network(self, key, build):
+        """The process's network of architecture `key` (Training._network_key), made by build() on first use and
+        kept, with the steps and predictions traced for it, while the kept networks' variables stay under
+        NETWORK_BUDGET_BYTES (least recently used dropped first: every embedded network, a few ResNet-101s). Its
+        `holds` says which checkpoint files its weights equal (Training._load reads only the others), None while
+        they differ from every file (a network in training)."""
+        seg = self._networks.pop(key, None)
+        if seg is None:
+            seg = build()
+            seg.holds = None
+        self.keep(key, seg)
+        return seg
+
+    def keep(self, key, seg):
+        """Keeps `seg` (its `holds` set) as the process's network of architecture `key` (see network)."""
+        self._networks.pop(key, None)
+        self._networks[key] = seg
+        while len(self._networks) > 1 and sum(map(_variable_bytes, self._networks.values())) > NETWORK_BUDGET_BYTES:
+            self._networks.popitem(last=False)
+
+
+def _variable_bytes(seg):
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in seg.encoder.variables + seg.decoder.variables)
+
+
+# Networks a process keeps (Context.network): the embedded benchmark's take 4 MB each; ResNet-101's about 180 MB.
+NETWORK_BUDGET_BYTES = 1024 * 2 ** 20
 
 # Decoded samples a process keeps (Context.decoded_samples): the embedded benchmark's 400 validation images of
 # 64x64 take 6.6 MB; real VOC's 1449 (about 0.8 GB) are decoded at each validation, as before.
@@ -279,12 +320,9 @@ class Training:
         self.results_file = self.manager.get_validation_file_path()
         self.tensorboard_dir = os.path.join(self.manager.base_folder_path, "outputs", "tensorboard",
                                             self.manager.get_validation_file_name())
-        # The main network (all n_classes outputs) is kept from stage to stage with the checkpoints its weights
-        # equal (None while they differ), and so is its decoder trainer: the incremental steps, label mixing,
-        # replay labelling and validation neither reload it nor trace its steps again.
-        self._main = None
-        self._main_holds = None
-        self._decoder_trainer = None
+        # A network whose weights a stage loads is the context's of its architecture (Context.network), which
+        # holds the checkpoints it read last (its `holds`) and keeps its traced steps (the decoder trainer among
+        # them): later stages and experiments neither reload it nor trace its steps again.
         # The method of the incremental steps (TrainManager.method) with its gin-bound weights, made here so that
         # the operative config records them, and the frozen network of the previous step a baseline's loss reads.
         self.method = methods.make(self.manager.incremental.method)
@@ -361,7 +399,7 @@ class Training:
         self._seal(first.decoder_path)
         model.save_encoder(seg, first.encoder_path)
         self._seal(first.encoder_path)
-        self._main, self._main_holds = seg, (first.encoder_path, first.decoder_path)
+        self._keep(seg, self.n_classes, None, first.encoder_path, first.decoder_path)
         logging.info("step 0: trained and saved %s, %s", first.encoder_path, first.decoder_path)
 
     def helpers(self):
@@ -389,6 +427,7 @@ class Training:
         self._record_made(helper.decoder_path, "helpers")
         model.save_decoder(seg, helper.decoder_path)
         self._seal(helper.decoder_path)
+        self._keep(seg, len(classes) + 1, [0] + classes, self.plan.first_step.encoder_path, helper.decoder_path)
         logging.info("helper %s: trained and saved %s", classes, helper.decoder_path)
 
     def replay_labels(self):
@@ -450,7 +489,7 @@ class Training:
                     self._seal(s.encoder_path)
                 model.save_decoder(seg, s.decoder_path)
                 self._seal(s.decoder_path)
-                self._main_holds = (s.encoder_path, s.decoder_path)
+                self._keep(seg, self.n_classes, None, s.encoder_path if train_encoder else None, s.decoder_path)
             logging.info("step %d: trained classes %s (old %s) and saved %s", s.step, new, old[1:], s.decoder_path)
             self._validate(seg, s)
 
@@ -502,8 +541,7 @@ class Training:
         previous = None
         if self.method.needs_previous:
             previous = self._previous_network(seg, s.previous_encoder_path, s.previous_decoder_path)
-        if seg is self._main:
-            self._main_holds = None  # the hook may change its weights (MiB's initialisation)
+        seg.holds = None  # the hook may change its weights (MiB's initialisation)
         logits = functools.partial(self._previous_logits, previous, s.data_path, old + new, len(old))
         return self.method.before_step(methods.Step(s.step, len(old), len(new), seg, previous, logits)), previous
 
@@ -550,26 +588,38 @@ class Training:
         with self.strategy.scope():
             return model.Segmenter(n_outputs, class_ids, precision=self.precision)
 
+    def _network_key(self, n_outputs, class_ids):
+        """What makes two networks interchangeable once their weights are loaded: outputs, class ids, precision,
+        backbone size and the strategy whose variables they are."""
+        size = model.backbone_size()
+        return (int(n_outputs), None if class_ids is None else tuple(int(c) for c in class_ids), self.precision,
+                tuple(size["units"]), float(size["width"]), id(self.strategy))
+
     def _load(self, n_outputs, class_ids, decoder_path, encoder_path=None):
         """A Segmenter with the encoder at `encoder_path` (None: the step-0 encoder) and the decoder at
-        `decoder_path`. For the main network it is the kept one, read from the checkpoints only when it does
-        not hold them already."""
+        `decoder_path`: the context's network of its architecture (Context.network), which reads a checkpoint
+        only when it does not hold that file's weights already (the same path, modification time and size)."""
         encoder_path = encoder_path or self.plan.first_step.encoder_path
-        if class_ids is not None or n_outputs != self.n_classes:  # a helper
-            seg = self._segmenter(n_outputs, class_ids)
+        new = []
+        seg = self.context.network(self._network_key(n_outputs, class_ids),
+                                   lambda: new.append(1) or self._segmenter(n_outputs, class_ids))
+        if not new:
+            self._seed(n_outputs, class_ids)  # the random state a new network would leave
+        wanted = (_checkpoint_file(encoder_path), _checkpoint_file(decoder_path))
+        held, seg.holds = seg.holds or (None, None), None  # a failed load leaves it holding nothing
+        if held[0] != wanted[0]:
             model.load_encoder(seg, encoder_path)
+        if held[1] != wanted[1]:
             model.load_decoder(seg, decoder_path)
-            return seg
-        if self._main is None:
-            self._main = self._segmenter(n_outputs)
-        else:
-            self._seed(n_outputs, None)  # the random state a new network would leave
-        if self._main_holds != (encoder_path, decoder_path):
-            if self._main_holds is None or self._main_holds[0] != encoder_path:
-                model.load_encoder(self._main, encoder_path)
-            model.load_decoder(self._main, decoder_path)
-            self._main_holds = (encoder_path, decoder_path)
-        return self._main
+        seg.holds = wanted
+        return seg
+
+    def _keep(self, seg, n_outputs, class_ids, encoder_path, decoder_path):
+        """Makes `seg`, whose weights were just saved to these checkpoints (encoder None: the step-0 encoder), the
+        context's network of its architecture, holding them."""
+        seg.holds = (_checkpoint_file(encoder_path or self.plan.first_step.encoder_path),
+                     _checkpoint_file(decoder_path))
+        self.context.keep(self._network_key(n_outputs, class_ids), seg)
 
     def _batch_size(self, per_replica=None):
         b = int(self.manager.common.batch_size if per_replica is None else per_replica)
@@ -611,12 +661,13 @@ class Training:
         schedule = model.poly_schedule(length.lr_initial, length.lr_final, length.decay_steps, common.decay_power,
                                        common.start_decay_step, floor=floor)
         label_map = model.make_label_map(classes, helper=helper)
-        if seg is self._main:
-            self._main_holds = None  # its weights leave the checkpoints' now
+        seg.holds = None  # its weights leave the checkpoints' now
         loss = methods.recall.LOSS if loss is None else loss
-        reuse = seg is self._main and not train_encoder and loss is methods.recall.LOSS  # one traced step serves all
-        if reuse and self._decoder_trainer is not None and self._decoder_trainer.seg is seg:
-            trainer = self._decoder_trainer
+        # A decoder trained with the original's loss: one traced step per network serves every stage (Trainer.reset)
+        reuse = not train_encoder and loss is methods.recall.LOSS
+        key = ("decoder trainer", common.momentum, common.l2_decay, self.jit_compile, self.momentum_rule)
+        trainer = seg.compiled.get(key) if reuse else None
+        if trainer is not None:
             trainer.reset(label_map, schedule)
         else:
             with self.strategy.scope():
@@ -625,7 +676,7 @@ class Training:
                                         train_batch_norm=self.train_batch_norm, momentum_rule=self.momentum_rule,
                                         loss=loss, previous=previous)
             if reuse:
-                self._decoder_trainer = trainer
+                seg.compiled[key] = trainer
         distributed = self.strategy.num_replicas_in_sync > 1 or self.strategy != tf.distribute.get_strategy()
         if distributed:
             # Each worker reads the whole stream and keeps its share of every global batch (a stage may read a
@@ -741,8 +792,15 @@ class Training:
             missing = [p for p in paths if not os.path.exists(p)]
             if missing:
                 raise FileNotFoundError(f"validation tfrecords not found: {missing}")
-            loss, cm = evaluate(seg, paths, classes, self.n_classes, self.manager.common.dataset_mean,
+            def compute():
+                return evaluate(seg, paths, classes, self.n_classes, self.manager.common.dataset_mean,
                                 self.validation_batch, self.context.progress_bars, self.context)
+            if step == 0 and seg.holds is not None:  # the same for every experiment of this first step
+                key = (self._network_key(self.n_classes, None), seg.holds, tuple(map(_file_identity, paths)),
+                       tuple(classes), tuple(self.manager.common.dataset_mean), self.validation_batch)
+                loss, cm = self.context.validated(key, compute)
+            else:
+                loss, cm = compute()
             results.append_results(self.results_file, step, loss, cm, old, new, lock=self.chief)  # + its matrix
         with tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, "validation")).as_default():
             tf.summary.scalar("mIoU", metrics.get_mean_iou(cm, classes), step=step)
@@ -752,6 +810,24 @@ class Training:
                 tf.summary.scalar(tag, value, step=step)  # per-class IoU, the setup's old / new / all mIoU
         logging.info("step %d: validation mIoU %.4f -> %s", step, metrics.get_mean_iou(cm, classes),
                      self.results_file)
+
+
+def _file_identity(path):
+    """(path, modification time in ns, size) of a file; (path, None, None) when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path, None, None
+    return path, st.st_mtime_ns, st.st_size
+
+
+def _checkpoint_file(path):
+    """_file_identity of the checkpoint at `path` (ours, else a TF1 index): what a kept network's weights equal
+    (Training._load)."""
+    for file in (path + artifacts.CHECKPOINT_SUFFIX, path + artifacts.TF1_INDEX_SUFFIX):
+        if os.path.exists(file):
+            return _file_identity(file)
+    return path, None, None
 
 
 def _steps_in(results_file):

@@ -8,6 +8,15 @@ import pytest
 import runtime  # noqa: F401  (before TensorFlow: oneDNN kernels on every x86 CPU, as main.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Every run's output ends with the CPU kind (also under -q): floats differ between kinds (README "Every CPU
+    kind"), so a failure report names the kind it came from."""
+    terminalreporter.write_line(f"CPU kind: {runtime.cpu_kind()}; ONEDNN_MAX_CPU_ISA="
+                                f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')}")
+
+
 TESTS = os.path.join(ROOT, "tests")  # a test subprocess works here, so that it imports the tests' modules
 
 # Gin bindings of a tiny experiment: the same code as the paper's, a small network on 32x32 images.

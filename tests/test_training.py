@@ -336,3 +336,54 @@ def test_same_seed_same_results(tiny_data, tmp_path):
             texts.append(f.read())
     assert [b["step"] for b in results.parse_results_file(m.get_validation_file_path())] == [0, 1, 2]
     assert texts[0] == texts[1]
+
+
+def test_experiments_of_one_process_share_their_networks(tiny_data, tmp_path, monkeypatch):
+    """A second experiment in the same process (one Context) loads its networks into the ones the first left, so it
+    builds no network, and takes the validation of the first step they share from it; its results are those of the same experiment alone in a fresh process's context, to the
+    digit (the kept networks' traced steps and predictions compute what new ones compute)."""
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    shutil.copytree(tiny_data, shared)
+    context = training.Context(progress_bars=False)
+    training.Training(manager(shared), context=context).train()  # DISJOINT: step 0, helper, replay, two steps
+    shutil.copytree(shared, alone)
+    builds = []
+    real_init = model.Segmenter.__init__
+    monkeypatch.setattr(model.Segmenter, "__init__",
+                        lambda self, *args, **kwargs: (builds.append(args[:2]), real_init(self, *args, **kwargs))[1])
+    validated = []
+    real_evaluate = training.evaluate
+    monkeypatch.setattr(training, "evaluate", lambda seg, paths, *args: (validated.append(len(paths)),
+                                                                         real_evaluate(seg, paths, *args))[1])
+    m = manager(shared, config="FINE_TUNING_DISJOINT")
+    training.Training(m, context=context).train()  # step 0 reused: loads, two incremental steps, validations
+    assert builds == []
+    assert validated == [15, 20]  # steps 1 and 2; step 0's validation is the first experiment's
+    training.Training(manager(alone, config="FINE_TUNING_DISJOINT"), context=training.Context(False)).train()
+    assert builds  # a fresh context builds its networks
+    with open(m.get_validation_file_path()) as a, open(os.path.join(
+            alone, os.path.relpath(m.get_validation_file_path(), shared))) as b:
+        assert a.read() == b.read()
+
+
+def test_a_kept_network_reloads_a_checkpoint_that_changed(copy_base):
+    """A kept network holds a checkpoint's weights by its file, modification time and size: a file written again
+    (another experiment's, a rerun) is read again, and a network in training holds none."""
+    m = manager(copy_base)
+    run = training.Training(m, context=training.Context(False))
+    run.first_step()
+    decoder = m.get_decoder_paths()[0]
+    seg = run._load(21, None, decoder)
+    before = [w.copy() for w in seg.decoder.get_weights()]
+    assert run._load(21, None, decoder) is seg
+    other = model.Segmenter(21)
+    other.decoder.set_weights([w + 1.0 for w in before])
+    time.sleep(0.01)
+    model.save_decoder(other, decoder)
+    after = run._load(21, None, decoder)
+    assert after is seg
+    for w, expected in zip(after.decoder.get_weights(), other.decoder.get_weights()):
+        np.testing.assert_array_equal(w, expected)
+    seg.holds = None  # as _fit leaves a network it trains: the next load reads both files
+    run._load(21, None, decoder)
+    assert seg.holds is not None and seg.holds[1][0] == decoder + artifacts.CHECKPOINT_SUFFIX
