@@ -12,7 +12,7 @@ the multi-step setups unless --test_type is given). With prepared ADE20K data un
 Without it, it builds the embedded VOC-like benchmark under ./embedded once (world, data, replay) and runs
 the same sweep there with config/embedded/embedded.gin on top of each config: a small network, small
 images and few steps, so the whole method runs on a laptop CPU: 114 experiments (both RECALLs, fine-tuning,
-JOINT and the field's baselines on 15-1), build included, in 28.7 minutes on a 2-core AVX-512 CPU (2026-12-07;
+JOINT and the field's baselines on 15-1), build included, in 25 minutes on a 2-core AVX-512 CPU (2026-12-07;
 README "Results"). It logs its own time and CPU kind at the end.
 """
 import os
