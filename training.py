@@ -79,8 +79,8 @@ class Context:
     - the tf.distribute strategies, one per kind: every experiment gets the same instance (a second
       MultiWorkerMirroredStrategy in a process breaks the collectives, so use one context per process);
     - the tfrecords already checked (check_once) and the validation samples decoded (decoded_samples);
-    - the networks whose weights stages load from checkpoints (network), one per architecture, so that the
-      experiments of a sweep neither build nor trace a network each, and the validations of first steps
+    - the networks whose weights stages load from checkpoints (kept_network, keep), one per architecture, so that
+      the experiments of a sweep neither build nor trace a network each, and the validations of first steps
       (validated), which every experiment sharing a first step would repeat.
     `Training(manager)` without a context uses the process's default one (default_context()).
     """
@@ -91,7 +91,7 @@ class Context:
         self._strategies = {}
         self._checked = {}
         self._decoded, self._decoded_bytes = {}, 0
-        self._networks = collections.OrderedDict()  # key -> Segmenter, least recently used first
+        self._networks = collections.OrderedDict()  # key -> (Segmenter, bytes of its variables), oldest use first
         self._validated = {}
         self._waited = 0.0
 
@@ -128,7 +128,7 @@ class Context:
         if not os.path.exists(path):
             raise FileNotFoundError(f"tfrecord not found: {path} (prepare the data with prepare_data.py, or "
                                     f"make the replay with gan/generate_gan.py or flickr/download_flickr.py)")
-        key = (path, os.path.getmtime(path), os.path.getsize(path))
+        key = _file_identity(path)
         if key not in self._checked:
             count = data_loader.check_tfrecord(path, n_classes, require_labels)
             if count == 0 and not allow_empty:
@@ -145,14 +145,14 @@ class Context:
         """Records that this process has just written `count` records to the tfrecord at `path` (labelled replay,
         mixed labels: made from checked files, class ids the network predicted), so check_once takes them as
         checked instead of reading them back."""
-        self._checked[(path, os.path.getmtime(path), os.path.getsize(path))] = count
+        self._checked[_file_identity(path)] = count
 
     def decoded_samples(self, path, n_classes):
         """The samples of the labelled tfrecord at `path`, as a list of (image uint8 [H, W, 3], label uint8 [H, W]),
         in file order (data_loader mode "validation+", the label values checked against n_classes). Decoded once
         per process while the samples kept stay under DECODED_BUDGET_BYTES (the embedded benchmark's validation
         images), else decoded anew at each call (real VOC's)."""
-        key = (path, os.path.getmtime(path), os.path.getsize(path), n_classes)
+        key = (_file_identity(path), n_classes)
         if key in self._decoded:
             return self._decoded[key]
         samples = [(s["rgb_input"], s["label"]) for _, s in data_loader.read_samples(
@@ -171,32 +171,28 @@ class Context:
         loss, cm = self._validated[key]
         return loss, cm.copy()
 
-    def network(self, key, build):
-        """The process's network of architecture `key` (Training._network_key), made by build() on first use and
-        kept, with the steps and predictions traced for it, while the kept networks' variables stay under
-        NETWORK_BUDGET_BYTES (least recently used dropped first: every embedded network, a few ResNet-101s). Its
-        `holds` says which checkpoint files its weights equal (Training._load reads only the others), None while
-        they differ from every file (a network in training)."""
-        seg = self._networks.pop(key, None)
-        if seg is None:
-            seg = build()
-            seg.holds = None
-        self.keep(key, seg)
-        return seg
+    def kept_network(self, key):
+        """The process's network of architecture `key` (Training._network_key) kept by keep(), or None. Its `holds`
+        says which checkpoint files its weights equal (Training._load reads only the others), None while they
+        differ from every file (a network in training)."""
+        entry = self._networks.pop(key, None)
+        if entry is None:
+            return None
+        self._networks[key] = entry  # the most recently used
+        return entry[0]
 
     def keep(self, key, seg):
-        """Keeps `seg` (its `holds` set) as the process's network of architecture `key` (see network)."""
+        """Keeps `seg` (its `holds` set) as the process's network of architecture `key`, with the steps and
+        predictions traced for it, while the kept networks' variables stay under NETWORK_BUDGET_BYTES (the least
+        recently used dropped first: every embedded network, a few ResNet-101s)."""
         self._networks.pop(key, None)
-        self._networks[key] = seg
-        while len(self._networks) > 1 and sum(map(_variable_bytes, self._networks.values())) > NETWORK_BUDGET_BYTES:
+        self._networks[key] = (seg, sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+                                        for v in seg.encoder.variables + seg.decoder.variables))
+        while len(self._networks) > 1 and sum(size for _, size in self._networks.values()) > NETWORK_BUDGET_BYTES:
             self._networks.popitem(last=False)
 
 
-def _variable_bytes(seg):
-    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in seg.encoder.variables + seg.decoder.variables)
-
-
-# Networks a process keeps (Context.network): the embedded benchmark's take 4 MB each; ResNet-101's about 180 MB.
+# Networks a process keeps (Context.kept_network): the embedded benchmark's take 4 MB each; ResNet-101's about 180 MB.
 NETWORK_BUDGET_BYTES = 1024 * 2 ** 20
 
 # Decoded samples a process keeps (Context.decoded_samples): the embedded benchmark's 400 validation images of
@@ -320,7 +316,7 @@ class Training:
         self.results_file = self.manager.get_validation_file_path()
         self.tensorboard_dir = os.path.join(self.manager.base_folder_path, "outputs", "tensorboard",
                                             self.manager.get_validation_file_name())
-        # A network whose weights a stage loads is the context's of its architecture (Context.network), which
+        # A network whose weights a stage loads is the context's of its architecture (Context.kept_network), which
         # holds the checkpoints it read last (its `holds`) and keeps its traced steps (the decoder trainer among
         # them): later stages and experiments neither reload it nor trace its steps again.
         # The method of the incremental steps (TrainManager.method) with its gin-bound weights, made here so that
@@ -597,13 +593,16 @@ class Training:
 
     def _load(self, n_outputs, class_ids, decoder_path, encoder_path=None):
         """A Segmenter with the encoder at `encoder_path` (None: the step-0 encoder) and the decoder at
-        `decoder_path`: the context's network of its architecture (Context.network), which reads a checkpoint
+        `decoder_path`: the context's network of its architecture (Context.kept_network), which reads a checkpoint
         only when it does not hold that file's weights already (the same path, modification time and size)."""
         encoder_path = encoder_path or self.plan.first_step.encoder_path
-        new = []
-        seg = self.context.network(self._network_key(n_outputs, class_ids),
-                                   lambda: new.append(1) or self._segmenter(n_outputs, class_ids))
-        if not new:
+        key = self._network_key(n_outputs, class_ids)
+        seg = self.context.kept_network(key)
+        if seg is None:
+            seg = self._segmenter(n_outputs, class_ids)
+            seg.holds = None
+            self.context.keep(key, seg)
+        else:
             self._seed(n_outputs, class_ids)  # the random state a new network would leave
         wanted = (_checkpoint_file(encoder_path), _checkpoint_file(decoder_path))
         held, seg.holds = seg.holds or (None, None), None  # a failed load leaves it holding nothing
