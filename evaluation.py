@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from context import default_context
 import data_loader
 import metrics
 import model
@@ -20,7 +21,7 @@ def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1, progres
     Args:
       batch_size: images per forward pass; 1 is the original (full images of any size). Larger batches pad
         images of different sizes (label 255 in the padding, so padded pixels are never counted).
-      context: the training.Context whose decoded samples are reused (Context.decoded_samples); None: the
+      context: the context.Context whose decoded samples are reused (Context.decoded_samples); None: the
         process's.
     Returns (float mean loss over images, int64 numpy [n_classes, n_classes]).
     """
@@ -30,9 +31,7 @@ def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1, progres
         step = seg.compiled[("evaluate", n_classes)] = tf.function(
             lambda images, labels, label_map: _evaluate_batch(seg, images, labels, label_map, n_classes),
             reduce_retracing=True)
-    if context is None:
-        import training  # pylint: disable=import-outside-toplevel  (it imports this module)
-        context = training.default_context()
+    context = context or default_context()
     samples = (sample for path in data_loader.require_files(paths)
                for sample in context.decoded_samples(path, n_classes))
     losses, cm = [], np.zeros((n_classes, n_classes), np.int64)

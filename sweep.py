@@ -356,7 +356,7 @@ class SweepStore:
 
     def __init__(self, writers, number, finished_dir, context):
         """writers: artifact_writers' map; number: this experiment's; finished_dir: the folder where each finished
-        experiment leaves a file named by its number; context: the training.Context that counts the waits."""
+        experiment leaves a file named by its number; context: the context.Context that counts the waits."""
         self.writers, self.number, self.finished_dir, self.context = writers, number, finished_dir, context
 
     def ensure(self, path, build, exists=os.path.exists):
@@ -384,7 +384,7 @@ def run(records, jobs=1, context=None):
         written by the first of them in plan order, as in a serial sweep; the others wait for it. So every
         results file is the serial sweep's, and since an experiment is only taken after those it waits for,
         one of the running ones never waits.
-      context: the training.Context that collects the experiments' times (those of the processes are added
+      context: the context.Context that collects the experiments' times (those of the processes are added
         to it); None: the process's default one.
 
     A process of the pool that dies (e.g. SIGKILL from the out-of-memory killer) fails its experiment, named with
@@ -392,8 +392,8 @@ def run(records, jobs=1, context=None):
     (_pool_round).
 
     Returns the list of failures as (config, test_type, replay_source, variant, error text)."""
-    import training  # pylint: disable=import-outside-toplevel  (see the module's docstring)
-    context = context or training.default_context()
+    from context import default_context  # pylint: disable=import-outside-toplevel  (see the module's docstring)
+    context = context or default_context()
     numbered = list(enumerate(records, 1))
     if jobs <= 1:
         return _run_numbered(numbered, len(records), context)
@@ -487,7 +487,7 @@ def _exit_text(code):
     return f"exit status {code}"
 
 
-_PROCESS_CONTEXT = []  # the training.Context of a sweep's worker process, made by its first experiment
+_PROCESS_CONTEXT = []  # the context.Context of a sweep's worker process, made by its first experiment
 
 
 def _sweep_process(number, record, total, writers, finished, owners=(), marks=None):
@@ -499,11 +499,11 @@ def _sweep_process(number, record, total, writers, finished, owners=(), marks=No
     With `marks` (a folder), it leaves `<number>.started` (its process id) there when it starts and
     `<number>.taken` once it holds the experiment's lock, and it takes that lock only after every experiment of
     `owners` (those that write an artifact it needs) has taken its own or ended (_wait_for_owners)."""
-    import training  # pylint: disable=import-outside-toplevel  (see the module's docstring)
+    from context import Context  # pylint: disable=import-outside-toplevel  (see the module's docstring)
     if not _PROCESS_CONTEXT:
         logging.use_absl_handler()  # the log format of the main process (app.run installs it there)
         logging.set_verbosity(logging.INFO)
-        _PROCESS_CONTEXT.append(training.Context(progress_bars=False))
+        _PROCESS_CONTEXT.append(Context(progress_bars=False))
     context = _PROCESS_CONTEXT[0]
     store = SweepStore(writers, number, finished, context)
     before, start = collections.Counter(context.times), time.time()

@@ -27,8 +27,8 @@ from absl import app, flags, logging
 
 import artifacts
 from benchmarks import timing
+from context import Context
 import results
-import training
 
 FLAGS = flags.FLAGS
 
@@ -117,7 +117,7 @@ def run_setting(name, folder, bindings):
     extra = [os.path.join("config", "embedded", "embedded.gin")]
     with timing.Stopwatch() as watch:
         experiments = sweep.experiments(runs, "config", extra, params, os.path.join("config", "embedded"))
-        failures = sweep.run(experiments, jobs=1, context=training.Context(progress_bars=False))
+        failures = sweep.run(experiments, jobs=1, context=Context(progress_bars=False))
     return failures, watch.seconds
 
 

@@ -23,9 +23,10 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
+import context as context_module
+from context import Context
 import distribute
 import results
-import training
 from conftest import TESTS
 
 TIMEOUT = 240  # seconds per run; a run takes about 10-30 s on 2 CPU cores
@@ -185,11 +186,11 @@ class _Strategy:
 
 
 def test_only_the_chief_process_writes_the_summary(monkeypatch):
-    assert training.Context().chief_process()
+    assert Context().chief_process()
     for task, chief in ((1, False), (0, True)):
-        context = training.Context()
-        monkeypatch.setattr(training, "make_strategy", lambda name, timeout=None, t=task: _Strategy({"worker": ["a:1", "b:2"]},
-                                                                                       "worker", t))
+        context = Context()
+        monkeypatch.setattr(context_module, "make_strategy",
+                            lambda name, timeout=None, t=task: _Strategy({"worker": ["a:1", "b:2"]}, "worker", t))
         context.strategy("multi_worker")
         assert context.chief_process() == chief
 

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from context import Context, Store
 import main
 import results
 import sweep
@@ -92,10 +93,9 @@ def test_a_process_reports_the_times_of_each_experiment_once(monkeypatch, tmp_pa
     """A process of a parallel sweep runs several experiments with one Context, each with its own store (that
     waits for the artifacts the sweep's writers make); the parent adds up what each returns, and each leaves its
     finished file (that other experiments' waits look for)."""
-    import training
 
     def fake_run(numbered, total, context, store=None):
-        assert isinstance(context, training.Context) and not context.progress_bars
+        assert isinstance(context, Context) and not context.progress_bars
         assert store.number == numbered[0][0] and store.writers == {"x": 1} and store.context is context
         context.times["incremental training"] += 10.0 * numbered[0][0]
         return []
@@ -153,11 +153,10 @@ def test_ensure_waits_until_the_artifact_appears_or_its_writer_has_finished(tmp_
     parallel sweep) first waits for the experiment that writes the artifact: it reuses what appears, and builds what
     its writer ended without. The wait is counted apart from the work around it."""
     import threading
-    import training
-    context = training.Context(progress_bars=False)
+    context = Context(progress_bars=False)
     artifact, other = tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"
     built = []
-    assert training.Store().ensure(str(artifact), lambda: built.append("alone"))  # not in a parallel sweep: at once
+    assert Store().ensure(str(artifact), lambda: built.append("alone"))  # not in a parallel sweep: at once
     finished = tmp_path / "finished"
     finished.mkdir()
     store = sweep.SweepStore({str(artifact): 1, str(other): 2}, 3, str(finished), context)
@@ -217,7 +216,6 @@ def test_shards_and_processes_write_what_one_serial_sweep_writes(tiny_data, tmp_
     """One serial sweep, two shares of it (--shard) and three processes (--jobs 3): the same results files, byte
     for byte. The two DISJOINT experiments share step 0, helpers and, with the original's names, their class-20
     mixed labels, so with a process each the flickr one waits for what the gan one writes."""
-    import training
     runs = [("DISJOINT", "ADD_ONE_ONE_TIME", "gan", ()), ("DISJOINT", "ADD_ONE_ONE_TIME", "flickr", ()),
             ("OVERLAPPED", "ADD_ONE_ONE_TIME", "gan", ())]
     outputs = {}
@@ -226,7 +224,7 @@ def test_shards_and_processes_write_what_one_serial_sweep_writes(tiny_data, tmp_
         shutil.copytree(tiny_data, base)
         shutil.copytree(base / "data" / "replay_images" / "gan", base / "data" / "replay_images" / "flickr")
         params = TINY_BINDINGS + [f'TrainManager.base_folder_path = "{base}"']
-        context = training.Context(progress_bars=False)
+        context = Context(progress_bars=False)
         for shard in shards:
             share = sweep.shard(sweep.experiments(runs, CONFIG_DIR, params=params), shard)
             assert len(share) == {1: 3, 2: 2 if shard[0] == 1 else 1}[shard[1]]

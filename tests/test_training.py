@@ -17,7 +17,9 @@ import tensorflow as tf
 from PIL import Image
 
 import artifacts
+from context import Context
 import data_loader
+import distribute
 import results
 import metrics
 import model
@@ -231,7 +233,7 @@ def test_short_training_file_and_corrupt_validation_file_fail_before_training(co
 def test_bad_strategy_name():
     gin.clear_config()
     with pytest.raises(ValueError, match="'tpu'.*mirrored"):
-        training.make_strategy("tpu")
+        distribute.make_strategy("tpu")
 
 
 RUN = """
@@ -344,7 +346,7 @@ def test_experiments_of_one_process_share_their_networks(tiny_data, tmp_path, mo
     digit (the kept networks' traced steps and predictions compute what new ones compute)."""
     shared, alone = tmp_path / "shared", tmp_path / "alone"
     shutil.copytree(tiny_data, shared)
-    context = training.Context(progress_bars=False)
+    context = Context(progress_bars=False)
     training.Training(manager(shared), context=context).train()  # DISJOINT: step 0, helper, replay, two steps
     shutil.copytree(shared, alone)
     builds = []
@@ -359,7 +361,7 @@ def test_experiments_of_one_process_share_their_networks(tiny_data, tmp_path, mo
     training.Training(m, context=context).train()  # step 0 reused: loads, two incremental steps, validations
     assert builds == []
     assert validated == [15, 20]  # steps 1 and 2; step 0's validation is the first experiment's
-    training.Training(manager(alone, config="FINE_TUNING_DISJOINT"), context=training.Context(False)).train()
+    training.Training(manager(alone, config="FINE_TUNING_DISJOINT"), context=Context(False)).train()
     assert builds  # a fresh context builds its networks
     with open(m.get_validation_file_path()) as a, open(os.path.join(
             alone, os.path.relpath(m.get_validation_file_path(), shared))) as b:
@@ -370,7 +372,7 @@ def test_a_kept_network_reloads_a_checkpoint_that_changed(copy_base):
     """A kept network holds a checkpoint's weights by its file, modification time and size: a file written again
     (another experiment's, a rerun) is read again, and a network in training holds none."""
     m = manager(copy_base)
-    run = training.Training(m, context=training.Context(False))
+    run = training.Training(m, context=Context(False))
     run.first_step()
     decoder = m.get_decoder_paths()[0]
     seg = run._load(21, None, decoder)

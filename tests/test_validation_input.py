@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import context as context_module
+from context import Context
 import data_loader
 import evaluation
 import labelling
@@ -44,7 +46,7 @@ def mixed_sizes(tmp_path):
 def test_batches_are_tf_datas_padded_batches(mixed_sizes, batch_size):
     """Same images (float32 bits), labels and padding (0.0 / 255, bottom and right) as padded_batch, across
     file boundaries, the last batch short."""
-    context = training.Context(progress_bars=False)
+    context = Context(progress_bars=False)
     samples = (s for p in mixed_sizes for s in context.decoded_samples(p, 21))
     ours = list(evaluation._padded_batches(samples, batch_size, data_loader.DEFAULT_MEAN))
     theirs = _tf_data_batches(mixed_sizes, batch_size, data_loader.DEFAULT_MEAN)
@@ -56,7 +58,7 @@ def test_batches_are_tf_datas_padded_batches(mixed_sizes, batch_size):
 
 
 def test_decoded_once_per_context_and_again_when_the_file_changes(mixed_sizes, monkeypatch):
-    context = training.Context(progress_bars=False)
+    context = Context(progress_bars=False)
     calls = []
     read = data_loader.read_samples
     monkeypatch.setattr(data_loader, "read_samples", lambda *a, **k: calls.append(a[0]) or read(*a, **k))
@@ -70,8 +72,8 @@ def test_decoded_once_per_context_and_again_when_the_file_changes(mixed_sizes, m
 
 
 def test_samples_above_the_budget_are_not_kept(mixed_sizes, monkeypatch):
-    monkeypatch.setattr(training, "DECODED_BUDGET_BYTES", 100)  # less than one file's samples
-    context = training.Context(progress_bars=False)
+    monkeypatch.setattr(context_module, "DECODED_BUDGET_BYTES", 100)  # less than one file's samples
+    context = Context(progress_bars=False)
     first = context.decoded_samples(mixed_sizes[0], 21)
     second = context.decoded_samples(mixed_sizes[0], 21)
     assert first is not second
@@ -85,7 +87,7 @@ def test_a_bad_label_value_still_fails_naming_the_file(tmp_path):
     data_loader.write_tfrecord(path, [data_loader.encode_example(np.zeros((4, 4, 3), np.uint8),
                                                                  np.full((4, 4), 30, np.uint8))])
     with pytest.raises(tf.errors.InvalidArgumentError, match="bad.tfrecord"):
-        training.Context(progress_bars=False).decoded_samples(path, 21)
+        Context(progress_bars=False).decoded_samples(path, 21)
 
 
 def test_evaluate_equals_the_tf_data_pipeline(mixed_sizes):
@@ -101,7 +103,7 @@ def test_evaluate_equals_the_tf_data_pipeline(mixed_sizes):
         per_image, c = evaluation._evaluate_batch(seg, tf.constant(images), tf.constant(labels), label_map, 21)
         losses += per_image.numpy().tolist()
         cm += c.numpy()
-    context = training.Context(progress_bars=False)
+    context = Context(progress_bars=False)
     for _ in range(2):  # decoded, then kept
         loss, got = training.evaluate(seg, mixed_sizes, classes, 21, data_loader.DEFAULT_MEAN, 2, False, context)
         np.testing.assert_array_equal(got, cm)
@@ -116,7 +118,7 @@ def test_a_written_file_is_not_read_back(tmp_path, monkeypatch):
     path = str(tmp_path / "written.tfrecord")
     rng = np.random.default_rng(0)
     n = data_loader.write_tfrecord(path, [_record(rng, 4, 4) for _ in range(3)])
-    context = training.Context(progress_bars=False)
+    context = Context(progress_bars=False)
     context.note_written(path, n)
     monkeypatch.setattr(data_loader, "check_tfrecord", lambda *a, **k: pytest.fail("read back"))
     assert context.check_once(path, 21) == 3
