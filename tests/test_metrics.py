@@ -60,3 +60,22 @@ def test_accuracies_are_column_wise_as_the_original():
     assert (old, new) == (pytest.approx((1 / 2 + 2 / 3) / 2), pytest.approx(1 / 2))
     with pytest.raises(ValueError, match="square"):
         metrics.get_classes_iou(np.zeros((2, 3)), [0])
+
+
+def test_confusion_matrix_equals_tensorflows_and_rejects_ids_out_of_range():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 21, (4, 16, 16)).astype(np.uint8)
+    labels[rng.random(labels.shape) < 0.1] = 255
+    preds = rng.integers(0, 21, labels.shape).astype(np.int32)
+    mask = labels != 255
+    expected = tf.math.confusion_matrix(labels[mask], preds[mask], num_classes=21, dtype=tf.int64).numpy()
+    compiled = tf.function(lambda l, p, m: metrics.masked_confusion_matrix(l, p, m, 21))
+    for cm in (metrics.masked_confusion_matrix(labels, preds, mask, 21), compiled(labels, preds, mask)):
+        assert cm.dtype == tf.int64
+        np.testing.assert_array_equal(cm.numpy(), expected)
+    preds[0, 0, 0], labels[0, 0, 0] = 21, 0  # would land in row 1 if not checked
+    with pytest.raises(tf.errors.InvalidArgumentError, match="class id >= 21"):
+        metrics.masked_confusion_matrix(labels, preds, labels != 255, 21)
+    preds[0, 0, 0] = -1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="negative"):
+        metrics.masked_confusion_matrix(labels, preds, labels != 255, 21)
