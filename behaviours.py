@@ -29,8 +29,9 @@ SWITCHES = {
     "Training.reencode_jpeg": (True, "replay"),
     # Labelled replay and (later stage) mixed-label files: the pairing of images and labels through image folders.
     "Training.folder_pairing": ("creation_order", "replay"),
-    # Already part of the mixed-label files' names (TrainManager.get_mixed_train_paths): no tag of its own.
-    "TrainManager.mixed_labels_per_experiment": (False, None),
+    # The mixed-label files (named after the decoder when True: TrainManager.get_mixed_train_paths), and so the
+    # decoders and results trained on them.
+    "TrainManager.mixed_labels_per_experiment": (False, "incremental"),
 }
 
 DEFAULTS = {name: default for name, (default, _) in SWITCHES.items()}

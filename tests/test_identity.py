@@ -15,6 +15,7 @@ from train_manager import TrainManager
 
 SETUP = "ADD_FIVE_TWO_TIMES"  # 10-5-5: step 0, a helper, labelled replay, mixed labels, two incremental steps
 MEAN = 'Training.replay_label_input = "mean_subtracted"'
+OWN_MIXED = "TrainManager.mixed_labels_per_experiment = True"
 
 
 def manager(base, extra=(), config="DISJOINT"):
@@ -58,6 +59,14 @@ def test_default_names_are_the_originals_and_a_switch_tags_the_stages_it_changes
     assert bn.get_helper_out_paths()[0].endswith("__train_batch_norm-False")
     assert behaviours.variant(tagged.behaviours) == "Training.replay_label_input = 'mean_subtracted'"
     assert behaviours.variant(default.behaviours) == "original"
+    # Mixed labels of the experiment's own (not the original's shared name): its decoders and results trained on
+    # them are tagged too, so they are never taken for the original's.
+    own = manager(tmp_path, [OWN_MIXED])
+    tag = "__mixed_labels_per_experiment-True"
+    assert own.get_replay_output_paths() == default.get_replay_output_paths()
+    assert own.get_decoder_paths()[1:] == [p + tag for p in default.get_decoder_paths()[1:]]
+    assert own.get_mixed_train_paths()[1].endswith("_P1.0.0.2_T2_S1_gan" + tag + ".tfrecord")
+    assert own.get_validation_file_name() == default.get_validation_file_name() + tag
 
 
 def test_a_switch_flipped_shares_nothing_it_changes_and_other_values_under_one_index_fail(copy_base):
@@ -82,6 +91,15 @@ def test_a_switch_flipped_shares_nothing_it_changes_and_other_values_under_one_i
     for path in flipped.get_replay_output_paths() + flipped.get_mixed_train_paths()[1:]:
         assert path in new and tag in path
     assert flipped.get_encoder_path() + artifacts.CHECKPOINT_SUFFIX in before  # step 0 reused
+    # Mixed labels of its own: the first run's decoders and results are not reused for it, nor rewritten.
+    own = manager(copy_base, [OWN_MIXED])
+    training.Training(own).train()
+    with_own = files(copy_base)
+    assert all(with_own[p] == v for p, v in after.items()), "the run with its own mixed labels rewrote a file"
+    own_new = {os.path.relpath(p, copy_base) for p in set(with_own) - set(after)}
+    assert os.path.relpath(own.get_validation_file_path(), copy_base) in own_new
+    assert not [p for p in own_new if "__mixed_labels_per_experiment-True" not in p], own_new
+    after = with_own
     # The first run again, with a binding that changes no artifact: finished, nothing written, not even its
     # operative config and description (they describe what made the results).
     training.Training(manager(copy_base, ["Training.log_every = 5"])).train()

@@ -79,10 +79,10 @@ def expected(config, test_index, source, one_class=False):
         # The original's name: protocol, classes and parameter indices only (shared by setups and sources).
         mixed=[None] + [f"./data/training_incremental/mixed/train_{inc_type}_{grp(s)}_P{c}.{fs}.{h}.{i}.tfrecord"
                         for s in steps[1:]],
-        # TrainManager.mixed_labels_per_experiment = True: named after the setup, step and source whose model
-        # made the labels.
+        # TrainManager.mixed_labels_per_experiment = True: named after the decoder of the setup, step and source
+        # whose model made the labels (the switch's tag ends it, as it ends that decoder's name).
         mixed_own=[None] + [f"./data/training_incremental/mixed/train_{inc_type}_{grp(s)}_P{c}.{fs}.{h}.{i}"
-                            f"_T{test_index}_S{k}_{source}{suffix}.tfrecord"
+                            f"_T{test_index}_S{k}_{source}{suffix}__mixed_labels_per_experiment-True.tfrecord"
                             for k, s in enumerate(steps[1:], start=1)],
         helper_train=[f"./data/training_incremental/train_{helper_type}_{grp(g)}.tfrecord" for g in helpers],
         val=[[f"./data/validation/val_{k}.tfrecord" for k in range(1, s[-1] + 1)] for s in steps],
