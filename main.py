@@ -12,8 +12,8 @@ the multi-step setups unless --test_type is given). With prepared ADE20K data un
 Without it, it builds the embedded VOC-like benchmark under ./embedded once (world, data, replay) and runs
 the same sweep there with config/embedded/embedded.gin on top of each config: a small network, small
 images and few steps, so the whole method runs on a laptop CPU: 114 experiments (both RECALLs, fine-tuning,
-JOINT and the field's baselines on 15-1), build included, in 25 minutes on a 2-core AVX-512 CPU (2026-12-07;
-README "Results"). It logs its own time and CPU kind at the end.
+JOINT and the field's baselines on 15-1), build included, in 21 to 25 minutes on a 2-core AVX-512 CPU (AMD EPYC
+21.4, Intel Xeon 25.0; 2026-12-07, README "Results"). It logs its own time and CPU kind at the end.
 """
 import os
 import sys
@@ -232,7 +232,7 @@ def run_benchmark(benchmark, records, failures, refused, run_start):
     began (time.time())."""
     import embedded_benchmark  # pylint: disable=import-outside-toplevel  (see the imports)
     import results  # pylint: disable=import-outside-toplevel
-    import training  # pylint: disable=import-outside-toplevel
+    from context import Context  # pylint: disable=import-outside-toplevel
     jobs = FLAGS.jobs or default_jobs(benchmark)
     timings = {}
     gin.clear_config()  # the base folder, as the experiments bind it (a shard may hold none of them)
@@ -247,7 +247,7 @@ def run_benchmark(benchmark, records, failures, refused, run_start):
         timings.update({f"embedded build: {k}": v for k, v in built.items()})
         timings["embedded build"] = time.time() - start
     start = time.time()
-    context = training.Context()
+    context = Context()
     failures += sweep.run(records, jobs, context)
     timings["experiments"] = time.time() - start
     if context.chief_process():  # other workers of a multi-worker run leave the summary to the chief

@@ -59,9 +59,10 @@ def cpu_flags():
 
 
 def cpu_kind():
-    """The CPU kind every timing is named with: "<cores>-core AVX-512 (AVX512-BF16)", "<cores>-core AVX2", ...
-    (timings differ between the kinds several times over; README "Performance")."""
-    flags = cpu_flags()[1]
+    """The CPU kind every timing is named with: "<cores>-core AVX-512 (AVX512-BF16), <model name>",
+    "<cores>-core AVX2, <model name>", ... (timings differ between the kinds several times over, and results
+    between vendors: README "Performance", "Every CPU kind")."""
+    name, flags = cpu_flags()
     kind = ("AVX-512" + (" (AVX512-BF16)" if "avx512_bf16" in flags else "") if "avx512f" in flags
             else "AVX2" if "avx2" in flags else "x86 without AVX2" if flags else platform.machine())
-    return f"{os.cpu_count()}-core {kind}"
+    return f"{os.cpu_count()}-core {kind}" + (f", {name}" if name else "")
