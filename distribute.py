@@ -76,6 +76,16 @@ def is_chief(strategy):
                                                      and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def detach(*paths):
+    """Replaces each of `paths` that is a link into the chief's folder (worker_view) by a copy of what it holds now,
+    so that a non-chief worker checks and appends to its own copy of a results file: through the link it would see
+    the chief's appends land between its own check and append (a step it is about to write already there)."""
+    for path in paths:
+        if os.path.islink(path):
+            with open(path, "rb") as f:
+                artifacts.write_bytes(path, f.read())  # a temporary name renamed over the link
+
+
 def writer_view(manager, strategy):
     """The TrainManager a worker of `strategy` writes through: `manager` itself on the chief (is_chief), a
     worker_view of it on the others."""

@@ -32,7 +32,7 @@ import behaviours
 from context import Store, default_context, file_identity
 import data_loader
 # By name: Training's argument `distribute` would shadow the module.
-from distribute import STRATEGIES, is_chief, writer_view
+from distribute import STRATEGIES, detach, is_chief, writer_view
 from evaluation import evaluate  # noqa: F401  (training.evaluate: validation, evaluation.py)
 import labelling
 # Re-exported for the tests and notebooks that use them from here; their owner is labelling.py.
@@ -43,6 +43,7 @@ import methods
 import metrics
 import model
 import results
+from results_matrices import matrices_path
 import train_manager
 
 methods.load_all()  # every method's gin configurable (lwf.*, ...): a config binding one parses
@@ -617,10 +618,12 @@ class Training:
         append happen under the experiment's lock (results.experiment_lock, re-entrant: sweep.run_experiment holds
         it for the whole experiment), so the file never holds a step twice, even when two processes run this
         experiment outside main.py. A non-chief worker takes no lock: it writes its own copy in a scratch folder,
-        whose lock file may be a link to the chief's (distribute.worker_view), held by the chief."""
+        made its own (distribute.detach) where it was a link to the chief's file (distribute.worker_view)."""
         m, step = self.manager, stage.step
         if not m.get_validate():
             return
+        if not self.chief:
+            detach(self.results_file, matrices_path(self.results_file))
         with results.experiment_lock(self.results_file) if self.chief else contextlib.nullcontext():
             if step in _steps_in(self.results_file):
                 logging.info("step %d: validated already in %s", step, self.results_file)

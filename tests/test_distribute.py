@@ -27,7 +27,9 @@ import context as context_module
 from context import Context
 import distribute
 import results
+import training
 from conftest import TESTS
+from test_training import manager
 
 TIMEOUT = 240  # seconds per run; a run takes about 10-30 s on 2 CPU cores
 RTOL = 1e-5
@@ -193,6 +195,32 @@ def test_only_the_chief_process_writes_the_summary(monkeypatch):
                             lambda name, timeout=None, t=task: _Strategy({"worker": ["a:1", "b:2"]}, "worker", t))
         context.strategy("multi_worker")
         assert context.chief_process() == chief
+
+
+def test_a_worker_appends_to_its_own_copy_of_the_chiefs_results(copy_base, tmp_path, monkeypatch):
+    """A non-chief worker's results file is a link to the chief's (distribute.worker_view), and the chief may append
+    a step between the worker's check and its append (seen under load: "already holds step 1"). The worker then
+    appends to a copy of its own (distribute.detach), and the chief's file is left as the chief wrote it."""
+    run = training.Training(manager(copy_base))
+    stage, chief_file = run.plan.incremental_steps[0], run.results_file
+    os.makedirs(os.path.dirname(chief_file), exist_ok=True)
+    cm = np.eye(run.n_classes, dtype=np.int64)
+    results.append_results(chief_file, 0, 1.0, cm, None, list(run.plan.first_step.classes))
+    link = tmp_path / "worker" / os.path.basename(chief_file)
+    link.parent.mkdir()
+    os.symlink(chief_file, link)
+    run.chief, run.results_file = False, str(link)
+
+    def chief_appends_meanwhile(seg, paths, classes, *args):
+        results.append_results(chief_file, stage.step, 2.0, cm, list(stage.old_classes), list(stage.new_classes))
+        return 3.0, cm
+
+    monkeypatch.setattr(training, "evaluate", chief_appends_meanwhile)
+    run._run_validation(None, stage)
+    assert not os.path.islink(link)
+    steps = lambda path: [(b["step"], round(b["loss"], 3)) for b in results.parse_results_file(path)]
+    assert steps(chief_file) == [(0, 1.0), (stage.step, 2.0)]
+    assert steps(link) == [(0, 1.0), (stage.step, 3.0)]
 
 
 def test_is_chief():
