@@ -43,10 +43,12 @@ def checkpoint_exists(path):
 
 
 def _remove(path):
+    """Removes a file or folder; nothing when it is gone (its writer renamed it meanwhile)."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 @contextlib.contextmanager
@@ -124,25 +126,40 @@ def _writer_gone(lock_name):
 
 def remove_stale_temporaries(*folders):
     """Deletes the temporaries (files or folders) under `folders` that killed runs left, with their lock
-    files; a live writer's temporaries are kept. Returns the removed paths."""
+    files; a live writer's temporaries are kept. Returns the removed paths.
+
+    Other processes may be writing in these folders meanwhile (a sweep's other experiments): a temporary or lock
+    listed here may be renamed or removed by its writer before it is looked at, and is then left alone."""
     removed = []
     for top in folders:
         for root, dirs, files in os.walk(top):
             for name in sorted(dirs + files):
                 path = os.path.join(root, name)
                 if TEMPORARY.search(name) and not _held(path + LOCK_SUFFIX):
+                    if not os.path.lexists(path):  # its writer finished (renamed it) after the listing
+                        continue
                     _remove(path)
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(path + LOCK_SUFFIX)
                     removed.append(path)
                     logging.info("removed %s, left by an interrupted run", path)
                 elif (name.endswith(LOCK_SUFFIX) and TEMPORARY.search(name[:-len(LOCK_SUFFIX)])
-                      and os.path.exists(path) and not os.path.lexists(path[:-len(LOCK_SUFFIX)])
-                      and (_writer_gone(name) or time.time() - os.path.getmtime(path) > _ORPHAN_LOCK_AGE)
-                      and not _held(path)):
-                    os.remove(path)  # a writer killed before it made its temporary
+                      and not os.path.lexists(path[:-len(LOCK_SUFFIX)]) and _orphan_lock(path, name)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)  # a writer killed before it made its temporary
             dirs[:] = [d for d in dirs if not TEMPORARY.search(d)]
     return removed
+
+
+def _orphan_lock(path, name):
+    """Whether the lock file `path` (named `name`), whose temporary does not exist, was left by a killed writer:
+    its process is gone or the lock is _ORPHAN_LOCK_AGE old, and nobody holds it. False when it is gone (its writer
+    finished and removed it after the listing)."""
+    try:
+        old = _writer_gone(name) or time.time() - os.path.getmtime(path) > _ORPHAN_LOCK_AGE
+    except FileNotFoundError:
+        return False
+    return old and not _held(path)
 
 
 # ------------------------------------------------------------------------------------ locks held for a while
