@@ -38,9 +38,9 @@ VOID = datasets.VOID  # the label of void pixels (object borders, unlabelled): i
 DEFAULT_N_CLASSES = datasets.VOC.n_classes + 1  # label values below it (background included) are valid by default
 MODES = ("training", "validation", "validation+", "images")
 DEFAULT_SHUFFLE_BUFFER = 1000
-# A file smaller than this is read record by record in eager mode (read_samples, check_tfrecord): a tf.data
-# pipeline's start-up (0.1-0.2 s: its functions instantiated, its threads started) costs more than its parallel
-# decoding saves on a few MB of JPEG; a larger file goes through one.
+# A file smaller than this is read without a tf.data pipeline (read_samples, check_tfrecord): its records in one
+# call of a traced loop. A pipeline's start-up (0.1-0.2 s: its functions instantiated, its threads started) costs
+# more than its parallel decoding saves on a few MB of JPEG; a larger file goes through one.
 EAGER_FILE_BYTES = 4 * 2 ** 20
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -323,10 +323,10 @@ def check_tfrecord(path, n_classes=None, require_labels=True):
     """
     path = require_files([path])[0]
     summarize = _summary_fn(-1 if n_classes is None else int(n_classes))
-    # Fast path: a small file record by record, a larger one decoded in parallel; any failure is then located
-    # record by record in eager mode.
+    # Fast path: a small file in one call, a larger one decoded in parallel; any failure is then located record by
+    # record in eager mode.
     if _small(path):
-        summaries = (summarize(raw) for raw in _eager_records(path))
+        summaries = _small_file_summaries(path, -1 if n_classes is None else int(n_classes))
     else:
         summaries = tf.data.TFRecordDataset(path).map(summarize, num_parallel_calls=tf.data.AUTOTUNE,
                                                       deterministic=True).prefetch(tf.data.AUTOTUNE)
@@ -335,7 +335,7 @@ def check_tfrecord(path, n_classes=None, require_labels=True):
         for length, image_hw, has_label, label_hw, any_bad in summaries:
             if not has_label and require_labels:
                 raise ValueError(f"{path}: record {count}: no 'label' bytes feature (expected a PNG label)")
-            if has_label and (any_bad or tuple(label_hw.numpy()) != tuple(image_hw.numpy())):
+            if has_label and (any_bad or tuple(np.asarray(label_hw)) != tuple(np.asarray(image_hw))):
                 break  # located and described below
             count += 1
             consumed += int(length) + _RECORD_OVERHEAD
@@ -371,6 +371,24 @@ def _summary_fn(n_cls):
                                     lambda: (tf.zeros([2], tf.int32), tf.constant(False)))
         return tf.strings.length(raw), image_hw, has_label, label_hw, any_bad
     return tf.function(summarize, input_signature=[tf.TensorSpec([], tf.string)])
+
+
+@functools.lru_cache(maxsize=None)
+def _file_summary_fn(n_cls):
+    """_summary_fn over every record of a file (raws [N]) in one call: a tensor [N, ...] of each summary."""
+    summarize = _summary_fn(n_cls).python_function
+    signature = (tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.bool),
+                 tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.bool))
+    return tf.function(lambda raws: tf.map_fn(summarize, raws, fn_output_signature=signature),
+                       input_signature=[tf.TensorSpec([None], tf.string)])
+
+
+def _small_file_summaries(path, n_cls):
+    """Yields check_tfrecord's summary (numpy values) of each record of a small file, all computed in one call
+    (_file_summary_fn); a bad record fails the call (tf.errors), as it fails the per-record summary."""
+    raws = list(_eager_records(path))
+    if raws:
+        yield from zip(*(t.numpy() for t in _file_summary_fn(n_cls)(tf.constant(raws))))
 
 
 def _small(path):
@@ -523,6 +541,46 @@ def _sample_fn(mode, mean, n_classes):
     return tf.function(fn, input_signature=_RECORD_SIGNATURE)
 
 
+# The sample dict's keys of each mode, with their dtypes (as _sample_fn makes them).
+_SAMPLE_DTYPES = {"validation": {"input": tf.float32, "label": tf.uint8},
+                  "validation+": {"input": tf.float32, "label": tf.uint8, "rgb_input": tf.uint8},
+                  "images": {"input": tf.float32, "rgb_input": tf.uint8}}
+
+
+@functools.lru_cache(maxsize=None)
+def _file_fn(mode, mean, n_classes):
+    """(file, raws [N]) -> {key: (its N values flattened and concatenated, their shapes [N, rank])}: the samples of
+    _sample_fn for every record of a small file in one call, a graph loop over the records rather than a call per
+    record (about 1 ms of call overhead each, where decoding a 64x64 record takes a tenth of that)."""
+    sample = _sample_fn(mode, mean, n_classes).python_function
+    dtypes = _SAMPLE_DTYPES[mode]
+
+    def fn(file, raws):
+        n = tf.size(raws)
+        values = {k: tf.TensorArray(d, size=n, infer_shape=False, element_shape=[None]) for k, d in dtypes.items()}
+        shapes = {k: tf.TensorArray(tf.int32, size=n) for k in dtypes}
+        for i in tf.range(n):
+            out = sample(file, tf.cast(i, tf.int64), raws[i])
+            values = {k: values[k].write(i, tf.reshape(out[k], [-1])) for k in dtypes}
+            shapes = {k: shapes[k].write(i, tf.shape(out[k])) for k in dtypes}
+        return {k: (values[k].concat(), shapes[k].stack()) for k in dtypes}
+    return tf.function(fn, input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([None], tf.string)])
+
+
+def _small_file_samples(path, mode, mean, n_classes):
+    """[sample dict of numpy arrays] of every record of a small file, in order (_file_fn)."""
+    raws = list(_eager_records(path))
+    if not raws:
+        return raws, []
+    out = _file_fn(mode, mean, n_classes)(tf.constant(path), tf.constant(raws))
+    split = {}
+    for k, (flat, shapes) in out.items():
+        flat, shapes = flat.numpy(), shapes.numpy()
+        ends = np.cumsum(np.prod(shapes, axis=1))
+        split[k] = [part.reshape(shape) for part, shape in zip(np.split(flat, ends[:-1]), shapes)]
+    return raws, [{k: split[k][i] for k in split} for i in range(len(raws))]
+
+
 def _key(mean, n_classes):
     """The mean and n_classes as keys of the map functions' caches (the same constants in the graph)."""
     return tuple(float(m) for m in mean), None if n_classes is None else int(n_classes)
@@ -568,8 +626,8 @@ def read_samples(path, mode, dataset_mean=DEFAULT_MEAN, n_classes=DEFAULT_N_CLAS
     numpy arrays as load_tfrecord's `mode` makes it, bit for bit).
 
     For the many small files of a sweep (a class's replay, a validation file): a file under EAGER_FILE_BYTES is
-    decoded record by record in eager mode, without the start-up of a tf.data pipeline; a larger one in parallel
-    through load_tfrecord's. Bad data fails as in load_tfrecord (tf.errors naming the file and record index).
+    decoded whole in one call of a traced loop (_file_fn), without the start-up of a tf.data pipeline; a larger one
+    in parallel through load_tfrecord's. Bad data fails as in load_tfrecord (tf.errors naming the file and record index).
 
     Args:
       path: a record file. mode: "validation", "validation+" or "images".
@@ -581,8 +639,7 @@ def read_samples(path, mode, dataset_mean=DEFAULT_MEAN, n_classes=DEFAULT_N_CLAS
     _check_mean(dataset_mean)
     fn = _sample_fn(mode, *_key(dataset_mean, n_classes))
     if _small(path):
-        samples = ((raw, {k: v.numpy() for k, v in fn(path, index, raw).items()})
-                   for index, raw in enumerate(_eager_records(path)))
+        samples = zip(*_small_file_samples(path, mode, *_key(dataset_mean, n_classes)))
     else:
         samples = _records([path], sequential=True).map(
             lambda file, index, raw: (raw, fn(file, index, raw)), num_parallel_calls=tf.data.AUTOTUNE,
@@ -676,5 +733,9 @@ def training_dataset(paths_new, paths_old, ratio_new, ratio_old, batch_size, tra
                  paths_new, ratio_new if use_new else 0, paths_old, ratio_old if use_old else 0,
                  batch_size, size, seed, buffer_size, " (files in order)" if sequential_files else "",
                  " (batches shuffled)" if shuffle_batches else "")
+    # Without tf.data's default graph rewrites: the same batches (tested), and a stage's input starts about 0.1 s
+    # sooner (0.36 -> 0.26 s to its first batch for an incremental step of 19 replay files; BENCHMARKS.md).
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
     return ds.map(lambda d: (d["input"], d["label"])).batch(batch_size, drop_remainder=True) \
-        .prefetch(tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE).with_options(options)
