@@ -29,16 +29,19 @@ COLUMNS = ["config", "test_type", "setup", "replay_source", "variant", "paramete
            "miou_all", "miou_all_bg", "delta_vs_joint", "miou_avg", "forgetting"]
 
 
-def variant_label(values):
+def variant_label(values, omit=()):
     """A short name of a run's variant, for table headers and plot legends, derived from the switches rather than
     listed per switch: "original" when every switch of behaviours.SWITCHES has its default, "?" when the run
     records no switch values (None), else each changed switch (SWITCHES order, joined by ", ") by its value: a
     text value with "-" for "_" ("mean-subtracted" for Training.replay_label_input = "mean_subtracted"), a
-    boolean as the argument's name or "no " + it ("no train_batch_norm"), another value as "argument value"."""
+    boolean as the argument's name or "no " + it ("no train_batch_norm"), another value as "argument value".
+    Switches named in `omit` (set the same way in every run of a table: common_switches) are left out."""
     if values is None:
         return "?"
     parts = []
     for name, value in behaviours.changed(values).items():
+        if name in omit:
+            continue
         argument = name.split(".")[-1]
         if isinstance(value, str):
             parts.append(value.replace("_", "-"))
@@ -47,6 +50,28 @@ def variant_label(values):
         else:
             parts.append(f"{argument} {value}")
     return ", ".join(parts) or "original"
+
+
+def common_switches(rows):
+    """The switches set otherwise than the original, the same way, in every row: the "name = value" parts (as
+    behaviours.variant writes them) common to every row's `variant`; [] when a row has the original's behaviours
+    or records none ("?"). The embedded benchmark sets TrainManager.mixed_labels_per_experiment for every run: its
+    tables name that once (common_note) and the variants by their other switches."""
+    common = None
+    for r in rows:
+        parts = [] if r.get("variant") in (None, "original", "?") else r["variant"].split("; ")
+        common = parts if common is None else [p for p in common if p in parts]
+    return common or []
+
+
+def common_note(rows):
+    """The line a table of `rows` starts with when a switch is set the same way in every row (common_switches):
+    its variant names leave that switch out. "" otherwise."""
+    common = common_switches(rows)
+    if not common:
+        return ""
+    return (f"Every run here: {'; '.join(common)} (README \"Behaviours of the original\"); the variants below are "
+            f"named by their other switches.\n\n")
 
 
 def _unnamed(label):
@@ -66,6 +91,8 @@ def summary_rows(experiments):
     mIoU over steps and the mean forgetting (metrics.EXPERIMENT_METRICS), and the run's variant (run_variant;
     variant_label, for the tables' headers, is not a column; nor is dataset). delta_vs_joint is to the JOINT run
     of the experiment's dataset (joint_of)."""
+    common = common_switches([dict(variant=run_variant(e["behaviours"])) for e in experiments])
+    omit = {part.split(" = ")[0] for part in common}
     rows = []
     for e in experiments:
         numbers = experiment_metrics(e, joint_of(experiments, e.get("dataset", datasets.DEFAULT)))
@@ -73,7 +100,7 @@ def summary_rows(experiments):
                          replay_source=e["replay_source"], variant=run_variant(e["behaviours"]),
                          parameters=e["parameters"], **{k: numbers[k] for k in COLUMNS[6:]},
                          # not COLUMNS: for the tables below
-                         variant_label=variant_label(e["behaviours"]), method=e.get("method"),
+                         variant_label=variant_label(e["behaviours"], omit), method=e.get("method"),
                          protocol=e.get("protocol"), dataset=e.get("dataset", datasets.DEFAULT)))
     return rows
 
@@ -168,15 +195,17 @@ def pair_note(pair):
 def recall_vs_finetuning(rows):
     """Markdown table: per RECALL row (setup, protocol, config, replay source, variant, parameters) the final mIoU
     over all classes (miou_all) of RECALL, of the fine-tuning run it is paired with (finetuning_pairs) and the
-    difference, and which fine-tuning run that is (`fine-tuning run`, pair_note)."""
+    difference, and which fine-tuning run that is (`fine-tuning run`, pair_note). The switches every row sets
+    (common_switches) are named once above the table, not in the variant column."""
     header = ["setup", "protocol", "config", "replay_source", "variant", "parameters", "RECALL", "fine-tuning",
               "difference", "fine-tuning run"]
-    cells = []
+    common, cells = common_switches(rows), []
     for pair in finetuning_pairs(rows):
         r, f = pair["recall"], pair["finetuning"]
-        cells.append([_fmt(r[k]) for k in header[:6]] + [_fmt(r["miou_all"]), _fmt(f["miou_all"]),
+        variant = "; ".join(p for p in r["variant"].split("; ") if p not in common) or "original"
+        cells.append([_fmt(dict(r, variant=variant)[k]) for k in header[:6]] + [_fmt(r["miou_all"]), _fmt(f["miou_all"]),
                                                          _fmt(r["miou_all"] - f["miou_all"]), pair_note(pair)])
-    return _markdown(header, cells)
+    return common_note(rows) + _markdown(header, cells)
 
 
 def _method_label(row):
@@ -218,7 +247,7 @@ def recall_vs_baselines(rows):
             recall = [r["miou_all"] for r in v.values() if r["method"] == "RECALL" and gap(r) == name]
             row.append(_fmt(max(recall) - max(others) if recall and others else math.nan))
         table.append(row)
-    return _markdown(["setup", "protocol"] + labels + gaps, table)
+    return common_note(rows) + _markdown(["setup", "protocol"] + labels + gaps, table)
 
 
 # README "The embedded benchmark / Results": its setups, in its column order, and its protocols in its row order.
@@ -279,7 +308,7 @@ def method_setup_table(rows, metric="miou_all"):
             label = name if len(by_run) == 1 else f"{name} [{config} {parameters}]"
             joint = by_setup.get("joint")
             table.append([label] + [_mean_and_std(joint or by_setup.get(s), metric) for s in setups])
-    return _markdown(["method"] + setups, table)
+    return common_note(rows) + _markdown(["method"] + setups, table)
 
 
 def _mean_and_std(row, metric):
@@ -330,14 +359,17 @@ def latex_table(rows, experiments):
 
 def plot_lines(experiments):
     """What plot draws for each incremental experiment: {results file path: (label, style)}. The label is
-    "config (replay source)" and, for a variant other than the original's, its variant_label after it
+    "config (replay source)" and, for a variant other than the original's, its variant_label after it (switches
+    set the same way in every run left out: common_switches; plot writes them under the figure)
     ("DISJOINT (gan, mean-subtracted)"); the style gives a colour per run of a config (config, replay source,
     parameters: the same in every setup's plot and for both variants) and the variant: solid with round
     markers for the original's behaviours, dotted with square markers for another variant (JOINT is dashed)."""
     runs = sorted({(e["config"], e["replay_source"], e["parameters"]) for e in experiments})
+    omit = {part.split(" = ")[0] for part in common_switches([dict(variant=run_variant(e["behaviours"]))
+                                                              for e in experiments])}
     lines = {}
     for e in experiments:
-        label = variant_label(e["behaviours"])
+        label = variant_label(e["behaviours"], omit)
         original = _unnamed(label)
         details = [e["replay_source"]] + ([] if original else [label])
         style = dict(color_index=runs.index((e["config"], e["replay_source"], e["parameters"])),
@@ -368,6 +400,7 @@ def plot(experiments, folder):
     from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top,import-outside-toplevel
     os.makedirs(folder, exist_ok=True)
     lines, colours, written = plot_lines(experiments), matplotlib.colormaps["tab20"], []
+    common = common_switches([dict(variant=run_variant(e["behaviours"])) for e in experiments])
     for setup in sorted({e["setup"] for e in experiments if e["setup"] != "joint"}):
         runs = [e for e in experiments if e["setup"] == setup]
         joint = joint_of(experiments, runs[0].get("dataset", datasets.DEFAULT))
@@ -392,6 +425,8 @@ def plot(experiments, folder):
         ax2.set(title=f"{setup}: per-class IoU at the last step", xlabel="class", ylabel="IoU (%)")
         ax1.legend(fontsize=6)
         fig.tight_layout()
+        if common:  # the legends name the variants by their other switches (plot_lines)
+            fig.text(0.005, 0.005, "every run: " + "; ".join(common), fontsize=6)
         out = os.path.join(folder, f"miou_{setup}.png")
         with artifacts.atomic_path(out) as tmp:
             fig.savefig(tmp, dpi=90, format="png")

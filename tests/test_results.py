@@ -440,6 +440,46 @@ def test_variant_label_is_derived_from_the_switches():
     assert results.variant_label({"TrainManager.mixed_labels_per_experiment": True}) == "mixed_labels_per_experiment"
 
 
+def test_a_switch_every_run_sets_is_named_once_not_in_every_variant(tmp_path):
+    """The embedded benchmark sets TrainManager.mixed_labels_per_experiment for every run: the summary's variant
+    column keeps every switch, but the tables and plots name the variants by their other switches ("original",
+    "mean-subtracted") and say once, above each table, what every run sets. One run without it (a folder that mixes
+    the two): nothing is left out."""
+    import training  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import  (registers Training.*)
+    mixed = "TrainManager.mixed_labels_per_experiment = True"
+    outputs = tmp_path / "outputs"
+    for config, value, bindings, changed in [
+            ("DISJOINT", 0.3, [mixed], {}),
+            ("DISJOINT", 0.6, [mixed, MEAN_SUBTRACTED], {"replay_label_input": "mean_subtracted"}),
+            ("FINE_TUNING_DISJOINT", 0.4, [mixed], {})]:
+        _experiment(tmp_path, config, "ADD_ONE_ONE_TIME", "gan", _final(value), *bindings,
+                    gin_text=_operative_config("disjoint", mixed_labels_per_experiment=True, **changed))
+    _experiment(tmp_path, "JOINT", "JOINT", None, _block(0, [0.9] + [0.8] * 20), mixed,
+                gin_text=_operative_config(mixed_labels_per_experiment=True))
+    rows = results.summarize(str(outputs))
+    both = "TrainManager.mixed_labels_per_experiment = True"
+    assert sorted((r["config"], r["variant_label"], r["variant"]) for r in rows) == [
+        ("DISJOINT", "mean-subtracted", "Training.replay_label_input = 'mean_subtracted'; " + both),
+        ("DISJOINT", "original", both), ("FINE_TUNING_DISJOINT", "original", both), ("JOINT", "original", both)]
+    for name in ("method_setup_table.md", "recall_vs_finetuning.md"):
+        lines = (outputs / name).read_text().splitlines()
+        assert lines[0].startswith(f"Every run here: {both} ") and lines[1] == "", (name, lines[:2])
+        assert "mixed_labels_per_experiment" not in "\n".join(lines[2:]), name
+    assert [line.split("|")[1].strip() for line in (outputs / "method_setup_table.md").read_text().splitlines()[4:]] \
+        == ["FT (disjoint)", "RECALL disj. gan", "RECALL disj. gan (mean-subtracted)", "JOINT"]
+    experiments = results.read_experiments(str(outputs))
+    assert sorted(label for label, _ in results.plot_lines(experiments).values()) == [
+        "DISJOINT (gan)", "DISJOINT (gan, mean-subtracted)", "FINE_TUNING_DISJOINT (none)", "JOINT (none)"]
+
+    # A run without the switch: no switch is common, each variant says it.
+    _experiment(tmp_path, "FINE_TUNING_OVERLAPPED", "ADD_ONE_ONE_TIME", "gan", _final(0.2),
+                gin_text=_operative_config("overlapped"))
+    rows = results.summarize(str(outputs))
+    assert {r["variant_label"] for r in rows} == {"original", "mixed_labels_per_experiment",
+                                                  "mean-subtracted, mixed_labels_per_experiment"}
+    assert not (outputs / "method_setup_table.md").read_text().startswith("Every run")
+
+
 def test_two_variants_of_recall_in_every_table(tmp_path):
     """RECALL as the original's code runs it and as the paper describes it (Training.replay_label_input =
     "mean_subtracted", results files with a name suffix) beside one fine-tuning run per protocol: the summary's
