@@ -64,6 +64,12 @@ def common_switches(rows):
     return common or []
 
 
+def _common_of_experiments(experiments):
+    """(common_switches of read_experiments' records, the switch names among them: variant_label's `omit`)."""
+    common = common_switches([dict(variant=run_variant(e["behaviours"])) for e in experiments])
+    return common, {part.split(" = ")[0] for part in common}
+
+
 def common_note(rows):
     """The line a table of `rows` starts with when a switch is set the same way in every row (common_switches):
     its variant names leave that switch out. "" otherwise."""
@@ -91,8 +97,7 @@ def summary_rows(experiments):
     mIoU over steps and the mean forgetting (metrics.EXPERIMENT_METRICS), and the run's variant (run_variant;
     variant_label, for the tables' headers, is not a column; nor is dataset). delta_vs_joint is to the JOINT run
     of the experiment's dataset (joint_of)."""
-    common = common_switches([dict(variant=run_variant(e["behaviours"])) for e in experiments])
-    omit = {part.split(" = ")[0] for part in common}
+    _, omit = _common_of_experiments(experiments)
     rows = []
     for e in experiments:
         numbers = experiment_metrics(e, joint_of(experiments, e.get("dataset", datasets.DEFAULT)))
@@ -365,8 +370,7 @@ def plot_lines(experiments):
     parameters: the same in every setup's plot and for both variants) and the variant: solid with round
     markers for the original's behaviours, dotted with square markers for another variant (JOINT is dashed)."""
     runs = sorted({(e["config"], e["replay_source"], e["parameters"]) for e in experiments})
-    omit = {part.split(" = ")[0] for part in common_switches([dict(variant=run_variant(e["behaviours"]))
-                                                              for e in experiments])}
+    _, omit = _common_of_experiments(experiments)
     lines = {}
     for e in experiments:
         label = variant_label(e["behaviours"], omit)
@@ -400,7 +404,7 @@ def plot(experiments, folder):
     from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top,import-outside-toplevel
     os.makedirs(folder, exist_ok=True)
     lines, colours, written = plot_lines(experiments), matplotlib.colormaps["tab20"], []
-    common = common_switches([dict(variant=run_variant(e["behaviours"])) for e in experiments])
+    common, _ = _common_of_experiments(experiments)
     for setup in sorted({e["setup"] for e in experiments if e["setup"] != "joint"}):
         runs = [e for e in experiments if e["setup"] == setup]
         joint = joint_of(experiments, runs[0].get("dataset", datasets.DEFAULT))
