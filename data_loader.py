@@ -42,6 +42,9 @@ DEFAULT_SHUFFLE_BUFFER = 1000
 # call of a traced loop. A pipeline's start-up (0.1-0.2 s: its functions instantiated, its threads started) costs
 # more than its parallel decoding saves on a few MB of JPEG; a larger file goes through one.
 EAGER_FILE_BYTES = 4 * 2 ** 20
+# tf.data's default graph rewrites of a training input (training_dataset): off. The same batches (tested), and a
+# stage's input starts sooner (to its first batch 374 -> 303 ms for a step of 8 replay files; BENCHMARKS.md).
+INPUT_GRAPH_REWRITES = False
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -733,9 +736,7 @@ def training_dataset(paths_new, paths_old, ratio_new, ratio_old, batch_size, tra
                  paths_new, ratio_new if use_new else 0, paths_old, ratio_old if use_old else 0,
                  batch_size, size, seed, buffer_size, " (files in order)" if sequential_files else "",
                  " (batches shuffled)" if shuffle_batches else "")
-    # Without tf.data's default graph rewrites: the same batches (tested), and a stage's input starts about 0.1 s
-    # sooner (0.36 -> 0.26 s to its first batch for an incremental step of 19 replay files; BENCHMARKS.md).
     options = tf.data.Options()
-    options.experimental_optimization.apply_default_optimizations = False
+    options.experimental_optimization.apply_default_optimizations = INPUT_GRAPH_REWRITES
     return ds.map(lambda d: (d["input"], d["label"])).batch(batch_size, drop_remainder=True) \
         .prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -381,3 +381,21 @@ def test_decoding_is_traced_once_per_process(tmp_path):
         list(dl.load_tfrecord([path, path], "training", 8, dataset_mean=list(mean), seed=0))
     assert dl._sample_fn("validation", *dl._key(mean, 21)).experimental_get_tracing_count() == 1
     assert dl._training_fn(8, *dl._key(mean, 21)).experimental_get_tracing_count() == 1
+
+
+def test_training_input_without_graph_rewrites_gives_the_same_batches(tmp_path, monkeypatch):
+    """training_dataset turns tf.data's default graph rewrites off (data_loader.INPUT_GRAPH_REWRITES) to start
+    sooner: the batches, new and replay interleaved through the original's buffer, are those with the rewrites."""
+    new = _mixed_file(tmp_path / "new.tfrecord")
+    old = [_constant_file(tmp_path / f"old{c}.tfrecord", c, n=5, h=20, w=20) for c in (1, 2, 3)]
+
+    def batches():
+        ds = dl.training_dataset([new], old, 2, 2, 4, 16, MEAN, seed=3, n_classes=21, sequential_files=True,
+                                 buffer_size=10)
+        assert ds.options().experimental_optimization.apply_default_optimizations is dl.INPUT_GRAPH_REWRITES
+        return [(x.numpy().tobytes(), y.numpy().tobytes()) for x, y in ds.take(12)]
+    assert not dl.INPUT_GRAPH_REWRITES
+    without = batches()
+    monkeypatch.setattr(dl, "INPUT_GRAPH_REWRITES", True)
+    assert batches() == without
+    assert len(set(without)) > 1  # the batches differ from one another: the comparison sees the order
