@@ -1,6 +1,7 @@
 """Per-call cost of reading one small record file, the unit of a sweep's replay labelling and validation (issue 24):
 labelling.predicted, data_loader.read_samples, load_tfrecord (made and read), check_tfrecord, a training pipeline
-made (load_tfrecord "training", first sample).
+made (load_tfrecord "training", first sample), an incremental step's input (training_dataset over this file and 8
+others as replay, to its first batch).
 
   python -m benchmarks.bench_per_call                          # 30 files of 2 images of 20x28 (ADE20K test size)
   python -m benchmarks.bench_per_call --baseline=/tmp/old      # side by side with another version's modules
@@ -9,7 +10,8 @@ Each call reads a file no call has read before (its records are small; the time 
 "first" is the first call of a kind in the process (it traces); the median is over the others. --baseline: a
 folder holding another version's data_loader.py and labelling.py (e.g. `git show REV:data_loader.py >
 /tmp/old/data_loader.py`), imported under other names and timed alternately with this version's, call by call,
-so that both see the same load; the two must give the same bytes (checked on every call of predicted).
+so that both see the same load; the two must give the same bytes (checked on every call of predicted and of the
+step's input).
 """
 
 import runtime  # noqa: F401  (first, before TensorFlow: oneDNN kernels on every x86 CPU)
@@ -62,6 +64,10 @@ def _baseline(folder):
     return modules
 
 
+# The calls whose outputs must be the baseline's byte for byte (checked on every call).
+SAME_BYTES = ("predicted, images", "training_dataset (1 + 8 files), first batch")
+
+
 def _calls(dl, lab, seg, n_classes):
     """{kind: fn(path)} of one version."""
     calls = {
@@ -75,6 +81,14 @@ def _calls(dl, lab, seg, n_classes):
                                                                              n_classes=n_classes, seed=0))),
         "check_tfrecord": lambda p: dl.check_tfrecord(p, n_classes),
     }
+    def stage_input(p):  # an incremental step's input: p new, 8 other files replay; built, started, first batch
+        others = sorted(os.path.join(os.path.dirname(p), f) for f in os.listdir(os.path.dirname(p))
+                        if f.endswith(".tfrecord") and f != os.path.basename(p))[:8]
+        images, labels = next(iter(dl.training_dataset([p], others, 8, 8, 16, 32, (0.0, 0.0, 0.0), seed=0,
+                                                       n_classes=n_classes, sequential_files=True,
+                                                       buffer_size=400 * len(others))))
+        return images.numpy().tobytes(), labels.numpy().tobytes()
+    calls["training_dataset (1 + 8 files), first batch"] = stage_input
     if hasattr(dl, "read_samples"):
         calls["read_samples validation+"] = lambda p: list(dl.read_samples(p, "validation+", (0.0, 0.0, 0.0),
                                                                            n_classes))
@@ -101,8 +115,8 @@ def main(_):
                         with timing.Stopwatch() as watch:
                             outputs[v] = versions[v][kind](path)
                         seconds[(v, kind)].append(watch.seconds)
-                if kind == "predicted, images" and len(outputs) == 2 and outputs["this"] != outputs["baseline"]:
-                    raise AssertionError(f"predicted differs from the baseline's on {path}")
+                if kind in SAME_BYTES and len(outputs) == 2 and outputs["this"] != outputs["baseline"]:
+                    raise AssertionError(f"{kind} differs from the baseline's on {path}")
     load.done()
     print(f"{FLAGS.files} files of {FLAGS.images} images {h}x{w}, {FLAGS.n_classes} classes; ms per call")
     print(f"{'call':42s} " + " ".join(f"{v + ' first':>15s} {v + ' median':>15s}" for v in versions)
