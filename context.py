@@ -26,8 +26,9 @@ class Context:
       MultiWorkerMirroredStrategy in a process breaks the collectives, so use one context per process);
     - the tfrecords already checked (check_once) and the validation samples decoded (decoded_samples);
     - the networks whose weights stages load from checkpoints (kept_network, keep), one per architecture, so that
-      the experiments of a sweep neither build nor trace a network each, and the validations of first steps
-      (validated), which every experiment sharing a first step would repeat.
+      the experiments of a sweep neither build nor trace a network each, the validations of first steps
+      (validated), which every experiment sharing a first step would repeat, and the encoder features of
+      validation files (encoded), which every step of a frozen encoder would compute again.
     `Training(manager)` without a context uses the process's default one (default_context()).
     """
 
@@ -39,6 +40,7 @@ class Context:
         self._decoded, self._decoded_bytes = {}, 0
         self._networks = collections.OrderedDict()  # key -> (Segmenter, bytes of its variables), oldest use first
         self._validated = {}
+        self._encoded = collections.OrderedDict()  # key -> (features, bytes), oldest use first
         self._waited = 0.0
 
     @contextlib.contextmanager
@@ -117,6 +119,19 @@ class Context:
         loss, cm = self._validated[key]
         return loss, cm.copy()
 
+    def encoded(self, key, compute):
+        """The encoder features `key` names (evaluation._encoded_batches: an encoder checkpoint file, a validation
+        file, the batching), a list of tensors computed by compute() once per process while the features kept stay
+        under ENCODED_BUDGET_BYTES (the least recently used dropped first)."""
+        entry = self._encoded.pop(key, None)
+        if entry is None:
+            features = compute()
+            entry = (features, sum(int(np.prod(f.shape)) * f.dtype.size for f in features))
+        self._encoded[key] = entry  # the most recently used
+        while len(self._encoded) > 1 and sum(size for _, size in self._encoded.values()) > ENCODED_BUDGET_BYTES:
+            self._encoded.popitem(last=False)
+        return entry[0]
+
     def kept_network(self, key):
         """The process's network of architecture `key` (Training._network_key) kept by keep(), or None. Its `holds`
         says which checkpoint files its weights equal (Training._load reads only the others), None while they
@@ -144,6 +159,10 @@ NETWORK_BUDGET_BYTES = 1024 * 2 ** 20
 # Decoded samples a process keeps (Context.decoded_samples): the embedded benchmark's 400 validation images of
 # 64x64 take 6.6 MB; real VOC's 1449 (about 0.8 GB) are decoded at each validation, as before.
 DECODED_BUDGET_BYTES = 256 * 2 ** 20
+
+# Encoder features of validation files a process keeps (Context.encoded): the embedded benchmark's 400 images take
+# 52 MB per encoder and setup (8 x 8 x 512 floats each); files above evaluation.ENCODED_FILE_BYTES are never kept.
+ENCODED_BUDGET_BYTES = 1024 * 2 ** 20
 
 _DEFAULT_CONTEXT = []  # the process's default Context, made on first use
 

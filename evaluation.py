@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from context import default_context
+from context import default_context, file_identity
 import data_loader
 import metrics
 import model
@@ -20,7 +20,8 @@ def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1, progres
     Only pixels labelled with one of `classes` count (void and unseen classes are left out), as the original.
     Args:
       batch_size: images per forward pass; 1 is the original (full images of any size). Larger batches pad
-        images of different sizes (label 255 in the padding, so padded pixels are never counted).
+        images of different sizes (label 255 in the padding, so padded pixels are never counted); a batch holds
+        the images of one file.
       context: the context.Context whose decoded samples are reused (Context.decoded_samples); None: the
         process's.
     Returns (float mean loss over images, int64 numpy [n_classes, n_classes]).
@@ -29,18 +30,47 @@ def evaluate(seg, paths, classes, n_classes, dataset_mean, batch_size=1, progres
     step = seg.compiled.get(("evaluate", n_classes))
     if step is None:  # traced once per network: the classes come in as a tensor
         step = seg.compiled[("evaluate", n_classes)] = tf.function(
-            lambda images, labels, label_map: _evaluate_batch(seg, images, labels, label_map, n_classes),
+            lambda features, labels, label_map: _evaluate_batch(seg, features, labels, label_map, n_classes),
             reduce_retracing=True)
     context = context or default_context()
-    samples = (sample for path in data_loader.require_files(paths)
-               for sample in context.decoded_samples(path, n_classes))
     losses, cm = [], np.zeros((n_classes, n_classes), np.int64)
-    for images, labels in tqdm(_padded_batches(samples, batch_size, dataset_mean), desc="validation",
-                               leave=False, disable=not progress):
-        per_image, c = step(images, labels, label_map)
+    batches = ((features, labels) for path in data_loader.require_files(paths)
+               for features, labels in _encoded_batches(seg, path, n_classes, dataset_mean, batch_size, context))
+    for features, labels in tqdm(batches, desc="validation", leave=False, disable=not progress):
+        per_image, c = step(features, labels, label_map)
         losses.extend(per_image.numpy().tolist())
         cm += c.numpy()
     return (float(np.mean(losses)) if losses else float("nan")), cm
+
+
+def _encoded_batches(seg, path, n_classes, dataset_mean, batch_size, context):
+    """Yields the (encoder features, labels uint8 [B, H, W]) of the batches of one validation file (a batch never
+    spans two files). The features of a network whose encoder equals a checkpoint file (its `holds`,
+    training.Training._load) are computed once per process (Context.encoded) when the file's take at most
+    ENCODED_FILE_BYTES (the embedded benchmark's): every later step of a frozen encoder, and every experiment on the
+    same step-0 encoder, validates on them. Exact: an image's features do not depend on the other images of its
+    batch (tests/test_validation_input.py). Larger files (real VOC's) are encoded batch by batch at each call."""
+    samples = context.decoded_samples(path, n_classes)
+    encode = seg.compiled.get("encode")
+    if encode is None:
+        encode = seg.compiled["encode"] = tf.function(seg.encode, reduce_retracing=True)
+    held = getattr(seg, "holds", None)
+    size = sum(-(-image.shape[0] // 8) * -(-image.shape[1] // 8) for image, _ in samples) \
+        * seg.encoder.output_shape[-1] * 4  # float32 features at output stride 8 (padding aside)
+    if held is None or held[0] is None or held[0][1] is None or size > ENCODED_FILE_BYTES:
+        for images, labels in _padded_batches(samples, batch_size, dataset_mean):  # one batch at a time
+            yield encode(tf.constant(images)), labels
+        return
+    batches = list(_padded_batches(samples, batch_size, dataset_mean))
+    key = (held[0], getattr(seg, "precision", None), file_identity(path), n_classes,
+           tuple(map(float, dataset_mean)), batch_size)
+    features = context.encoded(key, lambda: [encode(tf.constant(images)) for images, _ in batches])
+    yield from zip(features, (labels for _, labels in batches))
+
+
+# The largest validation file whose encoder features Context.encoded keeps: the embedded benchmark's (20 to 400 images
+# of 64x64: 2.6 to 52 MB), not real VOC's (33 MB per image of 512x512 at 2048 channels).
+ENCODED_FILE_BYTES = 64 * 2 ** 20
 
 
 def _padded_batches(samples, batch_size, dataset_mean):
@@ -64,9 +94,10 @@ def _padded_batches(samples, batch_size, dataset_mean):
             batch = []
 
 
-def _evaluate_batch(seg, images, labels, label_map, n_classes):
-    """(per-image mean cross-entropy over the counted pixels [B], confusion matrix of the batch)."""
-    logits = seg(images)
+def _evaluate_batch(seg, features, labels, label_map, n_classes):
+    """(per-image mean cross-entropy over the counted pixels [B], confusion matrix of the batch) from the encoder
+    features of a batch whose labels are `labels` (the logits are upsampled to the labels' size, the images')."""
+    logits = seg.decode(features, tf.shape(labels)[1:3])
     targets = tf.gather(label_map, tf.cast(labels, tf.int32))
     counted = tf.not_equal(targets, data_loader.VOID)
     valid = tf.cast(counted, tf.float32)

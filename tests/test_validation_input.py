@@ -91,16 +91,16 @@ def test_a_bad_label_value_still_fails_naming_the_file(tmp_path):
 
 
 def test_evaluate_equals_the_tf_data_pipeline(mixed_sizes):
-    """evaluate's loss and confusion matrix are those of the batches padded_batch makes, with or without the
-    samples kept."""
+    """evaluate's loss and confusion matrix are those of the batches padded_batch makes of each file (a batch never
+    spans two files), with or without the samples kept."""
     gin.clear_config()
     gin.parse_config([b for b in TINY_BINDINGS if b.startswith("backbone")])
     seg = model.Segmenter(21)
     classes = list(range(21))
     label_map = tf.constant(model.make_label_map(classes), tf.int32)
     losses, cm = [], np.zeros((21, 21), np.int64)
-    for images, labels in _tf_data_batches(mixed_sizes, 2, data_loader.DEFAULT_MEAN):
-        per_image, c = evaluation._evaluate_batch(seg, tf.constant(images), tf.constant(labels), label_map, 21)
+    for images, labels in [b for path in mixed_sizes for b in _tf_data_batches([path], 2, data_loader.DEFAULT_MEAN)]:
+        per_image, c = evaluation._evaluate_batch(seg, seg.encode(images), tf.constant(labels), label_map, 21)
         losses += per_image.numpy().tolist()
         cm += c.numpy()
     context = Context(progress_bars=False)
@@ -112,6 +112,72 @@ def test_evaluate_equals_the_tf_data_pipeline(mixed_sizes):
         # the loss by far more than float32 rounding
         assert loss == pytest.approx(float(np.mean(losses)), rel=1e-6)
     assert cm.sum() > 0
+
+
+def _counting_encoder(seg, calls):
+    """seg's traced encoder for evaluate (seg.compiled["encode"]), counting its calls in calls[0]."""
+    traced = tf.function(seg.encode, reduce_retracing=True)
+
+    def encode(images):
+        calls[0] += 1
+        return traced(images)
+    seg.compiled["encode"] = encode
+
+
+def test_encoder_features_are_kept_per_checkpoint_file(mixed_sizes, tmp_path, monkeypatch):
+    """A network whose encoder equals a checkpoint file (its `holds`) is validated on features encoded once per
+    process: the same loss and matrix as encoding at each call, encoded again when the checkpoint file changes or
+    another dataset mean comes; a network that holds no checkpoint, or a file above ENCODED_FILE_BYTES, is encoded
+    at every call."""
+    gin.clear_config()
+    gin.parse_config([b for b in TINY_BINDINGS if b.startswith("backbone")])
+    classes, mean = list(range(21)), data_loader.DEFAULT_MEAN
+    seg = model.Segmenter(21)
+    expected = training.evaluate(seg, mixed_sizes, classes, 21, mean, 2, False, Context(progress_bars=False))
+    checkpoint = tmp_path / "encoder.weights.h5"
+    checkpoint.write_bytes(b"weights")
+    seg.holds = (context_module.file_identity(str(checkpoint)), None)
+    calls, context = [0], Context(progress_bars=False)
+    _counting_encoder(seg, calls)
+    per_call = 3  # batches of 2: a's 3 images in 2, b's 2 in 1
+
+    def evaluate(mean=mean):
+        return training.evaluate(seg, mixed_sizes, classes, 21, mean, 2, False, context)
+
+    for _ in range(2):
+        loss, cm = evaluate()
+        assert loss == expected[0]
+        np.testing.assert_array_equal(cm, expected[1])
+    assert calls[0] == per_call  # encoded at the first call only
+    evaluate(mean=(0.0, 0.0, 0.0))
+    assert calls[0] == 2 * per_call
+    checkpoint.write_bytes(b"other weights")  # another file under the same name
+    seg.holds = (context_module.file_identity(str(checkpoint)), None)
+    evaluate()
+    assert calls[0] == 3 * per_call
+    seg.holds = None
+    evaluate()
+    evaluate()
+    assert calls[0] == 5 * per_call
+    seg.holds = (context_module.file_identity(str(checkpoint)), None)
+    monkeypatch.setattr(evaluation, "ENCODED_FILE_BYTES", 0)
+    evaluate(mean=(1.0, 2.0, 3.0))
+    evaluate(mean=(1.0, 2.0, 3.0))
+    assert calls[0] == 7 * per_call
+
+
+def test_kept_features_stay_under_the_budget(monkeypatch):
+    """Context.encoded drops the least recently used features above ENCODED_BUDGET_BYTES."""
+    context = Context(progress_bars=False)
+    monkeypatch.setattr(context_module, "ENCODED_BUDGET_BYTES", 2 * 4 * 10)
+    made = []
+
+    def features(name):
+        return context.encoded(name, lambda: made.append(name) or [tf.zeros([10])])
+
+    features("a"), features("b"), features("a"), features("c")  # b is the least recently used
+    features("a"), features("c"), features("b")
+    assert made == ["a", "b", "c", "b"]
 
 
 def test_a_written_file_is_not_read_back(tmp_path, monkeypatch):
