@@ -12,8 +12,8 @@ the multi-step setups unless --test_type is given). With prepared ADE20K data un
 Without it, it builds the embedded VOC-like benchmark under ./embedded once (world, data, replay) and runs
 the same sweep there with config/embedded/embedded.gin on top of each config: a small network, small
 images and few steps, so the whole method runs on a laptop CPU: 114 experiments (both RECALLs, fine-tuning,
-JOINT and the field's baselines on 15-1), build included, in 21 to 25 minutes on a 2-core AVX-512 CPU (AMD EPYC
-21.4, Intel Xeon 25.0; 2026-12-07, README "Results"). It logs its own time and CPU kind at the end.
+JOINT and the field's baselines on 15-1), build included, in 15 to 26 minutes on a 2-core AVX-512 CPU (AMD EPYC
+hosts: 14.8 min on 2026-12-08, 25.9 on 2026-12-07; README "Results"). It logs its own time and CPU kind at the end.
 """
 import os
 import sys
