@@ -121,12 +121,13 @@ class Context:
 
     def encoded(self, key, compute):
         """The encoder features `key` names (evaluation._encoded_batches: an encoder checkpoint file, a validation
-        file, the batching), a list of tensors computed by compute() once per process while the features kept stay
-        under ENCODED_BUDGET_BYTES (the least recently used dropped first)."""
+        file, the batching): what compute() returns (a list of (features, labels) batches), computed once per process
+        while the arrays kept stay under ENCODED_BUDGET_BYTES (the least recently used dropped first)."""
         entry = self._encoded.pop(key, None)
         if entry is None:
             features = compute()
-            entry = (features, sum(int(np.prod(f.shape)) * f.dtype.size for f in features))
+            entry = (features, sum(int(np.prod(a.shape)) * np.dtype(getattr(a.dtype, "as_numpy_dtype", a.dtype)).itemsize
+                                   for batch in features for a in (batch if isinstance(batch, tuple) else (batch,))))
         self._encoded[key] = entry  # the most recently used
         while len(self._encoded) > 1 and sum(size for _, size in self._encoded.values()) > ENCODED_BUDGET_BYTES:
             self._encoded.popitem(last=False)

@@ -61,11 +61,10 @@ def _encoded_batches(seg, path, n_classes, dataset_mean, batch_size, context):
         for images, labels in _padded_batches(samples, batch_size, dataset_mean):  # one batch at a time
             yield encode(tf.constant(images)), labels
         return
-    batches = list(_padded_batches(samples, batch_size, dataset_mean))
     key = (held[0], getattr(seg, "precision", None), file_identity(path), n_classes,
            tuple(map(float, dataset_mean)), batch_size)
-    features = context.encoded(key, lambda: [encode(tf.constant(images)) for images, _ in batches])
-    yield from zip(features, (labels for _, labels in batches))
+    yield from context.encoded(key, lambda: [(encode(tf.constant(images)), labels) for images, labels
+                                             in _padded_batches(samples, batch_size, dataset_mean)])
 
 
 # The largest validation file whose encoder features Context.encoded keeps: the embedded benchmark's (20 to 400 images
